@@ -1,0 +1,11 @@
+//! pqgate's sans-IO core: the config model and its validation, routing decisions, protocol
+//! encoders and the metric vocabulary. No sockets, no clock, no randomness: callers pass them in.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod hex;
+pub mod metrics;
+pub mod proxy_v2;
+pub mod route;
+pub mod spki;
+pub mod validate;

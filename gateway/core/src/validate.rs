@@ -1,0 +1,329 @@
+//! Semantic checks on a parsed [`Config`]: every problem is collected, each naming its key path,
+//! so an operator fixes a file in one pass. No file is opened here; loading certificates is the
+//! daemon's job.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+
+use crate::config::{Config, ConnectorConfig, Limits, ListenerConfig, RouteConfig};
+use crate::route::is_valid_server_name;
+
+/// One problem with a config value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Issue {
+    /// Dotted key path, e.g. `listener[0].tls12`.
+    pub key: String,
+    /// What is wrong and what would be right.
+    pub message: String,
+}
+
+impl fmt::Display for Issue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Longest name accepted for listeners and connectors (they become metric labels).
+const MAX_NAME_LEN: usize = 64;
+
+/// Checks the whole config and returns every issue found (empty: valid).
+pub fn validate(config: &Config) -> Vec<Issue> {
+    let mut v = Validator::default();
+    v.check_service(config);
+    let mut addrs: HashMap<SocketAddr, String> = HashMap::new();
+    if config.admin.enabled {
+        addrs.insert(config.admin.listen, "admin.listen".into());
+    }
+    let mut names: HashMap<&str, String> = HashMap::new();
+    for (i, l) in config.listeners.iter().enumerate() {
+        let at = format!("listener[{i}]");
+        v.check_name(&at, &l.name, &mut names);
+        v.check_addr(&format!("{at}.listen"), l.listen, &mut addrs);
+        v.check_listener(&at, l);
+    }
+    for (i, c) in config.connectors.iter().enumerate() {
+        let at = format!("connector[{i}]");
+        v.check_name(&at, &c.name, &mut names);
+        v.check_addr(&format!("{at}.listen"), c.listen, &mut addrs);
+        v.check_connector(&at, c);
+    }
+    v.issues
+}
+
+#[derive(Default)]
+struct Validator {
+    issues: Vec<Issue>,
+}
+
+impl Validator {
+    fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.issues.push(Issue {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn check_service(&mut self, config: &Config) {
+        if config.service.drain_timeout_secs > 3600 {
+            self.push("service.drain_timeout_secs", "must be at most 3600");
+        }
+        if config.service.worker_threads > 1024 {
+            self.push("service.worker_threads", "must be at most 1024");
+        }
+    }
+
+    fn check_name<'a>(&mut self, at: &str, name: &'a str, seen: &mut HashMap<&'a str, String>) {
+        let ok_chars = name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
+        if name.is_empty() || name.len() > MAX_NAME_LEN || !ok_chars {
+            self.push(
+                format!("{at}.name"),
+                format!("{name:?} must be 1-{MAX_NAME_LEN} characters of A-Z a-z 0-9 - _"),
+            );
+        }
+        if let Some(first) = seen.insert(name, at.to_owned()) {
+            self.push(
+                format!("{at}.name"),
+                format!("{name:?} is already used by {first}"),
+            );
+        }
+    }
+
+    fn check_addr(&mut self, key: &str, addr: SocketAddr, seen: &mut HashMap<SocketAddr, String>) {
+        if addr.port() == 0 {
+            self.push(key, "port 0 is not allowed: name the port to listen on");
+        }
+        if let Some(first) = seen.insert(addr, key.to_owned()) {
+            self.push(key, format!("{addr} is already used by {first}"));
+        }
+    }
+
+    fn check_limits(&mut self, at: &str, limits: &Limits) {
+        let fields = [
+            ("max_connections", u64::from(limits.max_connections)),
+            ("handshake_timeout_secs", limits.handshake_timeout_secs),
+            ("idle_timeout_secs", limits.idle_timeout_secs),
+            ("connect_timeout_secs", limits.connect_timeout_secs),
+        ];
+        for (field, value) in fields {
+            if value == 0 {
+                self.push(format!("{at}.limits.{field}"), "must be greater than 0");
+            }
+        }
+    }
+
+    fn check_alpn(&mut self, at: &str, alpn: &[String]) {
+        for (i, proto) in alpn.iter().enumerate() {
+            if proto.is_empty() || proto.len() > 255 {
+                self.push(format!("{at}.alpn[{i}]"), "must be 1-255 bytes");
+            }
+        }
+    }
+
+    fn check_tls12(&mut self, at: &str, tls12: bool, policy: crate::config::KxPolicy) {
+        if tls12 && !policy.allows_tls12() {
+            self.push(
+                format!("{at}.tls12"),
+                format!(
+                    "TLS 1.2 cannot be enabled with policy \"{policy}\" (TLS 1.2 has no \
+                     post-quantum key exchange); use policy = \"hybrid-preferred\""
+                ),
+            );
+        }
+    }
+
+    fn check_listener(&mut self, at: &str, l: &ListenerConfig) {
+        self.check_tls12(at, l.tls12, l.policy);
+        self.check_alpn(at, &l.alpn);
+        self.check_limits(at, &l.limits);
+        match (&l.cert, &l.key, l.self_signed) {
+            (Some(_), Some(_), false) | (None, None, true) => {}
+            (_, _, true) => self.push(
+                format!("{at}.self_signed"),
+                "self_signed = true and cert/key are exclusive: choose one",
+            ),
+            (Some(_), None, false) => self.push(format!("{at}.key"), "cert is set but key is not"),
+            (None, Some(_), false) => self.push(format!("{at}.cert"), "key is set but cert is not"),
+            (None, None, false) => self.push(
+                format!("{at}.cert"),
+                "a certificate is needed: set cert and key, or self_signed = true",
+            ),
+        }
+        let mut seen = HashMap::new();
+        for (i, r) in l.routes.iter().enumerate() {
+            self.check_route(&format!("{at}.route[{i}]"), r, &mut seen);
+        }
+    }
+
+    fn check_route(&mut self, at: &str, r: &RouteConfig, seen: &mut HashMap<String, ()>) {
+        if !is_valid_server_name(&r.sni) {
+            self.push(
+                format!("{at}.sni"),
+                format!("{:?} is not a DNS name (or *.name)", r.sni),
+            );
+        }
+        if seen.insert(r.sni.to_ascii_lowercase(), ()).is_some() {
+            self.push(
+                format!("{at}.sni"),
+                format!("{:?} appears in two routes", r.sni),
+            );
+        }
+        match (&r.cert, &r.key) {
+            (Some(_), None) => self.push(format!("{at}.key"), "cert is set but key is not"),
+            (None, Some(_)) => self.push(format!("{at}.cert"), "key is set but cert is not"),
+            _ => {}
+        }
+        if r.cert.is_none() && r.backend.is_none() {
+            self.push(at, "a route must set a backend, a cert/key pair, or both");
+        }
+    }
+
+    fn check_connector(&mut self, at: &str, c: &ConnectorConfig) {
+        self.check_tls12(at, c.tls12, c.policy);
+        self.check_alpn(at, &c.alpn);
+        self.check_limits(at, &c.limits);
+        if c.ca.is_none() && c.pin_sha256.is_empty() {
+            self.push(
+                format!("{at}.ca"),
+                "the remote must be verified: set ca, pin_sha256, or both",
+            );
+        }
+        for (i, pin) in c.pin_sha256.iter().enumerate() {
+            if crate::hex::decode(pin).is_none_or(|b| b.len() != 32) {
+                self.push(
+                    format!("{at}.pin_sha256[{i}]"),
+                    "must be a SHA-256 digest in hex (64 hex digits)",
+                );
+            }
+        }
+        match (&c.client_cert, &c.client_key) {
+            (Some(_), None) => self.push(
+                format!("{at}.client_key"),
+                "client_cert is set but client_key is not",
+            ),
+            (None, Some(_)) => self.push(
+                format!("{at}.client_cert"),
+                "client_key is set but client_cert is not",
+            ),
+            _ => {}
+        }
+        let name = c.server_name.as_deref().unwrap_or(&c.remote.host);
+        let is_ip = name.parse::<std::net::IpAddr>().is_ok();
+        if !is_ip && (!is_valid_server_name(name) || name.starts_with('*')) {
+            self.push(
+                format!("{at}.server_name"),
+                format!("{name:?} is neither a DNS name nor an IP address"),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Backend, KxPolicy};
+
+    fn listener(name: &str, port: u16) -> ListenerConfig {
+        ListenerConfig {
+            name: name.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], port)),
+            backend: Backend::BuiltinInfo,
+            policy: KxPolicy::HybridRequired,
+            tls12: false,
+            cert: None,
+            key: None,
+            self_signed: true,
+            alpn: vec![],
+            proxy_protocol: false,
+            client_auth: None,
+            limits: Limits::default(),
+            routes: vec![],
+        }
+    }
+
+    fn keys(cfg: &Config) -> Vec<String> {
+        validate(cfg).into_iter().map(|i| i.key).collect()
+    }
+
+    #[test]
+    fn default_and_simple_configs_are_valid() {
+        let mut cfg = Config::default();
+        assert!(validate(&cfg).is_empty());
+        cfg.listeners.push(listener("a", 8443));
+        assert!(validate(&cfg).is_empty(), "{:?}", validate(&cfg));
+    }
+
+    #[test]
+    fn collects_every_issue_with_its_key() {
+        let mut cfg = Config::default();
+        let mut l = listener("a b", 9851);
+        l.tls12 = true;
+        l.limits.max_connections = 0;
+        l.routes.push(RouteConfig {
+            sni: "bad name".into(),
+            backend: None,
+            cert: None,
+            key: None,
+        });
+        cfg.listeners.push(l);
+        cfg.listeners.push(listener("a b", 8443));
+        assert_eq!(
+            keys(&cfg),
+            [
+                "listener[0].name",
+                "listener[0].listen",
+                "listener[0].tls12",
+                "listener[0].limits.max_connections",
+                "listener[0].route[0].sni",
+                "listener[0].route[0]",
+                "listener[1].name",
+                "listener[1].name",
+            ]
+        );
+    }
+
+    #[test]
+    fn certificate_source_must_be_exactly_one() {
+        let mut cfg = Config::default();
+        let mut l = listener("a", 1000);
+        l.self_signed = false;
+        l.cert = Some("c.pem".into());
+        cfg.listeners.push(l.clone());
+        l.self_signed = true;
+        l.key = Some("k.pem".into());
+        l.name = "b".into();
+        l.listen.set_port(1001);
+        cfg.listeners.push(l);
+        assert_eq!(keys(&cfg), ["listener[0].key", "listener[1].self_signed"]);
+    }
+
+    #[test]
+    fn connector_needs_verification_and_valid_pins() {
+        let mut cfg = Config::default();
+        cfg.connectors.push(ConnectorConfig {
+            name: "c".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7000)),
+            remote: "gw.example:8443".parse().unwrap(),
+            server_name: None,
+            policy: KxPolicy::HybridPreferred,
+            tls12: true,
+            ca: None,
+            pin_sha256: vec!["abcd".into()],
+            client_cert: Some("c.pem".into()),
+            client_key: None,
+            alpn: vec![],
+            limits: Limits::default(),
+        });
+        assert_eq!(
+            keys(&cfg),
+            [
+                "connector[0].pin_sha256[0]",
+                "connector[0].client_key"
+            ]
+        );
+        cfg.connectors[0].pin_sha256.clear();
+        assert!(keys(&cfg).contains(&"connector[0].ca".to_owned()));
+    }
+}

@@ -1,0 +1,77 @@
+//! Turns a loaded configuration into ready-to-serve listener and connector states, loading every
+//! certificate and key; all problems are collected and located (key path and file).
+
+use pqgate_core::config::Config;
+
+use crate::config_load::{ConfigErrors, ConfigIssue, Loaded};
+use crate::connector::ConnectorState;
+use crate::server::ListenerState;
+use crate::state;
+use crate::tls::client_config::build_connector_tls;
+use crate::tls::server_config::build_listener_tls;
+
+/// Whether building may create the self-signed certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SelfSignedMode {
+    /// Generate it if missing (`run`).
+    Generate,
+    /// Use it if present, else skip that listener's certificate check (`check`).
+    IfPresent,
+}
+
+/// Everything a daemon serves.
+pub struct Built {
+    /// Listener states, in config order.
+    pub listeners: Vec<ListenerState>,
+    /// Connector states, in config order.
+    pub connectors: Vec<ConnectorState>,
+}
+
+/// Builds every listener and connector of `loaded`.
+pub fn build(loaded: &Loaded, mode: SelfSignedMode) -> Result<Built, ConfigErrors> {
+    let config: &Config = &loaded.config;
+    let mut issues: Vec<ConfigIssue> = Vec::new();
+    let mut built = Built {
+        listeners: Vec::new(),
+        connectors: Vec::new(),
+    };
+    let state_dir = state::state_dir(config.service.state_dir.as_deref());
+    for (i, l) in config.listeners.iter().enumerate() {
+        let at = format!("listener[{i}]");
+        let pair = if l.self_signed {
+            let paths = match mode {
+                SelfSignedMode::Generate => match state::ensure_self_signed(&state_dir) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        issues.push(loaded.issue(&format!("{at}.self_signed"), e.to_string()));
+                        continue;
+                    }
+                },
+                SelfSignedMode::IfPresent => state::self_signed_paths(&state_dir),
+            };
+            if !paths.cert.exists() {
+                continue;
+            }
+            Some((paths.cert, paths.key))
+        } else {
+            None
+        };
+        let pair_ref = pair.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+        match build_listener_tls(&at, l, pair_ref) {
+            Ok(tls) => built.listeners.push(ListenerState::new(l.clone(), tls)),
+            Err(e) => issues.push(loaded.issue(e.key(), e.to_string())),
+        }
+    }
+    for (i, c) in config.connectors.iter().enumerate() {
+        let at = format!("connector[{i}]");
+        match build_connector_tls(&at, c) {
+            Ok(tls) => built.connectors.push(ConnectorState::new(c.clone(), tls)),
+            Err(e) => issues.push(loaded.issue(e.key(), e.to_string())),
+        }
+    }
+    if issues.is_empty() {
+        Ok(built)
+    } else {
+        Err(ConfigErrors(issues))
+    }
+}

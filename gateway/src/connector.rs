@@ -1,0 +1,97 @@
+//! TLS origination: accept plaintext, connect to the remote, complete a verified handshake
+//! under the connector's policy, then relay.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::counter;
+use pqgate_core::config::ConnectorConfig;
+use pqgate_core::metrics::{self as m, ConnectionOutcome, HandshakeOutcome};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tokio::time::{Instant, timeout};
+use tokio_rustls::TlsConnector;
+
+use crate::endpoint::{ConnectionRecord, Endpoint};
+use crate::relay::{RelayCounters, relay};
+use crate::server::connect;
+use crate::tls::client_config::ConnectorTls;
+use crate::tls::{SessionFacts, classify_handshake_error};
+
+/// A connector's config and TLS state, swapped as a whole on reload.
+pub struct ConnectorState {
+    /// Its config.
+    pub config: ConnectorConfig,
+    /// Its TLS client config.
+    pub tls: ConnectorTls,
+    /// Admission slots.
+    pub slots: Arc<Semaphore>,
+}
+
+impl ConnectorState {
+    /// Wraps a built connector.
+    pub fn new(config: ConnectorConfig, tls: ConnectorTls) -> Self {
+        let slots = Arc::new(Semaphore::new(config.limits.max_connections as usize));
+        Self { config, tls, slots }
+    }
+}
+
+impl Endpoint for ConnectorState {
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    fn slots(&self) -> &Arc<Semaphore> {
+        &self.slots
+    }
+
+    async fn serve(self: Arc<Self>, plain: TcpStream, peer: SocketAddr) {
+        let mut record = ConnectionRecord::new(&self.config.name, peer);
+        let (outcome, detail) = self.originate(plain, &mut record).await;
+        record.finish(outcome, detail.as_deref());
+    }
+}
+
+impl ConnectorState {
+    async fn originate(
+        &self,
+        plain: TcpStream,
+        record: &mut ConnectionRecord<'_>,
+    ) -> (ConnectionOutcome, Option<String>) {
+        let c = &self.config;
+        let name = c.name.clone();
+        record.sni = Some(self.tls.server_name.to_str().into_owned());
+        let remote = match connect(&c.remote, Duration::from_secs(c.limits.connect_timeout_secs)).await {
+            Ok(r) => r,
+            Err(e) => {
+                counter!(m::BACKEND_CONNECT_FAILURES, "listener" => name).increment(1);
+                return (ConnectionOutcome::BackendUnavailable, Some(format!("{}: {e}", c.remote)));
+            }
+        };
+        let started = Instant::now();
+        let connector = TlsConnector::from(self.tls.config.clone());
+        let deadline = Duration::from_secs(c.limits.handshake_timeout_secs);
+        let tls = match timeout(deadline, connector.connect(self.tls.server_name.clone(), remote)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                let outcome = classify_handshake_error(&e);
+                record.handshake_done(outcome, started.elapsed());
+                return (ConnectionOutcome::HandshakeFailed, Some(format!("{}: {e}", outcome.label())));
+            }
+            Err(_) => {
+                record.handshake_done(HandshakeOutcome::Timeout, started.elapsed());
+                return (ConnectionOutcome::HandshakeFailed, Some("handshake timeout".into()));
+            }
+        };
+        record.session = Some(SessionFacts::of(tls.get_ref().1));
+        record.handshake_done(HandshakeOutcome::Ok, started.elapsed());
+        let counters = RelayCounters {
+            up: counter!(m::BYTES, "listener" => name.clone(), "direction" => m::DIRECTION_IN),
+            down: counter!(m::BYTES, "listener" => name, "direction" => m::DIRECTION_OUT),
+        };
+        let report = relay(plain, tls, Duration::from_secs(c.limits.idle_timeout_secs), counters).await;
+        (record.up, record.down) = (report.up, report.down);
+        (report.outcome, None)
+    }
+}

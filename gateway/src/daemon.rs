@@ -1,0 +1,262 @@
+//! The daemon: binds and runs every listener and connector, reloads on SIGHUP (a new config is
+//! built and bound completely before anything is swapped, so a bad one changes nothing), and
+//! drains on SIGTERM. Reports to systemd throughout.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use metrics::{counter, gauge};
+use metrics_exporter_prometheus::PrometheusHandle;
+use pqgate_core::metrics as m;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+use crate::build::{Built, SelfSignedMode, build};
+use crate::config_load::{self, ConfigErrors, Loaded};
+use crate::connector::ConnectorState;
+use crate::endpoint::{Endpoint, accept_loop, bind};
+use crate::notify;
+use crate::server::ListenerState;
+use crate::shared::Shared;
+
+/// Why the daemon could not start or apply a config.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DaemonError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigErrors),
+    /// An address could not be bound.
+    #[error("{key}: cannot listen on {addr}: {source}")]
+    Bind {
+        /// Config key path.
+        key: String,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Signal handlers could not be installed.
+    #[error("installing signal handlers: {0}")]
+    Signals(#[source] std::io::Error),
+}
+
+/// One running listener or connector.
+struct Running<E> {
+    addr: SocketAddr,
+    state: Arc<ArcSwap<E>>,
+    stop: watch::Sender<bool>,
+}
+
+impl<E> Drop for Running<E> {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// The running gateway.
+pub struct Daemon {
+    config_path: Option<PathBuf>,
+    shared: Arc<Shared>,
+    listeners: HashMap<String, Running<ListenerState>>,
+    connectors: HashMap<String, Running<ConnectorState>>,
+    admin_stop: Option<watch::Sender<bool>>,
+    drain_timeout: Duration,
+    admin_addr: Option<SocketAddr>,
+}
+
+impl Daemon {
+    /// Builds, binds and starts everything in `loaded`.
+    pub async fn start(
+        loaded: Loaded,
+        config_path: Option<PathBuf>,
+        metrics: PrometheusHandle,
+    ) -> Result<Self, DaemonError> {
+        let built = build(&loaded, SelfSignedMode::Generate)?;
+        let shared = Arc::new(Shared::default());
+        let config = &loaded.config;
+        let mut daemon = Self {
+            config_path,
+            shared: shared.clone(),
+            listeners: HashMap::new(),
+            connectors: HashMap::new(),
+            admin_stop: None,
+            drain_timeout: Duration::from_secs(config.service.drain_timeout_secs),
+            admin_addr: None,
+        };
+        if config.admin.enabled {
+            let socket = bind(config.admin.listen).map_err(|source| DaemonError::Bind {
+                key: "admin.listen".into(),
+                addr: config.admin.listen,
+                source,
+            })?;
+            let (tx, rx) = watch::channel(false);
+            tokio::spawn(crate::admin::serve(socket, metrics, shared, rx));
+            daemon.admin_stop = Some(tx);
+            daemon.admin_addr = Some(config.admin.listen);
+            tracing::info!(addr = %config.admin.listen, "admin endpoint listening");
+        }
+        daemon.apply(built, &loaded)?;
+        gauge!(m::UP).set(1.0);
+        Ok(daemon)
+    }
+
+    /// Serves until SIGTERM or SIGINT, reloading on SIGHUP; then drains.
+    pub async fn run(mut self) -> Result<(), DaemonError> {
+        let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
+        let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+        let watchdog = notify::watchdog_interval();
+        let mut tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+        notify::notify(&format!("READY=1\nSTATUS={}", self.status()));
+        loop {
+            tokio::select! {
+                _ = hup.recv() => self.reload().await,
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = tick.tick() => if watchdog.is_some() { notify::notify("WATCHDOG=1") },
+            }
+        }
+        self.drain().await;
+        Ok(())
+    }
+
+    fn status(&self) -> String {
+        format!(
+            "serving {} listener(s), {} connector(s)",
+            self.listeners.len(),
+            self.connectors.len()
+        )
+    }
+
+    async fn reload(&mut self) {
+        notify::reloading();
+        tracing::info!("reloading configuration");
+        match self.try_reload() {
+            Ok(()) => {
+                counter!(m::CONFIG_RELOADS, "outcome" => "ok").increment(1);
+                tracing::info!(status = %self.status(), "configuration reloaded");
+            }
+            Err(e) => {
+                counter!(m::CONFIG_RELOADS, "outcome" => "rejected").increment(1);
+                tracing::error!("reload rejected, the running configuration stays: {e}");
+            }
+        }
+        notify::notify(&format!("READY=1\nSTATUS={}", self.status()));
+    }
+
+    fn try_reload(&mut self) -> Result<(), DaemonError> {
+        let loaded = config_load::load(self.config_path.as_deref())?;
+        let built = build(&loaded, SelfSignedMode::Generate)?;
+        let admin = &loaded.config.admin;
+        if admin.enabled.then_some(admin.listen) != self.admin_addr {
+            tracing::warn!("admin endpoint changes take effect at the next restart");
+        }
+        self.drain_timeout = Duration::from_secs(loaded.config.service.drain_timeout_secs);
+        self.apply(built, &loaded)
+    }
+
+    /// Binds every new address first, then swaps states, starts new endpoints and stops removed
+    /// ones. A bind failure leaves everything as it was.
+    fn apply(&mut self, built: Built, loaded: &Loaded) -> Result<(), DaemonError> {
+        let listener_sockets = bind_new(
+            &self.listeners,
+            built.listeners.iter().map(|l| (l.config.name.as_str(), l.config.listen)),
+            "listener",
+            loaded,
+        )?;
+        let connector_sockets = bind_new(
+            &self.connectors,
+            built.connectors.iter().map(|c| (c.config.name.as_str(), c.config.listen)),
+            "connector",
+            loaded,
+        )?;
+        swap_in(&mut self.listeners, built.listeners, listener_sockets, &self.shared);
+        swap_in(&mut self.connectors, built.connectors, connector_sockets, &self.shared);
+        Ok(())
+    }
+
+    async fn drain(self) {
+        self.shared.start_draining();
+        gauge!(m::UP).set(0.0);
+        notify::notify("STOPPING=1\nSTATUS=draining");
+        let open = self.shared.open_connections();
+        tracing::info!(open, timeout_secs = self.drain_timeout.as_secs(), "draining");
+        let Self {
+            listeners,
+            connectors,
+            shared,
+            admin_stop,
+            drain_timeout,
+            ..
+        } = self;
+        drop(listeners);
+        drop(connectors);
+        let clean = shared.wait_all_closed(drain_timeout).await;
+        let left = shared.open_connections();
+        if clean {
+            tracing::info!("drained: all connections closed");
+        } else {
+            tracing::warn!(left, "drain timeout: closing the remaining connections");
+        }
+        drop(admin_stop);
+    }
+}
+
+/// Binds the addresses that are not already bound under the same name.
+fn bind_new<'a, E>(
+    running: &HashMap<String, Running<E>>,
+    wanted: impl Iterator<Item = (&'a str, SocketAddr)>,
+    kind: &str,
+    loaded: &Loaded,
+) -> Result<HashMap<String, TcpListener>, DaemonError> {
+    let mut sockets = HashMap::new();
+    for (i, (name, addr)) in wanted.enumerate() {
+        if running.get(name).is_some_and(|r| r.addr == addr) {
+            continue;
+        }
+        let key = format!("{kind}[{i}].listen");
+        let socket = bind(addr).map_err(|source| DaemonError::Bind {
+            key: format!("{} in {}", key, loaded.source),
+            addr,
+            source,
+        })?;
+        sockets.insert(name.to_owned(), socket);
+    }
+    Ok(sockets)
+}
+
+/// Replaces the running set with `states`: same name and address swap in place (open
+/// connections keep the state they started with), new ones start on their socket, others stop.
+fn swap_in<E: Endpoint>(
+    running: &mut HashMap<String, Running<E>>,
+    states: Vec<E>,
+    mut sockets: HashMap<String, TcpListener>,
+    shared: &Arc<Shared>,
+) {
+    let mut next = HashMap::with_capacity(states.len());
+    for state in states {
+        let name = state.name().to_owned();
+        if let Some(socket) = sockets.remove(&name) {
+            let addr = socket.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+            let state = Arc::new(ArcSwap::from_pointee(state));
+            let (stop, rx) = watch::channel(false);
+            tracing::info!(name = %name, %addr, "listening");
+            tokio::spawn(accept_loop(socket, state.clone(), shared.clone(), rx));
+            next.insert(name, Running { addr, state, stop });
+        } else if let Some(existing) = running.remove(&name) {
+            existing.state.store(Arc::new(state));
+            next.insert(name, existing);
+        }
+    }
+    for (name, _) in running.drain() {
+        tracing::info!(name = %name, "stopped accepting (removed or moved)");
+    }
+    *running = next;
+}

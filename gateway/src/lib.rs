@@ -1,0 +1,17 @@
+//! pqgate, the daemon: drivers (TLS termination and origination, admin endpoint, signals) around
+//! the sans-IO core and the agility registry. The `pqgate` binary is a thin CLI over this.
+
+pub mod admin;
+pub mod build;
+pub mod builtin_info;
+pub mod config_load;
+pub mod connector;
+pub mod daemon;
+pub mod endpoint;
+pub mod notify;
+pub mod relay;
+pub mod server;
+pub mod shared;
+pub mod state;
+pub mod telemetry;
+pub mod tls;

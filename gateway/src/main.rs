@@ -1,0 +1,114 @@
+//! The `pqgate` command line: `run`, `check` and `pin`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use pqgate::build::{SelfSignedMode, build};
+use pqgate::config_load;
+use pqgate::daemon::Daemon;
+use pqgate::telemetry;
+
+#[derive(Parser)]
+#[command(name = "pqgate", version, about = "Quantum-safe TLS/VPN gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (the embedded default config when no -c is given).
+    Run {
+        /// TOML config file.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Check a config: print every error (exit 1) or the effective config (exit 0).
+    Check {
+        /// TOML config file (the embedded default when absent).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Print the SHA-256 pin of a certificate's public key, for a connector's `pin_sha256`.
+    Pin {
+        /// PEM certificate file; the first certificate is used.
+        cert: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config } => run(config),
+        Command::Check { config } => check(config),
+        Command::Pin { cert } => pin(cert),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("pqgate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let loaded = match config_load::load(path.as_deref()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("pqgate: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    telemetry::init_logging(&loaded.config.log)?;
+    let metrics = telemetry::init_metrics()?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if loaded.config.service.worker_threads > 0 {
+        runtime.worker_threads(loaded.config.service.worker_threads);
+    }
+    let runtime = runtime.build().context("starting the async runtime")?;
+    warm_up()?;
+    tracing::info!(config = %loaded.source, version = env!("CARGO_PKG_VERSION"), "pqgate starting");
+    runtime.block_on(async move {
+        let daemon = Daemon::start(loaded, path, metrics).await?;
+        daemon.run().await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The first aws-lc RNG draw seeds it (tens of ms): do it before the first handshake.
+fn warm_up() -> anyhow::Result<()> {
+    let provider = pqgate_agility::build_provider(pqgate_agility::ProviderSpec {
+        policy: pqgate_agility::KxPolicy::HybridRequired,
+        tls12: false,
+    })?;
+    pqgate_agility::warm_up_rng(&provider).context("seeding the RNG")?;
+    Ok(())
+}
+
+fn check(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let loaded = match config_load::load(path.as_deref()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if let Err(e) = build(&loaded, SelfSignedMode::IfPresent) {
+        eprintln!("{e}");
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("# effective configuration from {}", loaded.source);
+    print!("{}", toml::to_string(&loaded.config).context("printing the config")?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pin(cert: PathBuf) -> anyhow::Result<ExitCode> {
+    let certs = pqgate::tls::material::load_certs(&cert, "certificate")?;
+    let pin = pqgate::tls::client_config::spki_pin(&certs[0])?;
+    println!("{pin}");
+    Ok(ExitCode::SUCCESS)
+}

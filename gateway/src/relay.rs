@@ -1,0 +1,164 @@
+//! Copies bytes both ways between a client and a backend until both sides close, either side
+//! fails, or nothing moves for the idle timeout. Half-closes are passed on.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use metrics::Counter;
+use pqgate_core::metrics::ConnectionOutcome;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+
+/// Bytes read per call. 16 KiB matches a maximum TLS record, so one read fills one record.
+const CHUNK_BYTES: usize = 16 * 1024;
+
+/// What a relay moved and how it ended.
+#[derive(Clone, Copy, Debug)]
+pub struct RelayReport {
+    /// Bytes from the client towards the backend.
+    pub up: u64,
+    /// Bytes from the backend towards the client.
+    pub down: u64,
+    /// How it ended.
+    pub outcome: ConnectionOutcome,
+}
+
+/// Per-direction byte counters, registered once per connection.
+pub struct RelayCounters {
+    /// Client to backend.
+    pub up: Counter,
+    /// Backend to client.
+    pub down: Counter,
+}
+
+/// Shared between both directions and the idle watch.
+struct Activity {
+    start: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.start.elapsed().saturating_sub(last)
+    }
+}
+
+/// Relays between `client` and `backend`.
+pub async fn relay<C, B>(client: C, backend: B, idle: Duration, counters: RelayCounters) -> RelayReport
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let activity = Arc::new(Activity {
+        start: Instant::now(),
+        last_ms: AtomicU64::new(0),
+    });
+    let (up_bytes, down_bytes) = (AtomicU64::new(0), AtomicU64::new(0));
+    let (client_r, client_w) = tokio::io::split(client);
+    let (backend_r, backend_w) = tokio::io::split(backend);
+    let up = pump(client_r, backend_w, &up_bytes, &counters.up, &activity);
+    let down = pump(backend_r, client_w, &down_bytes, &counters.down, &activity);
+    let outcome = tokio::select! {
+        res = async { tokio::try_join!(up, down) } => match res {
+            Ok(_) => ConnectionOutcome::Completed,
+            Err(_) => ConnectionOutcome::Error,
+        },
+        () = idle_watch(&activity, idle) => ConnectionOutcome::IdleTimeout,
+    };
+    RelayReport {
+        up: up_bytes.load(Ordering::Relaxed),
+        down: down_bytes.load(Ordering::Relaxed),
+        outcome,
+    }
+}
+
+async fn pump<R, W>(
+    mut from: R,
+    mut to: W,
+    bytes: &AtomicU64,
+    counter: &Counter,
+    activity: &Activity,
+) -> io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; CHUNK_BYTES];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(n) => n,
+            // A peer that closes TCP without a TLS close_notify: treat as end of stream.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            // Pass the half-close on; the other direction keeps flowing.
+            let _ = to.shutdown().await;
+            return Ok(());
+        }
+        to.write_all(&buf[..n]).await?;
+        to.flush().await?;
+        let n = n as u64;
+        bytes.fetch_add(n, Ordering::Relaxed);
+        counter.increment(n);
+        activity.touch();
+    }
+}
+
+async fn idle_watch(activity: &Activity, idle: Duration) {
+    loop {
+        let quiet = activity.idle_for();
+        if quiet >= idle {
+            return;
+        }
+        tokio::time::sleep(idle - quiet).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters() -> RelayCounters {
+        RelayCounters {
+            up: Counter::noop(),
+            down: Counter::noop(),
+        }
+    }
+
+    #[tokio::test]
+    async fn relays_both_ways_and_passes_half_close() {
+        let (client, mut client_peer) = tokio::io::duplex(1024);
+        let (backend, mut backend_peer) = tokio::io::duplex(1024);
+        let task = tokio::spawn(relay(client, backend, Duration::from_secs(30), counters()));
+        client_peer.write_all(b"hello").await.unwrap();
+        client_peer.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        backend_peer.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"hello");
+        backend_peer.write_all(b"world!").await.unwrap();
+        drop(backend_peer);
+        let mut back = Vec::new();
+        client_peer.read_to_end(&mut back).await.unwrap();
+        assert_eq!(back, b"world!");
+        let report = task.await.unwrap();
+        assert_eq!((report.up, report.down), (5, 6));
+        assert_eq!(report.outcome, ConnectionOutcome::Completed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn closes_an_idle_connection() {
+        let (client, _client_peer) = tokio::io::duplex(64);
+        let (backend, _backend_peer) = tokio::io::duplex(64);
+        let report = relay(client, backend, Duration::from_secs(5), counters()).await;
+        assert_eq!(report.outcome, ConnectionOutcome::IdleTimeout);
+    }
+}

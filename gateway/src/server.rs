@@ -1,0 +1,199 @@
+//! TLS termination: read the ClientHello, pick the route by SNI, complete the handshake under
+//! the handshake timeout with that route's prebuilt config, check the policy once more, then
+//! serve the built-in page or relay to the backend (optionally behind a PROXY v2 header).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::counter;
+use pqgate_core::config::{Backend, HostPort, ListenerConfig};
+use pqgate_core::metrics::{self as m, ConnectionOutcome, HandshakeOutcome};
+use pqgate_core::proxy_v2;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tokio::time::{Instant, timeout};
+use tokio_rustls::LazyConfigAcceptor;
+use tokio_rustls::server::TlsStream;
+
+use crate::builtin_info::{self, PageContext};
+use crate::endpoint::{ConnectionRecord, Endpoint};
+use crate::relay::{RelayCounters, relay};
+use crate::tls::server_config::ListenerTls;
+use crate::tls::{SessionFacts, classify_handshake_error};
+
+/// A listener's config and TLS state, swapped as a whole on reload.
+pub struct ListenerState {
+    /// Its config.
+    pub config: ListenerConfig,
+    /// Its TLS configs and routes.
+    pub tls: ListenerTls,
+    /// Admission slots.
+    pub slots: Arc<Semaphore>,
+}
+
+impl ListenerState {
+    /// Wraps a built listener.
+    pub fn new(config: ListenerConfig, tls: ListenerTls) -> Self {
+        let slots = Arc::new(Semaphore::new(config.limits.max_connections as usize));
+        Self { config, tls, slots }
+    }
+}
+
+impl Endpoint for ListenerState {
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    fn slots(&self) -> &Arc<Semaphore> {
+        &self.slots
+    }
+
+    async fn serve(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) {
+        let mut record = ConnectionRecord::new(&self.config.name, peer);
+        let (outcome, detail) = self.terminate(tcp, &mut record).await;
+        record.finish(outcome, detail.as_deref());
+    }
+}
+
+impl ListenerState {
+    async fn terminate(
+        &self,
+        tcp: TcpStream,
+        record: &mut ConnectionRecord<'_>,
+    ) -> (ConnectionOutcome, Option<String>) {
+        let limits = &self.config.limits;
+        let local = tcp.local_addr().ok();
+        let started = Instant::now();
+        let deadline = Duration::from_secs(limits.handshake_timeout_secs);
+        let handshake = timeout(deadline, self.handshake(tcp, &mut record.sni)).await;
+        let (mut tls, backend) = match handshake {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) => {
+                let outcome = classify_handshake_error(&e);
+                record.handshake_done(outcome, started.elapsed());
+                return (ConnectionOutcome::HandshakeFailed, Some(format!("{}: {e}", outcome.label())));
+            }
+            Err(_) => {
+                record.handshake_done(HandshakeOutcome::Timeout, started.elapsed());
+                return (ConnectionOutcome::HandshakeFailed, Some("handshake timeout".into()));
+            }
+        };
+        let facts = SessionFacts::of(tls.get_ref().1);
+        let admitted = pqgate_agility::KNOWN_GROUPS
+            .iter()
+            .any(|g| g.name == facts.group && self.tls.policy.admits(g));
+        record.session = Some(facts.clone());
+        if !admitted {
+            record.handshake_done(HandshakeOutcome::PolicyRefused, started.elapsed());
+            let _ = tls.shutdown().await;
+            return (ConnectionOutcome::HandshakeFailed, Some("negotiated group outside policy".into()));
+        }
+        record.handshake_done(HandshakeOutcome::Ok, started.elapsed());
+        let idle = Duration::from_secs(limits.idle_timeout_secs);
+        match backend {
+            Backend::BuiltinInfo => {
+                let ctx = PageContext {
+                    listener: &self.config.name,
+                    sni: record.sni.as_deref(),
+                };
+                match builtin_info::serve(&mut tls, &facts, &ctx, idle).await {
+                    Ok((up, down)) => {
+                        (record.up, record.down) = (up, down);
+                        (ConnectionOutcome::Completed, None)
+                    }
+                    Err(e) => (ConnectionOutcome::Error, Some(e.to_string())),
+                }
+            }
+            Backend::Tcp(target) => self.to_backend(tls, &target, local, &facts, record).await,
+        }
+    }
+
+    /// Reads the ClientHello, routes it, and completes the handshake.
+    async fn handshake(
+        &self,
+        tcp: TcpStream,
+        sni_out: &mut Option<String>,
+    ) -> std::io::Result<(TlsStream<TcpStream>, Backend)> {
+        let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
+        let sni = start.client_hello().server_name().map(str::to_owned);
+        let route = self.tls.route(sni.as_deref());
+        *sni_out = sni;
+        let stream = start.into_stream(route.config.clone()).await?;
+        Ok((stream, route.backend.clone()))
+    }
+
+    async fn to_backend(
+        &self,
+        mut tls: TlsStream<TcpStream>,
+        target: &HostPort,
+        local: Option<SocketAddr>,
+        facts: &SessionFacts,
+        record: &mut ConnectionRecord<'_>,
+    ) -> (ConnectionOutcome, Option<String>) {
+        let limits = &self.config.limits;
+        let name = self.config.name.clone();
+        let mut backend = match connect(target, Duration::from_secs(limits.connect_timeout_secs)).await {
+            Ok(b) => b,
+            Err(e) => {
+                counter!(m::BACKEND_CONNECT_FAILURES, "listener" => name).increment(1);
+                let _ = tls.shutdown().await;
+                return (ConnectionOutcome::BackendUnavailable, Some(format!("{target}: {e}")));
+            }
+        };
+        if self.config.proxy_protocol {
+            let header = proxy_header(record.peer, local, facts, record.sni.as_deref());
+            if let Err(e) = backend.write_all(&header).await {
+                return (ConnectionOutcome::Error, Some(format!("PROXY header: {e}")));
+            }
+        }
+        let counters = RelayCounters {
+            up: counter!(m::BYTES, "listener" => name.clone(), "direction" => m::DIRECTION_IN),
+            down: counter!(m::BYTES, "listener" => name, "direction" => m::DIRECTION_OUT),
+        };
+        let report = relay(tls, backend, Duration::from_secs(limits.idle_timeout_secs), counters).await;
+        (record.up, record.down) = (report.up, report.down);
+        (report.outcome, None)
+    }
+}
+
+fn proxy_header(
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+    facts: &SessionFacts,
+    sni: Option<&str>,
+) -> Vec<u8> {
+    let local = local.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    proxy_v2::encode(
+        peer,
+        local,
+        &proxy_v2::TlsFacts {
+            sni,
+            alpn: facts.alpn.as_deref(),
+            version: facts.version,
+            cipher: facts.suite,
+            client_cert: facts.peer_cert,
+        },
+    )
+}
+
+/// Connects to `host:port` (resolving names) within `limit`, trying each address in turn.
+pub async fn connect(target: &HostPort, limit: Duration) -> std::io::Result<TcpStream> {
+    let attempt = async {
+        let mut last = None;
+        for addr in tokio::net::lookup_host((target.host.as_str(), target.port)).await? {
+            match TcpStream::connect(addr).await {
+                Ok(s) => {
+                    let _ = s.set_nodelay(true);
+                    return Ok(s);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("name resolved to no address")))
+    };
+    timeout(limit, attempt)
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
+}
