@@ -50,12 +50,22 @@ pub async fn serve(
     }
 }
 
-async fn answer(mut stream: TcpStream, metrics: &PrometheusHandle, shared: &Shared) -> std::io::Result<()> {
+async fn answer(
+    mut stream: TcpStream,
+    metrics: &PrometheusHandle,
+    shared: &Shared,
+) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 512];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
         if head.len() > MAX_HEAD_BYTES {
-            return reply(&mut stream, "431 Request Header Fields Too Large", "text/plain", "").await;
+            return reply(
+                &mut stream,
+                "431 Request Header Fields Too Large",
+                "text/plain",
+                "",
+            )
+            .await;
         }
         let n = stream.read(&mut buf).await?;
         if n == 0 {
@@ -65,9 +75,18 @@ async fn answer(mut stream: TcpStream, metrics: &PrometheusHandle, shared: &Shar
     }
     let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
     let mut parts = line.split(|&b| b == b' ');
-    let (method, path) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let (method, path) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
     if method != b"GET" {
-        return reply(&mut stream, "405 Method Not Allowed", "text/plain", "GET only\n").await;
+        return reply(
+            &mut stream,
+            "405 Method Not Allowed",
+            "text/plain",
+            "GET only\n",
+        )
+        .await;
     }
     match path {
         b"/metrics" => {
@@ -75,14 +94,25 @@ async fn answer(mut stream: TcpStream, metrics: &PrometheusHandle, shared: &Shar
             reply(&mut stream, "200 OK", "text/plain; version=0.0.4", &text).await
         }
         b"/healthz" if shared.is_draining() => {
-            reply(&mut stream, "503 Service Unavailable", "text/plain", "draining\n").await
+            reply(
+                &mut stream,
+                "503 Service Unavailable",
+                "text/plain",
+                "draining\n",
+            )
+            .await
         }
         b"/healthz" => reply(&mut stream, "200 OK", "text/plain", "ok\n").await,
         _ => reply(&mut stream, "404 Not Found", "text/plain", "not found\n").await,
     }
 }
 
-async fn reply(stream: &mut TcpStream, status: &str, content_type: &str, body: &str) -> std::io::Result<()> {
+async fn reply(
+    stream: &mut TcpStream,
+    status: &str,
+    content_type: &str,
+    body: &str,
+) -> std::io::Result<()> {
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
          Connection: close\r\n\r\n",

@@ -32,32 +32,56 @@ where
     let head = tokio::time::timeout(timeout, read_head(stream))
         .await
         .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+    let head = match head {
+        Head::Complete(h) => Some(h),
+        Head::TooLong => None,
+        // A browser's speculative connection that never sent a request.
+        Head::Closed => return Ok((0, 0)),
+    };
     let response = match head.as_deref().and_then(request_path) {
-        None => respond("431 Request Header Fields Too Large", "text/plain", "bad request\n"),
+        None => respond(
+            "431 Request Header Fields Too Large",
+            "text/plain",
+            "bad request\n",
+        ),
         Some("/info.json") => respond("200 OK", "application/json", &json(facts, ctx)),
         Some(_) => respond("200 OK", "text/html; charset=utf-8", &html(facts, ctx)),
     };
     stream.write_all(response.as_bytes()).await?;
     stream.shutdown().await?;
-    let read = head.map_or(MAX_HEAD_BYTES, |h| h.len());
+    let read = head.as_ref().map_or(MAX_HEAD_BYTES, Vec::len);
     Ok((read as u64, response.len() as u64))
 }
 
-/// Reads up to the end of the request head; `None` if it does not end within the limit.
-async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<Option<Vec<u8>>> {
+/// What arrived of a request head.
+enum Head {
+    /// Up to and including the blank line.
+    Complete(Vec<u8>),
+    /// More than [`MAX_HEAD_BYTES`] without a blank line.
+    TooLong,
+    /// The client closed before a complete head.
+    Closed,
+}
+
+/// Reads up to the end of the request head.
+async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<Head> {
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
     while head.len() < MAX_HEAD_BYTES {
-        let n = stream.read(&mut buf).await?;
+        let n = match stream.read(&mut buf).await {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
+            Err(e) => return Err(e),
+        };
         if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
+            return Ok(Head::Closed);
         }
         head.extend_from_slice(&buf[..n]);
         if head.windows(4).any(|w| w == b"\r\n\r\n") {
-            return Ok(Some(head));
+            return Ok(Head::Complete(head));
         }
     }
-    Ok(None)
+    Ok(Head::TooLong)
 }
 
 fn request_path(head: &[u8]) -> Option<&str> {
@@ -104,10 +128,10 @@ fn json_string(text: &str) -> String {
 }
 
 fn alpn_text(facts: &SessionFacts) -> String {
-    facts
-        .alpn
-        .as_deref()
-        .map_or_else(|| "none".to_owned(), |a| String::from_utf8_lossy(a).into_owned())
+    facts.alpn.as_deref().map_or_else(
+        || "none".to_owned(),
+        |a| String::from_utf8_lossy(a).into_owned(),
+    )
 }
 
 fn json(facts: &SessionFacts, ctx: &PageContext<'_>) -> String {
@@ -135,14 +159,23 @@ fn html(facts: &SessionFacts, ctx: &PageContext<'_>) -> String {
         ("Protocol", facts.version.to_owned()),
         ("Cipher suite", facts.suite.to_owned()),
         ("Key exchange group", facts.group.to_owned()),
-        ("Post-quantum", if facts.post_quantum { "yes" } else { "no" }.to_owned()),
+        (
+            "Post-quantum",
+            if facts.post_quantum { "yes" } else { "no" }.to_owned(),
+        ),
         ("ALPN", alpn_text(facts)),
         ("Server name (SNI)", ctx.sni.unwrap_or("none").to_owned()),
         ("Listener", ctx.listener.to_owned()),
     ];
     let table: String = rows
         .iter()
-        .map(|(k, v)| format!("<tr><th>{k}</th><td id=\"{}\">{}</td></tr>\n", slug(k), escape(v)))
+        .map(|(k, v)| {
+            format!(
+                "<tr><th>{k}</th><td id=\"{}\">{}</td></tr>\n",
+                slug(k),
+                escape(v)
+            )
+        })
         .collect();
     format!(
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>pqgate: {group}</title>\
@@ -157,7 +190,13 @@ fn slug(label: &str) -> String {
     label
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == ' ')
-        .map(|c| if c == ' ' { '-' } else { c.to_ascii_lowercase() })
+        .map(|c| {
+            if c == ' ' {
+                '-'
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
         .collect()
 }
 
@@ -179,12 +218,17 @@ mod tests {
     #[tokio::test]
     async fn answers_with_the_negotiated_group_and_escapes_sni() {
         let (mut server, mut client) = tokio::io::duplex(64 * 1024);
-        client.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
         let ctx = PageContext {
             listener: "default",
             sni: Some("<script>"),
         };
-        serve(&mut server, &facts(), &ctx, Duration::from_secs(5)).await.unwrap();
+        serve(&mut server, &facts(), &ctx, Duration::from_secs(5))
+            .await
+            .unwrap();
         let mut page = String::new();
         client.read_to_string(&mut page).await.unwrap();
         assert!(page.starts_with("HTTP/1.1 200 OK\r\n"));
@@ -196,12 +240,17 @@ mod tests {
     #[tokio::test]
     async fn json_endpoint() {
         let (mut server, mut client) = tokio::io::duplex(64 * 1024);
-        client.write_all(b"GET /info.json HTTP/1.1\r\n\r\n").await.unwrap();
+        client
+            .write_all(b"GET /info.json HTTP/1.1\r\n\r\n")
+            .await
+            .unwrap();
         let ctx = PageContext {
             listener: "l",
             sni: None,
         };
-        serve(&mut server, &facts(), &ctx, Duration::from_secs(5)).await.unwrap();
+        serve(&mut server, &facts(), &ctx, Duration::from_secs(5))
+            .await
+            .unwrap();
         let mut page = String::new();
         client.read_to_string(&mut page).await.unwrap();
         assert!(page.contains("\"key_exchange_group\":\"X25519MLKEM768\",\"post_quantum\":true"));

@@ -143,7 +143,14 @@ fn extract(figment: &Figment, source: &Source, issues: &mut Vec<ConfigIssue>) ->
     let mut config = Config::default();
     section(figment, source, &top, "log", &mut config.log, issues);
     section(figment, source, &top, "admin", &mut config.admin, issues);
-    section(figment, source, &top, "service", &mut config.service, issues);
+    section(
+        figment,
+        source,
+        &top,
+        "service",
+        &mut config.service,
+        issues,
+    );
     config.listeners = array(figment, source, &top, "listener", issues);
     config.connectors = array(figment, source, &top, "connector", issues);
     config
@@ -286,10 +293,19 @@ tls_13 = true
         );
         let errs = load(Some(&p)).err().unwrap().0;
         let keys: Vec<_> = errs.iter().map(|i| i.key.as_str()).collect();
-        assert!(keys.contains(&"admin.listen") || keys.contains(&"admin.colour"), "{keys:?}");
+        assert!(
+            keys.contains(&"admin.listen") || keys.contains(&"admin.colour"),
+            "{keys:?}"
+        );
         assert!(keys.contains(&"listener[0].policy"), "{keys:?}");
-        assert!(keys.iter().any(|k| k.starts_with("listener[1]")), "{keys:?}");
-        assert!(errs.iter().all(|i| i.origin == p.display().to_string()), "{errs:?}");
+        assert!(
+            keys.iter().any(|k| k.starts_with("listener[1]")),
+            "{keys:?}"
+        );
+        assert!(
+            errs.iter().all(|i| i.origin == p.display().to_string()),
+            "{errs:?}"
+        );
         let text = ConfigErrors(errs).to_string();
         assert!(text.contains("hybrid-maybe"), "{text}");
         assert!(text.contains("tls_13"), "{text}");
@@ -305,7 +321,10 @@ tls_13 = true
 
     #[test]
     fn missing_file_is_reported() {
-        let errs = load(Some(Path::new("/nonexistent/pqgate.toml"))).err().unwrap().0;
+        let errs = load(Some(Path::new("/nonexistent/pqgate.toml")))
+            .err()
+            .unwrap()
+            .0;
         assert!(errs[0].message.contains("cannot read"), "{errs:?}");
     }
 
@@ -318,6 +337,9 @@ tls_13 = true
              cert = \"c.pem\"\nkey = \"k.pem\"\n",
         );
         let loaded = load(Some(&p)).unwrap();
-        assert_eq!(loaded.config.listeners[0].cert.as_deref(), Some(dir.path().join("c.pem").as_path()));
+        assert_eq!(
+            loaded.config.listeners[0].cert.as_deref(),
+            Some(dir.path().join("c.pem").as_path())
+        );
     }
 }

@@ -62,26 +62,45 @@ impl ConnectorState {
         let c = &self.config;
         let name = c.name.clone();
         record.sni = Some(self.tls.server_name.to_str().into_owned());
-        let remote = match connect(&c.remote, Duration::from_secs(c.limits.connect_timeout_secs)).await {
+        let remote = match connect(
+            &c.remote,
+            Duration::from_secs(c.limits.connect_timeout_secs),
+        )
+        .await
+        {
             Ok(r) => r,
             Err(e) => {
                 counter!(m::BACKEND_CONNECT_FAILURES, "listener" => name).increment(1);
-                return (ConnectionOutcome::BackendUnavailable, Some(format!("{}: {e}", c.remote)));
+                return (
+                    ConnectionOutcome::BackendUnavailable,
+                    Some(format!("{}: {e}", c.remote)),
+                );
             }
         };
         let started = Instant::now();
         let connector = TlsConnector::from(self.tls.config.clone());
         let deadline = Duration::from_secs(c.limits.handshake_timeout_secs);
-        let tls = match timeout(deadline, connector.connect(self.tls.server_name.clone(), remote)).await {
+        let tls = match timeout(
+            deadline,
+            connector.connect(self.tls.server_name.clone(), remote),
+        )
+        .await
+        {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
                 let outcome = classify_handshake_error(&e);
                 record.handshake_done(outcome, started.elapsed());
-                return (ConnectionOutcome::HandshakeFailed, Some(format!("{}: {e}", outcome.label())));
+                return (
+                    ConnectionOutcome::HandshakeFailed,
+                    Some(format!("{}: {e}", outcome.label())),
+                );
             }
             Err(_) => {
                 record.handshake_done(HandshakeOutcome::Timeout, started.elapsed());
-                return (ConnectionOutcome::HandshakeFailed, Some("handshake timeout".into()));
+                return (
+                    ConnectionOutcome::HandshakeFailed,
+                    Some("handshake timeout".into()),
+                );
             }
         };
         record.session = Some(SessionFacts::of(tls.get_ref().1));
@@ -90,7 +109,13 @@ impl ConnectorState {
             up: counter!(m::BYTES, "listener" => name.clone(), "direction" => m::DIRECTION_IN),
             down: counter!(m::BYTES, "listener" => name, "direction" => m::DIRECTION_OUT),
         };
-        let report = relay(plain, tls, Duration::from_secs(c.limits.idle_timeout_secs), counters).await;
+        let report = relay(
+            plain,
+            tls,
+            Duration::from_secs(c.limits.idle_timeout_secs),
+            counters,
+        )
+        .await;
         (record.up, record.down) = (report.up, report.down);
         (report.outcome, None)
     }

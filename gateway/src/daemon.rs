@@ -167,18 +167,34 @@ impl Daemon {
     fn apply(&mut self, built: Built, loaded: &Loaded) -> Result<(), DaemonError> {
         let listener_sockets = bind_new(
             &self.listeners,
-            built.listeners.iter().map(|l| (l.config.name.as_str(), l.config.listen)),
+            built
+                .listeners
+                .iter()
+                .map(|l| (l.config.name.as_str(), l.config.listen)),
             "listener",
             loaded,
         )?;
         let connector_sockets = bind_new(
             &self.connectors,
-            built.connectors.iter().map(|c| (c.config.name.as_str(), c.config.listen)),
+            built
+                .connectors
+                .iter()
+                .map(|c| (c.config.name.as_str(), c.config.listen)),
             "connector",
             loaded,
         )?;
-        swap_in(&mut self.listeners, built.listeners, listener_sockets, &self.shared);
-        swap_in(&mut self.connectors, built.connectors, connector_sockets, &self.shared);
+        swap_in(
+            &mut self.listeners,
+            built.listeners,
+            listener_sockets,
+            &self.shared,
+        );
+        swap_in(
+            &mut self.connectors,
+            built.connectors,
+            connector_sockets,
+            &self.shared,
+        );
         Ok(())
     }
 
@@ -187,7 +203,11 @@ impl Daemon {
         gauge!(m::UP).set(0.0);
         notify::notify("STOPPING=1\nSTATUS=draining");
         let open = self.shared.open_connections();
-        tracing::info!(open, timeout_secs = self.drain_timeout.as_secs(), "draining");
+        tracing::info!(
+            open,
+            timeout_secs = self.drain_timeout.as_secs(),
+            "draining"
+        );
         let Self {
             listeners,
             connectors,
@@ -244,7 +264,9 @@ fn swap_in<E: Endpoint>(
     for state in states {
         let name = state.name().to_owned();
         if let Some(socket) = sockets.remove(&name) {
-            let addr = socket.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+            let addr = socket
+                .local_addr()
+                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
             let state = Arc::new(ArcSwap::from_pointee(state));
             let (stop, rx) = watch::channel(false);
             tracing::info!(name = %name, %addr, "listening");

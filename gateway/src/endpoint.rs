@@ -65,7 +65,8 @@ pub async fn accept_loop<E: Endpoint>(
         };
         let endpoint = state.load_full();
         let Ok(permit) = endpoint.slots().clone().try_acquire_owned() else {
-            counter!(m::CONNECTIONS_REJECTED, "listener" => endpoint.name().to_owned()).increment(1);
+            counter!(m::CONNECTIONS_REJECTED, "listener" => endpoint.name().to_owned())
+                .increment(1);
             tracing::warn!(listener = endpoint.name(), %peer, "max_connections reached: connection refused");
             continue;
         };
@@ -124,7 +125,8 @@ impl<'a> ConnectionRecord<'a> {
             counter!(m::POLICY_REFUSALS, "listener" => name.clone()).increment(1);
         }
         if let (HandshakeOutcome::Ok, Some(s)) = (outcome, &self.session) {
-            histogram!(m::TLS_HANDSHAKE_SECONDS, "listener" => name.clone()).record(took.as_secs_f64());
+            histogram!(m::TLS_HANDSHAKE_SECONDS, "listener" => name.clone())
+                .record(took.as_secs_f64());
             let pq = if s.post_quantum { "true" } else { "false" };
             counter!(m::TLS_SESSIONS, "listener" => name, "group" => s.group, "suite" => s.suite, "pq" => pq)
                 .increment(1);
@@ -138,7 +140,9 @@ impl<'a> ConnectionRecord<'a> {
         let (group, suite, version, pq) = self
             .session
             .as_ref()
-            .map_or(("none", "none", "none", false), |s| (s.group, s.suite, s.version, s.post_quantum));
+            .map_or(("none", "none", "none", false), |s| {
+                (s.group, s.suite, s.version, s.post_quantum)
+            });
         let duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         tracing::info!(
             listener = self.listener,

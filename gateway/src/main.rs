@@ -102,7 +102,10 @@ fn check(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     println!("# effective configuration from {}", loaded.source);
-    print!("{}", toml::to_string(&loaded.config).context("printing the config")?);
+    print!(
+        "{}",
+        toml::to_string(&loaded.config).context("printing the config")?
+    );
     Ok(ExitCode::SUCCESS)
 }
 

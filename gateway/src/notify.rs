@@ -48,10 +48,10 @@ fn monotonic_now() -> Option<Duration> {
 /// How often to send `WATCHDOG=1`: half the interval systemd asked for, if it asked.
 pub fn watchdog_interval() -> Option<Duration> {
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
-    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
-        if pid.parse::<u32>().ok() != Some(std::process::id()) {
-            return None;
-        }
+    if let Ok(pid) = std::env::var("WATCHDOG_PID")
+        && pid.parse::<u32>().ok() != Some(std::process::id())
+    {
+        return None;
     }
     (usec > 0).then(|| Duration::from_micros(usec / 2))
 }

@@ -52,7 +52,12 @@ impl Activity {
 }
 
 /// Relays between `client` and `backend`.
-pub async fn relay<C, B>(client: C, backend: B, idle: Duration, counters: RelayCounters) -> RelayReport
+pub async fn relay<C, B>(
+    client: C,
+    backend: B,
+    idle: Duration,
+    counters: RelayCounters,
+) -> RelayReport
 where
     C: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,

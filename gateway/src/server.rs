@@ -73,11 +73,17 @@ impl ListenerState {
             Ok(Err(e)) => {
                 let outcome = classify_handshake_error(&e);
                 record.handshake_done(outcome, started.elapsed());
-                return (ConnectionOutcome::HandshakeFailed, Some(format!("{}: {e}", outcome.label())));
+                return (
+                    ConnectionOutcome::HandshakeFailed,
+                    Some(format!("{}: {e}", outcome.label())),
+                );
             }
             Err(_) => {
                 record.handshake_done(HandshakeOutcome::Timeout, started.elapsed());
-                return (ConnectionOutcome::HandshakeFailed, Some("handshake timeout".into()));
+                return (
+                    ConnectionOutcome::HandshakeFailed,
+                    Some("handshake timeout".into()),
+                );
             }
         };
         let facts = SessionFacts::of(tls.get_ref().1);
@@ -88,7 +94,10 @@ impl ListenerState {
         if !admitted {
             record.handshake_done(HandshakeOutcome::PolicyRefused, started.elapsed());
             let _ = tls.shutdown().await;
-            return (ConnectionOutcome::HandshakeFailed, Some("negotiated group outside policy".into()));
+            return (
+                ConnectionOutcome::HandshakeFailed,
+                Some("negotiated group outside policy".into()),
+            );
         }
         record.handshake_done(HandshakeOutcome::Ok, started.elapsed());
         let idle = Duration::from_secs(limits.idle_timeout_secs);
@@ -134,14 +143,18 @@ impl ListenerState {
     ) -> (ConnectionOutcome, Option<String>) {
         let limits = &self.config.limits;
         let name = self.config.name.clone();
-        let mut backend = match connect(target, Duration::from_secs(limits.connect_timeout_secs)).await {
-            Ok(b) => b,
-            Err(e) => {
-                counter!(m::BACKEND_CONNECT_FAILURES, "listener" => name).increment(1);
-                let _ = tls.shutdown().await;
-                return (ConnectionOutcome::BackendUnavailable, Some(format!("{target}: {e}")));
-            }
-        };
+        let mut backend =
+            match connect(target, Duration::from_secs(limits.connect_timeout_secs)).await {
+                Ok(b) => b,
+                Err(e) => {
+                    counter!(m::BACKEND_CONNECT_FAILURES, "listener" => name).increment(1);
+                    let _ = tls.shutdown().await;
+                    return (
+                        ConnectionOutcome::BackendUnavailable,
+                        Some(format!("{target}: {e}")),
+                    );
+                }
+            };
         if self.config.proxy_protocol {
             let header = proxy_header(record.peer, local, facts, record.sni.as_deref());
             if let Err(e) = backend.write_all(&header).await {
@@ -152,7 +165,13 @@ impl ListenerState {
             up: counter!(m::BYTES, "listener" => name.clone(), "direction" => m::DIRECTION_IN),
             down: counter!(m::BYTES, "listener" => name, "direction" => m::DIRECTION_OUT),
         };
-        let report = relay(tls, backend, Duration::from_secs(limits.idle_timeout_secs), counters).await;
+        let report = relay(
+            tls,
+            backend,
+            Duration::from_secs(limits.idle_timeout_secs),
+            counters,
+        )
+        .await;
         (record.up, record.down) = (report.up, report.down);
         (report.outcome, None)
     }

@@ -42,7 +42,12 @@ pub fn state_dir(configured: Option<&Path>) -> PathBuf {
     }
     if let Some(dir) = std::env::var_os("STATE_DIRECTORY") {
         // systemd may pass several, colon-separated; the first is ours.
-        let first = dir.to_string_lossy().split(':').next().unwrap_or_default().to_owned();
+        let first = dir
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
         return PathBuf::from(first);
     }
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -74,7 +79,11 @@ pub fn ensure_self_signed(dir: &Path) -> Result<SelfSigned, StateError> {
         source,
     })?;
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    let names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
     let mut params = rcgen::CertificateParams::new(names)?;
     params
         .distinguished_name

@@ -1,5 +1,7 @@
 //! Logging (tracing, text or JSON) and the Prometheus recorder, set up once per process.
 
+use std::io::IsTerminal;
+
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use pqgate_core::config::{LogConfig, LogFormat};
 use pqgate_core::metrics as m;
@@ -28,7 +30,8 @@ pub fn init_logging(log: &LogConfig) -> Result<(), TelemetryError> {
     let filter = EnvFilter::builder().parse(&log.level)?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = match log.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
@@ -50,15 +53,34 @@ pub fn init_metrics() -> Result<PrometheusHandle, TelemetryError> {
 
 fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(m::TLS_HANDSHAKES, "TLS handshakes by listener, group and outcome");
-    describe_counter!(m::TLS_SESSIONS, "Established TLS sessions by listener, group, suite and pq");
-    describe_histogram!(m::TLS_HANDSHAKE_SECONDS, Unit::Seconds, "TLS handshake duration");
-    describe_counter!(m::POLICY_REFUSALS, "Handshakes refused by the key-exchange policy");
+    describe_counter!(
+        m::TLS_HANDSHAKES,
+        "TLS handshakes by listener, group and outcome"
+    );
+    describe_counter!(
+        m::TLS_SESSIONS,
+        "Established TLS sessions by listener, group, suite and pq"
+    );
+    describe_histogram!(
+        m::TLS_HANDSHAKE_SECONDS,
+        Unit::Seconds,
+        "TLS handshake duration"
+    );
+    describe_counter!(
+        m::POLICY_REFUSALS,
+        "Handshakes refused by the key-exchange policy"
+    );
     describe_gauge!(m::ACTIVE_CONNECTIONS, "Connections open now");
-    describe_counter!(m::CONNECTIONS_REJECTED, "Connections refused at max_connections");
+    describe_counter!(
+        m::CONNECTIONS_REJECTED,
+        "Connections refused at max_connections"
+    );
     describe_counter!(m::CONNECTIONS, "Finished connections by outcome");
     describe_counter!(m::BYTES, Unit::Bytes, "Relayed bytes by direction");
-    describe_counter!(m::BACKEND_CONNECT_FAILURES, "Failed backend or remote connects");
+    describe_counter!(
+        m::BACKEND_CONNECT_FAILURES,
+        "Failed backend or remote connects"
+    );
     describe_counter!(m::CONFIG_RELOADS, "Config reloads by outcome");
     describe_gauge!(m::UP, "1 while serving, 0 while draining");
 }

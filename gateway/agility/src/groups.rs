@@ -132,10 +132,16 @@ mod tests {
 
     #[test]
     fn labels_are_bounded() {
-        assert_eq!(group_label(Some(NamedGroup::X25519MLKEM768)), "X25519MLKEM768");
+        assert_eq!(
+            group_label(Some(NamedGroup::X25519MLKEM768)),
+            "X25519MLKEM768"
+        );
         assert_eq!(group_label(Some(NamedGroup::FFDHE2048)), "other");
         assert_eq!(group_label(None), "none");
-        assert_eq!(suite_label(Some(CipherSuite::TLS_NULL_WITH_NULL_NULL)), "other");
+        assert_eq!(
+            suite_label(Some(CipherSuite::TLS_NULL_WITH_NULL_NULL)),
+            "other"
+        );
     }
 
     #[test]

@@ -376,14 +376,19 @@ mod tests {
         let v6: HostPort = "[::1]:443".parse().unwrap();
         assert_eq!(v6.host, "::1");
         assert_eq!(v6.to_string(), "[::1]:443");
-        for bad in ["nohost", ":80", "a:0", "a:65536", "::1:80", "[::1:80", "a b:1"] {
+        for bad in [
+            "nohost", ":80", "a:0", "a:65536", "::1:80", "[::1:80", "a b:1",
+        ] {
             assert!(bad.parse::<HostPort>().is_err(), "{bad}");
         }
     }
 
     #[test]
     fn backend_builtin() {
-        assert_eq!("builtin:info".parse::<Backend>().unwrap(), Backend::BuiltinInfo);
+        assert_eq!(
+            "builtin:info".parse::<Backend>().unwrap(),
+            Backend::BuiltinInfo
+        );
         assert!("builtin:nope".parse::<Backend>().is_err());
     }
 

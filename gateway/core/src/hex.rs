@@ -14,7 +14,7 @@ pub fn encode(bytes: &[u8]) -> String {
 /// Decodes hex (either case, optional `:` separators between bytes); `None` on any other input.
 pub fn decode(text: &str) -> Option<Vec<u8>> {
     let digits: Vec<u8> = text.bytes().filter(|&c| c != b':').collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return None;
     }
     digits

@@ -124,7 +124,10 @@ mod tests {
         assert_eq!(u16::from_be_bytes([h[26], h[27]]), 443);
         // Only the SSL TLV follows: type, length, client flags, verify, two empty sub-TLVs.
         assert_eq!(h[28], TYPE_SSL);
-        assert_eq!(usize::from(u16::from_be_bytes([h[29], h[30]])), 1 + 4 + 3 + 3);
+        assert_eq!(
+            usize::from(u16::from_be_bytes([h[29], h[30]])),
+            1 + 4 + 3 + 3
+        );
     }
 
     #[test]
@@ -141,8 +144,20 @@ mod tests {
         let h = encode(client, local, &facts);
         assert_eq!(h[13], 0x21);
         let addrs = &h[16..52];
-        assert_eq!(addrs[..16], "2001:db8::1".parse::<std::net::Ipv6Addr>().unwrap().octets());
-        assert_eq!(addrs[16..32], "::ffff:127.0.0.1".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        assert_eq!(
+            addrs[..16],
+            "2001:db8::1"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets()
+        );
+        assert_eq!(
+            addrs[16..32],
+            "::ffff:127.0.0.1"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets()
+        );
         let tlvs = &h[52..];
         assert_eq!(&tlvs[..5], &[TYPE_ALPN, 0, 2, b'h', b'2']);
         assert_eq!(tlvs[5], TYPE_AUTHORITY);

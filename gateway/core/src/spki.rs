@@ -46,7 +46,9 @@ fn expect<'a>(
         }
         let (bytes, tail) = rest.split_at(count);
         rest = tail;
-        bytes.iter().fold(0usize, |acc, &b| acc << 8 | usize::from(b))
+        bytes
+            .iter()
+            .fold(0usize, |acc, &b| acc << 8 | usize::from(b))
     };
     if rest.len() < len {
         return Err(DerError(what));

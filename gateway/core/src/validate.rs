@@ -318,10 +318,7 @@ mod tests {
         });
         assert_eq!(
             keys(&cfg),
-            [
-                "connector[0].pin_sha256[0]",
-                "connector[0].client_key"
-            ]
+            ["connector[0].pin_sha256[0]", "connector[0].client_key"]
         );
         cfg.connectors[0].pin_sha256.clear();
         assert!(keys(&cfg).contains(&"connector[0].ca".to_owned()));

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use pqgate_agility::{ProviderSpec, build_provider};
 use pqgate_core::config::ConnectorConfig;
 use pqgate_core::{hex, spki};
+use rustls::client::ResolvesClientCert;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::ResolvesClientCert;
 use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::sign::CertifiedKey;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, SignatureScheme};
 
 use super::material;
@@ -67,7 +67,10 @@ pub fn build_connector_tls(at: &str, c: &ConnectorConfig) -> Result<ConnectorTls
         _ => builder.with_no_client_auth(),
     };
     config.alpn_protocols = c.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
-    let name = c.server_name.clone().unwrap_or_else(|| c.remote.host.clone());
+    let name = c
+        .server_name
+        .clone()
+        .unwrap_or_else(|| c.remote.host.clone());
     let server_name = ServerName::try_from(name)
         .map_err(|e| BuildError::verifier(format!("{at}.server_name"), e.to_string()))?;
     Ok(ConnectorTls {
@@ -106,7 +109,13 @@ impl ServerCertVerifier for RemoteVerifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         if let Some(webpki) = &self.webpki {
-            webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
+            webpki.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                now,
+            )?;
         }
         if !self.pins.is_empty() && !self.pin_matches(end_entity) {
             return Err(CertificateError::ApplicationVerificationFailure.into());

@@ -65,7 +65,10 @@ pub enum MaterialError {
 }
 
 /// Reads every certificate in a PEM file, in order.
-pub fn load_certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, MaterialError> {
+pub fn load_certs(
+    path: &Path,
+    what: &'static str,
+) -> Result<Vec<CertificateDer<'static>>, MaterialError> {
     let pem_err = |source| MaterialError::Pem {
         what,
         path: path.to_owned(),

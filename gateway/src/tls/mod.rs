@@ -23,7 +23,7 @@ pub enum BuildError {
         key: String,
         /// The file problem.
         #[source]
-        source: MaterialError,
+        source: Box<MaterialError>,
     },
     /// The policy and the options contradict each other.
     #[error("{source}")]
@@ -41,7 +41,7 @@ pub enum BuildError {
         key: String,
         /// rustls's reason.
         #[source]
-        source: rustls::Error,
+        source: Box<rustls::Error>,
     },
     /// A verifier or server name could not be built.
     #[error("{message}")]
@@ -61,13 +61,19 @@ pub enum BuildError {
 
 impl BuildError {
     pub(crate) fn material(key: String, source: MaterialError) -> Self {
-        Self::Material { key, source }
+        Self::Material {
+            key,
+            source: Box::new(source),
+        }
     }
     pub(crate) fn policy(key: String, source: pqgate_agility::AgilityError) -> Self {
         Self::Policy { key, source }
     }
     pub(crate) fn tls(key: String, source: rustls::Error) -> Self {
-        Self::Tls { key, source }
+        Self::Tls {
+            key,
+            source: Box::new(source),
+        }
     }
     pub(crate) fn verifier(key: String, message: String) -> Self {
         Self::Verifier { key, message }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use pqgate_agility::{ProviderSpec, build_provider};
-use pqgate_core::config::{Backend, ClientAuthMode, ClientAuthConfig, KxPolicy, ListenerConfig};
+use pqgate_core::config::{Backend, ClientAuthConfig, ClientAuthMode, KxPolicy, ListenerConfig};
 use pqgate_core::route::SniTable;
 use rustls::crypto::CryptoProvider;
 use rustls::server::danger::ClientCertVerifier;
