@@ -76,12 +76,21 @@ fn openssl_s_client_is_refused_under_hybrid_required_and_accepted_under_preferre
     let cfg = admin_toml(admin)
         + &listener_toml("strict", strict, "builtin:info", &leaf, "hybrid-required")
         + "\n"
-        + &listener_toml("lenient", lenient, "builtin:info", &leaf, "hybrid-preferred");
+        + &listener_toml(
+            "lenient",
+            lenient,
+            "builtin:info",
+            &leaf,
+            "hybrid-preferred",
+        );
     let gw = Gateway::start(dir.path(), "gw", &cfg, admin);
 
     let refused = s_client(strict);
     let t = text(&refused);
-    assert!(!refused.status.success(), "s_client connected under hybrid-required:\n{t}");
+    assert!(
+        !refused.status.success(),
+        "s_client connected under hybrid-required:\n{t}"
+    );
     assert!(t.contains("alert handshake failure"), "{t}");
 
     let accepted = s_client(lenient);
@@ -90,8 +99,15 @@ fn openssl_s_client_is_refused_under_hybrid_required_and_accepted_under_preferre
     assert!(t.contains("Server Temp Key: X25519"), "{t}");
     assert!(t.contains("TLSv1.3"), "{t}");
 
-    assert_eq!(gw.metric("pqgate_policy_refusals_total{listener=\"strict\"}"), 1.0);
-    assert!(gw.wait_log("group=\"X25519\"", Duration::from_secs(5)), "{}", gw.log_text());
+    assert_eq!(
+        gw.metric("pqgate_policy_refusals_total{listener=\"strict\"}"),
+        1.0
+    );
+    assert!(
+        gw.wait_log("group=\"X25519\"", Duration::from_secs(5)),
+        "{}",
+        gw.log_text()
+    );
 }
 
 fn chromium_dump(url: &str, profile: &Path) -> Output {
@@ -132,7 +148,10 @@ fn chromium_opens_the_embedded_default_and_sees_x25519mlkem768() {
     let admin = ([127, 0, 0, 1], 9851).into();
     let deadline = std::time::Instant::now() + START_TIMEOUT;
     while !http_get(admin, "/healthz").is_some_and(|r| r.contains("200 OK")) {
-        assert!(std::time::Instant::now() < deadline, "the default config did not come up");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the default config did not come up"
+        );
         assert!(child.try_wait().unwrap().is_none(), "pqgate exited");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -148,7 +167,10 @@ fn chromium_opens_the_embedded_default_and_sees_x25519mlkem768() {
     );
     assert!(page.contains("Post-quantum: yes"), "{page}");
     assert!(
-        metric_value(&metrics, "pqgate_tls_sessions_total{listener=\"default\",group=\"X25519MLKEM768\"") >= 1.0,
+        metric_value(
+            &metrics,
+            "pqgate_tls_sessions_total{listener=\"default\",group=\"X25519MLKEM768\""
+        ) >= 1.0,
         "{metrics}"
     );
     assert!(dir.path().join("state/self-signed/cert.pem").exists());
