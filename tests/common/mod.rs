@@ -71,7 +71,11 @@ impl Pki {
 
     /// Issues a leaf for `names` with key algorithm `alg`, written as `file-cert.pem`/`-key.pem`.
     pub fn issue(&self, file: &str, names: &[&str], alg: &'static SignatureAlgorithm) -> Leaf {
-        let key = KeyPair::generate_for(alg).unwrap();
+        self.issue_with_key(file, names, KeyPair::generate_for(alg).unwrap())
+    }
+
+    /// Issues a leaf for `names` with a given key pair.
+    pub fn issue_with_key(&self, file: &str, names: &[&str], key: KeyPair) -> Leaf {
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         let mut params = CertificateParams::new(names).unwrap();
         params.distinguished_name.push(DnType::CommonName, file);
@@ -116,12 +120,24 @@ impl Gateway {
     /// Writes `config` to `dir/name.toml`, starts `pqgate run -c` on it, and waits for
     /// `/healthz` on `admin`.
     pub fn start(dir: &Path, name: &str, config: &str, admin: SocketAddr) -> Self {
+        Self::start_with_env(dir, name, config, admin, &[])
+    }
+
+    /// Like [`Gateway::start`], with extra environment variables.
+    pub fn start_with_env(
+        dir: &Path,
+        name: &str,
+        config: &str,
+        admin: SocketAddr,
+        env: &[(&str, &str)],
+    ) -> Self {
         let path = dir.join(format!("{name}.toml"));
         std::fs::write(&path, config).unwrap();
         let log = dir.join(format!("{name}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_pqgate"))
             .args(["run", "-c"])
             .arg(&path)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
