@@ -11,8 +11,11 @@ use pqgate_core::metrics::ConnectionOutcome;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-/// Bytes read per call. 16 KiB matches a maximum TLS record, so one read fills one record.
-const CHUNK_BYTES: usize = 16 * 1024;
+/// First read buffer per direction: one page, so an idle connection costs little memory.
+const INITIAL_CHUNK_BYTES: usize = 4 * 1024;
+/// Largest read buffer: a read that fills the buffer doubles it up to this, so bulk transfers
+/// move several 16 KiB TLS records per system call.
+const MAX_CHUNK_BYTES: usize = 64 * 1024;
 
 /// What a relay moved and how it ended.
 #[derive(Clone, Copy, Debug)]
@@ -96,7 +99,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = vec![0u8; CHUNK_BYTES];
+    let mut buf = vec![0u8; INITIAL_CHUNK_BYTES];
     loop {
         let n = match from.read(&mut buf).await {
             Ok(n) => n,
@@ -111,6 +114,9 @@ where
         }
         to.write_all(&buf[..n]).await?;
         to.flush().await?;
+        if n == buf.len() && buf.len() < MAX_CHUNK_BYTES {
+            buf.resize(buf.len() * 2, 0);
+        }
         let n = n as u64;
         bytes.fetch_add(n, Ordering::Relaxed);
         counter.increment(n);
@@ -157,6 +163,26 @@ mod tests {
         let report = task.await.unwrap();
         assert_eq!((report.up, report.down), (5, 6));
         assert_eq!(report.outcome, ConnectionOutcome::Completed);
+    }
+
+    #[tokio::test]
+    async fn bulk_transfer_is_byte_exact_as_buffers_grow() {
+        let (client, mut client_peer) = tokio::io::duplex(256 * 1024);
+        let (backend, mut backend_peer) = tokio::io::duplex(256 * 1024);
+        let task = tokio::spawn(relay(client, backend, Duration::from_secs(30), counters()));
+        let data: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+        let sent = data.clone();
+        let writer = tokio::spawn(async move {
+            client_peer.write_all(&sent).await.unwrap();
+            client_peer.shutdown().await.unwrap();
+            client_peer
+        });
+        let mut got = Vec::new();
+        backend_peer.read_to_end(&mut got).await.unwrap();
+        assert!(got == data, "relayed bytes differ");
+        drop(backend_peer);
+        drop(writer.await.unwrap());
+        assert_eq!(task.await.unwrap().up, data.len() as u64);
     }
 
     #[tokio::test(start_paused = true)]

@@ -24,12 +24,23 @@ use tokio_rustls::client::TlsStream;
 /// Upper bound for waiting on a gateway to come up (debug build, loaded CI machine).
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A port on 127.0.0.1 that was free a moment ago.
+/// A port on 127.0.0.1 that was free a moment ago. Taken below the kernel's ephemeral range
+/// (32768 and up), so client sockets of concurrent tests cannot grab it before pqgate binds it,
+/// and spread by process id so test binaries do not walk the same sequence.
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("binding an ephemeral port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const BASE: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let seed = std::process::id().wrapping_mul(7_919);
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (BASE + seed.wrapping_add(n) % SPAN) as u16;
+        if StdListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {BASE}..{}", BASE + SPAN);
 }
 
 /// A CA and what it issued, written as PEM files into a directory.
