@@ -32,21 +32,36 @@ async fn every_supported_certificate_algorithm_serves_a_hybrid_handshake() {
     }
     // RSA: rcgen cannot generate RSA keys with aws-lc-rs, so make one with aws-lc-rs directly.
     let rsa_key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
-    let pkcs8 = aws_lc_rs::encoding::AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&rsa_key).unwrap();
+    let pkcs8 =
+        aws_lc_rs::encoding::AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&rsa_key).unwrap();
     let rsa_pem = rcgen::KeyPair::try_from(pkcs8.as_ref()).unwrap();
     let rsa = pki.issue_with_key("rsa", &["localhost"], rsa_pem);
     let rsa_port = free_port();
-    cfg += &listener_toml("rsa", rsa_port, &backend.to_string(), &rsa, "hybrid-required");
+    cfg += &listener_toml(
+        "rsa",
+        rsa_port,
+        &backend.to_string(),
+        &rsa,
+        "hybrid-required",
+    );
     ports.push(("rsa", rsa_port, rsa));
     let _gw = Gateway::start(dir.path(), "gw", &cfg, admin);
 
     for (name, port, leaf) in &ports {
         let addr = ([127, 0, 0, 1], *port).into();
-        let tls = tls_connect(addr, client_config(hybrid_first(), pki.roots(), None), "localhost")
-            .await
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let tls = tls_connect(
+            addr,
+            client_config(hybrid_first(), pki.roots(), None),
+            "localhost",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
         let conn = tls.get_ref().1;
-        assert_eq!(conn.peer_certificates().unwrap()[0], leaf.cert_der, "{name}");
+        assert_eq!(
+            conn.peer_certificates().unwrap()[0],
+            leaf.cert_der,
+            "{name}"
+        );
         assert_eq!(
             conn.negotiated_key_exchange_group().map(|g| g.name()),
             Some(rustls::NamedGroup::X25519MLKEM768),
@@ -63,9 +78,21 @@ async fn tls12_only_where_a_listener_opts_in() {
     let backend = echo_backend().await;
     let (legacy, modern, admin) = (free_port(), free_port(), admin_addr());
     let cfg = admin_toml(admin)
-        + &listener_toml("legacy", legacy, &backend.to_string(), &leaf, "hybrid-preferred")
+        + &listener_toml(
+            "legacy",
+            legacy,
+            &backend.to_string(),
+            &leaf,
+            "hybrid-preferred",
+        )
         + "tls12 = true\n\n"
-        + &listener_toml("modern", modern, &backend.to_string(), &leaf, "hybrid-preferred");
+        + &listener_toml(
+            "modern",
+            modern,
+            &backend.to_string(),
+            &leaf,
+            "hybrid-preferred",
+        );
     let _gw = Gateway::start(dir.path(), "gw", &cfg, admin);
     let tls12_client = std::sync::Arc::new(
         rustls::ClientConfig::builder_with_provider(classical())
@@ -74,14 +101,24 @@ async fn tls12_only_where_a_listener_opts_in() {
             .with_root_certificates(pki.roots())
             .with_no_client_auth(),
     );
-    let (echo, _) = exchange(([127, 0, 0, 1], legacy).into(), tls12_client.clone(), "localhost", b"1.2")
-        .await
-        .unwrap();
+    let (echo, _) = exchange(
+        ([127, 0, 0, 1], legacy).into(),
+        tls12_client.clone(),
+        "localhost",
+        b"1.2",
+    )
+    .await
+    .unwrap();
     assert_eq!(echo, b"1.2");
     assert!(
-        exchange(([127, 0, 0, 1], modern).into(), tls12_client, "localhost", b"1.2")
-            .await
-            .is_err(),
+        exchange(
+            ([127, 0, 0, 1], modern).into(),
+            tls12_client,
+            "localhost",
+            b"1.2"
+        )
+        .await
+        .is_err(),
         "TLS 1.2 accepted on a listener that did not opt in"
     );
 }
@@ -94,7 +131,9 @@ async fn json_logs_and_systemd_notifications() {
     let backend = echo_backend().await;
     let socket_path = dir.path().join("notify.sock");
     let notify = UnixDatagram::bind(&socket_path).unwrap();
-    notify.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let (port, admin) = (free_port(), admin_addr());
     let cfg = admin_toml(admin).replace("level = \"info\"", "level = \"info\"\nformat = \"json\"")
         + &listener_toml("web", port, &backend.to_string(), &leaf, "hybrid-required");
@@ -113,7 +152,14 @@ async fn json_logs_and_systemd_notifications() {
     assert!(recv().starts_with("READY=1"));
 
     let addr = ([127, 0, 0, 1], port).into();
-    exchange(addr, client_config(hybrid_first(), pki.roots(), None), "localhost", b"x").await.unwrap();
+    exchange(
+        addr,
+        client_config(hybrid_first(), pki.roots(), None),
+        "localhost",
+        b"x",
+    )
+    .await
+    .unwrap();
     assert!(gw.wait_log("connection closed", Duration::from_secs(5)));
     let line = gw
         .log_text()
@@ -131,12 +177,18 @@ async fn json_logs_and_systemd_notifications() {
         "\"duration_ms\":",
         "\"peer\":\"127.0.0.1:",
     ] {
-        assert!(line.starts_with('{') && line.contains(field), "{field} missing in {line}");
+        assert!(
+            line.starts_with('{') && line.contains(field),
+            "{field} missing in {line}"
+        );
     }
 
     gw.signal("HUP");
     let reloading = recv();
-    assert!(reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{reloading}");
+    assert!(
+        reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        "{reloading}"
+    );
     assert!(recv().starts_with("READY=1"));
     gw.signal("TERM");
     assert!(recv().starts_with("STOPPING=1"));
