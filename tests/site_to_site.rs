@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use aws_lc_rs::digest::{Context, SHA256};
 use common::*;
+use rustls::pki_types::pem::PemObject;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -180,4 +181,54 @@ async fn connector_with_a_pinned_key_connects_and_a_wrong_pin_does_not() {
         "{}",
         a.log_text()
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connector_refuses_a_classical_only_remote_under_hybrid_required() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path(), "legacy");
+    let leaf = pki.server("legacy");
+    // A classical-only TLS server (X25519 and P-256 only), like an unupgraded peer.
+    let chain = vec![leaf.cert_der.clone()];
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&leaf.key).unwrap();
+    let server_config = rustls::ServerConfig::builder_with_provider(classical())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server_config));
+    let legacy = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let legacy_addr = legacy.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = legacy.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if let Ok(mut tls) = acceptor.accept(s).await {
+                    let _ = tls.write_all(b"classical").await;
+                }
+            });
+        }
+    });
+    let (app_port, admin) = (free_port(), admin_addr());
+    let cfg = admin_toml(admin)
+        + &format!(
+            "[[connector]]\nname = \"strict\"\nlisten = \"127.0.0.1:{app_port}\"\n\
+             remote = \"{legacy_addr}\"\nserver_name = \"localhost\"\nca = \"{}\"\n",
+            pki.ca_path("legacy").display()
+        );
+    let gw = Gateway::start(dir.path(), "a", &cfg, admin);
+    let mut app = TcpStream::connect(("127.0.0.1", app_port)).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(10), app.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0, "data passed from a classical-only remote");
+    let refusals = "pqgate_policy_refusals_total{listener=\"strict\"}";
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while gw.metric(refusals) < 1.0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(gw.metric(refusals), 1.0, "{}", gw.metrics());
 }

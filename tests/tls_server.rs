@@ -439,3 +439,43 @@ async fn garbage_stalls_and_floods_are_bounded() {
     .unwrap();
     assert_eq!(echo, b"still here");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn optional_client_auth_admits_anonymous_and_verifies_presented_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path(), "main");
+    let foreign = Pki::new(dir.path(), "foreign");
+    let leaf = pki.server("server");
+    let good = pki.issue("client", &["client.test"], &rcgen::PKCS_ECDSA_P256_SHA256);
+    let bad = foreign.issue("intruder", &["client.test"], &rcgen::PKCS_ECDSA_P256_SHA256);
+    let backend = echo_backend().await;
+    let (port, admin) = (free_port(), admin_addr());
+    let cfg = admin_toml(admin)
+        + &listener_toml("opt", port, &backend.to_string(), &leaf, "hybrid-required")
+        + &format!(
+            "[listener.client_auth]\nca = \"{}\"\nmode = \"optional\"\n",
+            pki.ca_path("main").display()
+        );
+    let _gw = Gateway::start(dir.path(), "gw", &cfg, admin);
+    let addr = ([127, 0, 0, 1], port).into();
+    let with = |leaf: Option<&Leaf>| client_config(hybrid_first(), pki.roots(), leaf);
+    assert_eq!(
+        exchange(addr, with(None), "localhost", b"anon")
+            .await
+            .unwrap()
+            .0,
+        b"anon"
+    );
+    assert_eq!(
+        exchange(addr, with(Some(&good)), "localhost", b"me")
+            .await
+            .unwrap()
+            .0,
+        b"me"
+    );
+    assert!(
+        exchange(addr, with(Some(&bad)), "localhost", b"x")
+            .await
+            .is_err()
+    );
+}

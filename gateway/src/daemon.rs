@@ -90,19 +90,26 @@ impl Daemon {
             drain_timeout: Duration::from_secs(config.service.drain_timeout_secs),
             admin_addr: None,
         };
-        if config.admin.enabled {
-            let socket = bind(config.admin.listen).map_err(|source| DaemonError::Bind {
-                key: "admin.listen".into(),
-                addr: config.admin.listen,
-                source,
-            })?;
+        // Bind the admin socket first (a taken port fails the start early) but serve /healthz
+        // only once every listener is bound: a 200 then means "serving".
+        let admin_socket = match config.admin.enabled {
+            true => Some(
+                bind(config.admin.listen).map_err(|source| DaemonError::Bind {
+                    key: format!("admin.listen in {}", loaded.source),
+                    addr: config.admin.listen,
+                    source,
+                })?,
+            ),
+            false => None,
+        };
+        daemon.apply(built, &loaded)?;
+        if let Some(socket) = admin_socket {
             let (tx, rx) = watch::channel(false);
             tokio::spawn(crate::admin::serve(socket, metrics, shared, rx));
             daemon.admin_stop = Some(tx);
             daemon.admin_addr = Some(config.admin.listen);
             tracing::info!(addr = %config.admin.listen, "admin endpoint listening");
         }
-        daemon.apply(built, &loaded)?;
         gauge!(m::UP).set(1.0);
         Ok(daemon)
     }
