@@ -1,6 +1,7 @@
 //! Turns a loaded configuration into ready-to-serve listener and connector states, loading every
 //! certificate and key; all problems are collected and located (key path and file).
 
+use pqgate_agility::Registry;
 use pqgate_core::config::Config;
 
 use crate::config_load::{ConfigErrors, ConfigIssue, Loaded};
@@ -28,7 +29,11 @@ pub struct Built {
 }
 
 /// Builds every listener and connector of `loaded`.
-pub fn build(loaded: &Loaded, mode: SelfSignedMode) -> Result<Built, ConfigErrors> {
+pub fn build(
+    loaded: &Loaded,
+    mode: SelfSignedMode,
+    registry: &Registry,
+) -> Result<Built, ConfigErrors> {
     let config: &Config = &loaded.config;
     let mut issues: Vec<ConfigIssue> = Vec::new();
     let mut built = Built {
@@ -57,14 +62,14 @@ pub fn build(loaded: &Loaded, mode: SelfSignedMode) -> Result<Built, ConfigError
             None
         };
         let pair_ref = pair.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
-        match build_listener_tls(&at, l, pair_ref) {
+        match build_listener_tls(&at, l, pair_ref, registry) {
             Ok(tls) => built.listeners.push(ListenerState::new(l.clone(), tls)),
             Err(e) => issues.push(loaded.issue(e.key(), e.to_string())),
         }
     }
     for (i, c) in config.connectors.iter().enumerate() {
         let at = format!("connector[{i}]");
-        match build_connector_tls(&at, c) {
+        match build_connector_tls(&at, c, registry) {
             Ok(tls) => built.connectors.push(ConnectorState::new(c.clone(), tls)),
             Err(e) => issues.push(loaded.issue(e.key(), e.to_string())),
         }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use metrics::{counter, gauge};
 use metrics_exporter_prometheus::PrometheusHandle;
+use pqgate_agility::Registry;
 use pqgate_core::metrics as m;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -69,6 +70,7 @@ pub struct Daemon {
     admin_stop: Option<watch::Sender<bool>>,
     drain_timeout: Duration,
     admin_addr: Option<SocketAddr>,
+    registry: Arc<Registry>,
 }
 
 impl Daemon {
@@ -77,8 +79,9 @@ impl Daemon {
         loaded: Loaded,
         config_path: Option<PathBuf>,
         metrics: PrometheusHandle,
+        registry: Arc<Registry>,
     ) -> Result<Self, DaemonError> {
-        let built = build(&loaded, SelfSignedMode::Generate)?;
+        let built = build(&loaded, SelfSignedMode::Generate, &registry)?;
         let shared = Arc::new(Shared::default());
         let config = &loaded.config;
         let mut daemon = Self {
@@ -89,6 +92,7 @@ impl Daemon {
             admin_stop: None,
             drain_timeout: Duration::from_secs(config.service.drain_timeout_secs),
             admin_addr: None,
+            registry,
         };
         // Bind the admin socket first (a taken port fails the start early) but serve /healthz
         // only once every listener is bound: a 200 then means "serving".
@@ -160,7 +164,7 @@ impl Daemon {
 
     fn try_reload(&mut self) -> Result<(), DaemonError> {
         let loaded = config_load::load(self.config_path.as_deref())?;
-        let built = build(&loaded, SelfSignedMode::Generate)?;
+        let built = build(&loaded, SelfSignedMode::Generate, &self.registry)?;
         let admin = &loaded.config.admin;
         if admin.enabled.then_some(admin.listen) != self.admin_addr {
             tracing::warn!("admin endpoint changes take effect at the next restart");

@@ -6,6 +6,7 @@ pub mod build;
 pub mod builtin_info;
 pub mod config_load;
 pub mod connector;
+pub mod crypto_cli;
 pub mod daemon;
 pub mod endpoint;
 pub mod notify;

@@ -6,9 +6,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use pqgate::build::{SelfSignedMode, build};
-use pqgate::config_load;
 use pqgate::daemon::Daemon;
 use pqgate::telemetry;
+use pqgate::{config_load, crypto_cli};
+use pqgate_agility::Registry;
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(name = "pqgate", version, about = "Quantum-safe TLS/VPN gateway")]
@@ -36,6 +38,23 @@ enum Command {
         /// PEM certificate file; the first certificate is used.
         cert: PathBuf,
     },
+    /// Algorithm inventory and self-tests.
+    Crypto {
+        #[command(subcommand)]
+        command: CryptoCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CryptoCommand {
+    /// List every algorithm with its properties and status after the power-on self-tests.
+    List {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run every self-test and print the report (exit 1 on any failure).
+    Selftest,
 }
 
 fn main() -> ExitCode {
@@ -44,6 +63,7 @@ fn main() -> ExitCode {
         Command::Run { config } => run(config),
         Command::Check { config } => check(config),
         Command::Pin { cert } => pin(cert),
+        Command::Crypto { command } => crypto(command),
     };
     match result {
         Ok(code) => code,
@@ -71,9 +91,11 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     }
     let runtime = runtime.build().context("starting the async runtime")?;
     warm_up()?;
+    let registry = Arc::new(Registry::power_on());
+    crypto_cli::publish(&registry);
     tracing::info!(config = %loaded.source, version = env!("CARGO_PKG_VERSION"), "pqgate starting");
     runtime.block_on(async move {
-        let daemon = Daemon::start(loaded, path, metrics).await?;
+        let daemon = Daemon::start(loaded, path, metrics, registry).await?;
         daemon.run().await
     })?;
     Ok(ExitCode::SUCCESS)
@@ -97,7 +119,8 @@ fn check(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    if let Err(e) = build(&loaded, SelfSignedMode::IfPresent) {
+    let registry = Registry::power_on();
+    if let Err(e) = build(&loaded, SelfSignedMode::IfPresent, &registry) {
         eprintln!("{e}");
         return Ok(ExitCode::FAILURE);
     }
@@ -106,6 +129,24 @@ fn check(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         "{}",
         toml::to_string(&loaded.config).context("printing the config")?
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn crypto(command: CryptoCommand) -> anyhow::Result<ExitCode> {
+    let registry = Registry::power_on();
+    match command {
+        CryptoCommand::List { json: true } => {
+            println!("{}", crypto_cli::inventory_json(&registry)?)
+        }
+        CryptoCommand::List { json: false } => print!("{}", crypto_cli::inventory_table(&registry)),
+        CryptoCommand::Selftest => {
+            let (report, ok) = crypto_cli::selftest_report(&registry);
+            print!("{report}");
+            if !ok {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -5,6 +5,9 @@ use rustls::crypto::SupportedKxGroup;
 use rustls::crypto::aws_lc_rs::kx_group;
 use rustls::{CipherSuite, NamedGroup};
 
+use crate::selftest::names;
+use crate::suites::SUITES;
+
 /// One key-exchange group and its properties.
 #[derive(Debug)]
 pub struct GroupInfo {
@@ -21,6 +24,8 @@ pub struct GroupInfo {
     pub security_bits: u16,
     /// The rustls implementation (aws-lc-rs).
     pub group: &'static dyn SupportedKxGroup,
+    /// Primitives whose self-tests must pass besides the group's own pairwise test.
+    pub requires: &'static [&'static str],
 }
 
 /// Every group pqgate can negotiate, most preferred first.
@@ -32,6 +37,7 @@ pub static KNOWN_GROUPS: &[GroupInfo] = &[
         hybrid: true,
         security_bits: 192,
         group: kx_group::X25519MLKEM768,
+        requires: &[names::X25519, names::ML_KEM_768],
     },
     GroupInfo {
         name: "SecP256r1MLKEM768",
@@ -40,6 +46,7 @@ pub static KNOWN_GROUPS: &[GroupInfo] = &[
         hybrid: true,
         security_bits: 192,
         group: kx_group::SECP256R1MLKEM768,
+        requires: &[names::ML_KEM_768],
     },
     GroupInfo {
         name: "MLKEM1024",
@@ -48,6 +55,7 @@ pub static KNOWN_GROUPS: &[GroupInfo] = &[
         hybrid: false,
         security_bits: 256,
         group: kx_group::MLKEM1024,
+        requires: &[names::ML_KEM_1024],
     },
     GroupInfo {
         name: "X25519",
@@ -56,6 +64,7 @@ pub static KNOWN_GROUPS: &[GroupInfo] = &[
         hybrid: false,
         security_bits: 128,
         group: kx_group::X25519,
+        requires: &[names::X25519],
     },
     GroupInfo {
         name: "secp256r1",
@@ -64,6 +73,7 @@ pub static KNOWN_GROUPS: &[GroupInfo] = &[
         hybrid: false,
         security_bits: 128,
         group: kx_group::SECP256R1,
+        requires: &[],
     },
     GroupInfo {
         name: "secp384r1",
@@ -72,6 +82,7 @@ pub static KNOWN_GROUPS: &[GroupInfo] = &[
         hybrid: false,
         security_bits: 192,
         group: kx_group::SECP384R1,
+        requires: &[],
     },
 ];
 
@@ -89,32 +100,14 @@ pub fn group_label(group: Option<NamedGroup>) -> &'static str {
     }
 }
 
-/// A bounded label for a negotiated cipher suite.
+/// A bounded label for a negotiated cipher suite: its IANA name, or `other`.
 pub fn suite_label(suite: Option<CipherSuite>) -> &'static str {
     match suite {
         None => "none",
-        Some(CipherSuite::TLS13_AES_128_GCM_SHA256) => "TLS13_AES_128_GCM_SHA256",
-        Some(CipherSuite::TLS13_AES_256_GCM_SHA384) => "TLS13_AES_256_GCM_SHA384",
-        Some(CipherSuite::TLS13_CHACHA20_POLY1305_SHA256) => "TLS13_CHACHA20_POLY1305_SHA256",
-        Some(CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256) => {
-            "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"
-        }
-        Some(CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384) => {
-            "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"
-        }
-        Some(CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256) => {
-            "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"
-        }
-        Some(CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256) => {
-            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
-        }
-        Some(CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384) => {
-            "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"
-        }
-        Some(CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256) => {
-            "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"
-        }
-        Some(_) => "other",
+        Some(s) => SUITES
+            .iter()
+            .find(|info| info.suite.suite() == s)
+            .map_or("other", |info| info.name),
     }
 }
 

@@ -1,11 +1,17 @@
-//! Algorithm registry: which key-exchange groups and cipher suites exist, which policy admits
-//! which, and the explicit rustls `CryptoProvider`s assembled from them (never a process default).
+//! Algorithm registry: which key-exchange groups, cipher suites and primitives exist, whether
+//! each passed its power-on self-tests, which policy admits which, and the explicit rustls
+//! `CryptoProvider`s assembled from the enabled ones (never a process default).
 #![forbid(unsafe_code)]
 
 mod groups;
 mod policy;
 mod provider;
+mod registry;
+pub mod selftest;
+mod suites;
 
 pub use groups::{GroupInfo, KNOWN_GROUPS, group_info, group_label, suite_label};
 pub use policy::{KxPolicy, PolicyParseError};
 pub use provider::{AgilityError, ProviderSpec, build_provider, warm_up_rng};
+pub use registry::{InventoryEntry, Registry, Status};
+pub use suites::{SUITES, SuiteInfo};

@@ -1,13 +1,15 @@
-//! Assembles explicit rustls `CryptoProvider`s from a policy: every field is chosen here, so a
-//! new field in rustls forces a decision instead of inheriting a default.
+//! Assembles explicit rustls `CryptoProvider`s from a policy and the registry's self-test
+//! verdicts: every field is chosen here, so a new field in rustls forces a decision instead of
+//! inheriting a default, and a disabled algorithm is left out rather than silently used.
 
 use std::sync::Arc;
 
-use rustls::SupportedCipherSuite;
 use rustls::crypto::CryptoProvider;
-use rustls::crypto::aws_lc_rs::{self, cipher_suite};
+use rustls::crypto::aws_lc_rs;
 
+use crate::groups::GroupInfo;
 use crate::policy::KxPolicy;
+use crate::suites::{SUITES, SuiteInfo};
 
 /// What a provider must offer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,47 +20,55 @@ pub struct ProviderSpec {
     pub tls12: bool,
 }
 
-/// Errors assembling a provider; all of them are configuration mistakes.
+/// Errors assembling a provider: a configuration mistake or nothing usable left.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AgilityError {
     /// TLS 1.2 has no hybrid key exchange, so it cannot satisfy a hybrid-only policy.
     #[error("TLS 1.2 cannot be enabled with policy {0}: TLS 1.2 has no post-quantum key exchange")]
     Tls12WithPqOnlyPolicy(KxPolicy),
-    /// The policy left no usable group.
-    #[error("policy {0} leaves no key-exchange group enabled")]
+    /// The policy left no usable group (all disabled by self-tests, or none admitted).
+    #[error("policy {0} leaves no key-exchange group enabled (see `pqgate crypto selftest`)")]
     NoGroups(KxPolicy),
+    /// Every cipher suite is disabled by self-tests.
+    #[error("no TLS cipher suite is enabled (see `pqgate crypto selftest`)")]
+    NoSuites,
 }
 
-/// TLS 1.3 suites, strongest first.
-static TLS13_SUITES: &[SupportedCipherSuite] = &[
-    cipher_suite::TLS13_AES_256_GCM_SHA384,
-    cipher_suite::TLS13_AES_128_GCM_SHA256,
-    cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
-];
-
-/// TLS 1.2 suites (ECDHE + AEAD only), for listeners that opt in.
-static TLS12_SUITES: &[SupportedCipherSuite] = &[
-    cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-    cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-    cipher_suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-    cipher_suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-    cipher_suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-    cipher_suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-];
-
-/// Builds the provider for `spec` from the aws-lc-rs primitives.
+/// Builds the provider for `spec` with every algorithm enabled, without consulting self-tests:
+/// for test and benchmark clients. The daemon uses [`crate::Registry::provider`].
 pub fn build_provider(spec: ProviderSpec) -> Result<Arc<CryptoProvider>, AgilityError> {
+    assemble(spec, |_| true, |_| true)
+}
+
+/// Builds a provider from the groups and suites the two predicates keep.
+pub(crate) fn assemble(
+    spec: ProviderSpec,
+    group_ok: impl Fn(&GroupInfo) -> bool,
+    suite_ok: impl Fn(&SuiteInfo) -> bool,
+) -> Result<Arc<CryptoProvider>, AgilityError> {
     if spec.tls12 && !spec.policy.allows_tls12() {
         return Err(AgilityError::Tls12WithPqOnlyPolicy(spec.policy));
     }
-    let kx_groups: Vec<_> = spec.policy.groups().map(|g| g.group).collect();
+    let kx_groups: Vec<_> = spec
+        .policy
+        .groups()
+        .filter(|g| group_ok(g))
+        .map(|g| g.group)
+        .collect();
     if kx_groups.is_empty() {
         return Err(AgilityError::NoGroups(spec.policy));
     }
-    let mut cipher_suites = TLS13_SUITES.to_vec();
-    if spec.tls12 {
-        cipher_suites.extend_from_slice(TLS12_SUITES);
+    let cipher_suites: Vec<_> = SUITES
+        .iter()
+        .filter(|s| (spec.tls12 || !s.tls12) && suite_ok(s))
+        .map(|s| s.suite)
+        .collect();
+    if !cipher_suites
+        .iter()
+        .any(|s| s.version() == &rustls::version::TLS13)
+    {
+        return Err(AgilityError::NoSuites);
     }
     let base = aws_lc_rs::default_provider();
     Ok(Arc::new(CryptoProvider {

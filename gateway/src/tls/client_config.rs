@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use pqgate_agility::{ProviderSpec, build_provider};
+use pqgate_agility::{ProviderSpec, Registry};
 use pqgate_core::config::ConnectorConfig;
 use pqgate_core::{hex, spki};
 use rustls::client::ResolvesClientCert;
@@ -26,12 +26,17 @@ pub struct ConnectorTls {
 }
 
 /// Builds the TLS side of connector `at`.
-pub fn build_connector_tls(at: &str, c: &ConnectorConfig) -> Result<ConnectorTls, BuildError> {
-    let provider = build_provider(ProviderSpec {
-        policy: c.policy,
-        tls12: c.tls12,
-    })
-    .map_err(|e| BuildError::policy(format!("{at}.tls12"), e))?;
+pub fn build_connector_tls(
+    at: &str,
+    c: &ConnectorConfig,
+    registry: &Registry,
+) -> Result<ConnectorTls, BuildError> {
+    let provider = registry
+        .provider(ProviderSpec {
+            policy: c.policy,
+            tls12: c.tls12,
+        })
+        .map_err(|e| BuildError::policy(format!("{at}.tls12"), e))?;
     let webpki = match &c.ca {
         Some(ca) => {
             let roots = material::load_roots(ca)

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use pqgate_agility::{ProviderSpec, build_provider};
+use pqgate_agility::{ProviderSpec, Registry};
 use pqgate_core::config::{Backend, ClientAuthConfig, ClientAuthMode, KxPolicy, ListenerConfig};
 use pqgate_core::route::SniTable;
 use rustls::crypto::CryptoProvider;
@@ -62,12 +62,14 @@ pub fn build_listener_tls(
     at: &str,
     l: &ListenerConfig,
     self_signed: Option<(&Path, &Path)>,
+    registry: &Registry,
 ) -> Result<ListenerTls, BuildError> {
-    let provider = build_provider(ProviderSpec {
-        policy: l.policy,
-        tls12: l.tls12,
-    })
-    .map_err(|e| BuildError::policy(format!("{at}.tls12"), e))?;
+    let provider = registry
+        .provider(ProviderSpec {
+            policy: l.policy,
+            tls12: l.tls12,
+        })
+        .map_err(|e| BuildError::policy(format!("{at}.tls12"), e))?;
     let versions = protocol_versions(l.tls12);
     let verifier = match &l.client_auth {
         Some(auth) => Some(client_verifier(at, auth, &provider)?),

@@ -1,0 +1,89 @@
+//! `pqgate crypto list` and `pqgate crypto selftest`: the algorithm inventory with each
+//! algorithm's status, and the power-on self-test report, for operators and evaluation labs.
+
+use std::fmt::Write as _;
+
+use metrics::gauge;
+use pqgate_agility::{Registry, Status};
+
+/// Gauge per algorithm: 1 enabled, 0 disabled by a failed self-test.
+pub const ALGORITHM_ENABLED: &str = "pqgate_algorithm_enabled";
+
+/// The inventory as an aligned table.
+pub fn inventory_table(registry: &Registry) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<46} {:<13} {:<10} {:>6} {:>5} {:<3} status",
+        "name", "kind", "provider", "code", "bits", "pq"
+    );
+    for e in registry.inventory() {
+        let code = e
+            .code_point
+            .map_or_else(|| "-".to_owned(), |c| format!("{c:#06x}"));
+        let bits = e
+            .security_bits
+            .map_or_else(|| "-".to_owned(), |b| b.to_string());
+        let _ = writeln!(
+            out,
+            "{:<46} {:<13} {:<10} {:>6} {:>5} {:<3} {}",
+            e.name,
+            e.kind,
+            e.provider,
+            code,
+            bits,
+            if e.post_quantum { "yes" } else { "no" },
+            status_text(e.status)
+        );
+    }
+    out
+}
+
+/// The inventory as JSON.
+pub fn inventory_json(registry: &Registry) -> Result<String, serde_json::Error> {
+    serde_json::to_string_pretty(&registry.inventory())
+}
+
+/// The self-test report; the bool is true when every test passed.
+pub fn selftest_report(registry: &Registry) -> (String, bool) {
+    let mut out = String::new();
+    let report = registry.report();
+    for r in &report.results {
+        let verdict = if r.passed { "PASS" } else { "FAIL" };
+        let _ = writeln!(out, "{verdict}  {:<20} {}", r.algorithm, r.test);
+    }
+    let failed = report.failures().count();
+    let _ = writeln!(
+        out,
+        "{} passed, {} failed",
+        report.results.len() - failed,
+        failed
+    );
+    (out, failed == 0)
+}
+
+/// Logs every failed self-test and exports one gauge per algorithm.
+pub fn publish(registry: &Registry) {
+    for f in registry.report().failures() {
+        tracing::error!(
+            algorithm = f.algorithm,
+            test = f.test,
+            "self-test failed: algorithm disabled"
+        );
+    }
+    for e in registry.inventory() {
+        let value = if e.status == Status::Enabled {
+            1.0
+        } else {
+            0.0
+        };
+        gauge!(ALGORITHM_ENABLED, "algorithm" => e.name).set(value);
+    }
+}
+
+fn status_text(status: Status) -> &'static str {
+    match status {
+        Status::Enabled => "enabled",
+        Status::DisabledBySelfTest => "disabled (self-test failed)",
+    }
+}

@@ -1,0 +1,46 @@
+//! `pqgate crypto list` and `pqgate crypto selftest` on a healthy build.
+
+use std::process::Command;
+
+fn pqgate(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pqgate"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn selftest_reports_every_test_and_passes() {
+    let (ok, report) = pqgate(&["crypto", "selftest"]);
+    assert!(ok, "{report}");
+    for line in [
+        "PASS  AES-128-GCM          KAT GCM specification test case 2",
+        "PASS  ChaCha20-Poly1305    KAT RFC 8439 2.8.2",
+        "PASS  X25519               KAT RFC 7748 6.1",
+        "PASS  HKDF-SHA256          KAT RFC 5869 A.1",
+        "PASS  ML-KEM-768           pairwise encaps/decaps",
+        "PASS  X25519MLKEM768       pairwise key exchange (rustls)",
+    ] {
+        assert!(report.contains(line), "missing {line:?} in\n{report}");
+    }
+    assert!(report.contains(" 0 failed"), "{report}");
+}
+
+#[test]
+fn inventory_lists_groups_suites_and_primitives_as_json() {
+    let (ok, json) = pqgate(&["crypto", "list", "--json"]);
+    assert!(ok);
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    let find = |name: &str| entries.iter().find(|e| e["name"] == name).cloned().unwrap();
+    let hybrid = find("X25519MLKEM768");
+    assert_eq!(hybrid["code_point"], 0x11ec);
+    assert_eq!(hybrid["post_quantum"], true);
+    assert_eq!(hybrid["status"], "enabled");
+    assert_eq!(find("X25519")["post_quantum"], false);
+    assert_eq!(find("TLS13_AES_128_GCM_SHA256")["kind"], "cipher-suite");
+    assert_eq!(find("ML-DSA-65")["kind"], "primitive");
+}
