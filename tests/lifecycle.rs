@@ -115,6 +115,24 @@ async fn sighup_reload_keeps_connections_and_rejects_bad_configs() {
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(tokio::net::TcpStream::connect(extra_addr).await.is_err());
+
+    // Renaming a listener on the same address swaps it in place (no second bind).
+    std::fs::write(
+        &gw.config,
+        config(&second).replace("name = \"web\"", "name = \"www\""),
+    )
+    .unwrap();
+    gw.signal("HUP");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while gw.metric("pqgate_config_reloads_total{outcome=\"ok\"}") < 3.0 {
+        assert!(std::time::Instant::now() < deadline, "{}", gw.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (echo, _) = exchange(addr, client(&pki), "localhost", b"renamed")
+        .await
+        .unwrap();
+    assert_eq!(echo, b"renamed");
+    assert!(gw.metrics().contains("listener=\"www\""));
     echo_once(&mut established, b"end").await;
 }
 

@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 use metrics::{counter, gauge};
 use metrics_exporter_prometheus::PrometheusHandle;
 use pqgate_agility::Registry;
-use pqgate_core::metrics as m;
+use pqgate_core::metrics::{self as m, ConnectionOutcome};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
@@ -50,7 +50,6 @@ pub enum DaemonError {
 
 /// One running listener or connector.
 struct Running<E> {
-    addr: SocketAddr,
     state: Arc<ArcSwap<E>>,
     stop: watch::Sender<bool>,
 }
@@ -65,12 +64,32 @@ impl<E> Drop for Running<E> {
 pub struct Daemon {
     config_path: Option<PathBuf>,
     shared: Arc<Shared>,
-    listeners: HashMap<String, Running<ListenerState>>,
-    connectors: HashMap<String, Running<ConnectorState>>,
+    listeners: HashMap<SocketAddr, Running<ListenerState>>,
+    connectors: HashMap<SocketAddr, Running<ConnectorState>>,
     admin_stop: Option<watch::Sender<bool>>,
     drain_timeout: Duration,
     admin_addr: Option<SocketAddr>,
     registry: Arc<Registry>,
+    /// Settings applied only at start, to warn when a reload changes them.
+    restart_only: RestartOnly,
+}
+
+/// The settings a reload cannot change.
+#[derive(PartialEq)]
+struct RestartOnly {
+    log: pqgate_core::config::LogConfig,
+    admin: pqgate_core::config::AdminConfig,
+    worker_threads: usize,
+}
+
+impl RestartOnly {
+    fn of(config: &pqgate_core::config::Config) -> Self {
+        Self {
+            log: config.log.clone(),
+            admin: config.admin.clone(),
+            worker_threads: config.service.worker_threads,
+        }
+    }
 }
 
 impl Daemon {
@@ -93,6 +112,7 @@ impl Daemon {
             drain_timeout: Duration::from_secs(config.service.drain_timeout_secs),
             admin_addr: None,
             registry,
+            restart_only: RestartOnly::of(config),
         };
         // Bind the admin socket first (a taken port fails the start early) but serve /healthz
         // only once every listener is bound: a 200 then means "serving".
@@ -165,12 +185,14 @@ impl Daemon {
     fn try_reload(&mut self) -> Result<(), DaemonError> {
         let loaded = config_load::load(self.config_path.as_deref())?;
         let built = build(&loaded, SelfSignedMode::Generate, &self.registry)?;
-        let admin = &loaded.config.admin;
-        if admin.enabled.then_some(admin.listen) != self.admin_addr {
-            tracing::warn!("admin endpoint changes take effect at the next restart");
+        self.apply(built, &loaded)?;
+        if RestartOnly::of(&loaded.config) != self.restart_only {
+            tracing::warn!(
+                "[log], [admin] and service.worker_threads changes take effect at the next restart"
+            );
         }
         self.drain_timeout = Duration::from_secs(loaded.config.service.drain_timeout_secs);
-        self.apply(built, &loaded)
+        Ok(())
     }
 
     /// Binds every new address first, then swaps states, starts new endpoints and stops removed
@@ -178,19 +200,13 @@ impl Daemon {
     fn apply(&mut self, built: Built, loaded: &Loaded) -> Result<(), DaemonError> {
         let listener_sockets = bind_new(
             &self.listeners,
-            built
-                .listeners
-                .iter()
-                .map(|l| (l.config.name.as_str(), l.config.listen)),
+            built.listeners.iter().map(|l| l.config.listen),
             "listener",
             loaded,
         )?;
         let connector_sockets = bind_new(
             &self.connectors,
-            built
-                .connectors
-                .iter()
-                .map(|c| (c.config.name.as_str(), c.config.listen)),
+            built.connectors.iter().map(|c| c.config.listen),
             "connector",
             loaded,
         )?;
@@ -199,12 +215,14 @@ impl Daemon {
             built.listeners,
             listener_sockets,
             &self.shared,
+            |l| l.config.listen,
         );
         swap_in(
             &mut self.connectors,
             built.connectors,
             connector_sockets,
             &self.shared,
+            |c| c.config.listen,
         );
         Ok(())
     }
@@ -235,61 +253,61 @@ impl Daemon {
             tracing::info!("drained: all connections closed");
         } else {
             tracing::warn!(left, "drain timeout: closing the remaining connections");
+            counter!(m::CONNECTIONS, "listener" => "all", "outcome" => ConnectionOutcome::Drained.label())
+                .increment(left as u64);
         }
         drop(admin_stop);
     }
 }
 
-/// Binds the addresses that are not already bound under the same name.
-fn bind_new<'a, E>(
-    running: &HashMap<String, Running<E>>,
-    wanted: impl Iterator<Item = (&'a str, SocketAddr)>,
+/// Binds the addresses that no running endpoint of this kind holds already.
+fn bind_new<E>(
+    running: &HashMap<SocketAddr, Running<E>>,
+    wanted: impl Iterator<Item = SocketAddr>,
     kind: &str,
     loaded: &Loaded,
-) -> Result<HashMap<String, TcpListener>, DaemonError> {
+) -> Result<HashMap<SocketAddr, TcpListener>, DaemonError> {
     let mut sockets = HashMap::new();
-    for (i, (name, addr)) in wanted.enumerate() {
-        if running.get(name).is_some_and(|r| r.addr == addr) {
+    for (i, addr) in wanted.enumerate() {
+        if running.contains_key(&addr) {
             continue;
         }
-        let key = format!("{kind}[{i}].listen");
         let socket = bind(addr).map_err(|source| DaemonError::Bind {
-            key: format!("{} in {}", key, loaded.source),
+            key: format!("{kind}[{i}].listen in {}", loaded.source),
             addr,
             source,
         })?;
-        sockets.insert(name.to_owned(), socket);
+        sockets.insert(addr, socket);
     }
     Ok(sockets)
 }
 
-/// Replaces the running set with `states`: same name and address swap in place (open
-/// connections keep the state they started with), new ones start on their socket, others stop.
+/// Replaces the running set with `states`, keyed by address: an address already served swaps
+/// its state in place (open connections keep the state they started with, even when the name
+/// changed), a new address starts on its fresh socket, and an address no longer wanted stops.
 fn swap_in<E: Endpoint>(
-    running: &mut HashMap<String, Running<E>>,
+    running: &mut HashMap<SocketAddr, Running<E>>,
     states: Vec<E>,
-    mut sockets: HashMap<String, TcpListener>,
+    mut sockets: HashMap<SocketAddr, TcpListener>,
     shared: &Arc<Shared>,
+    addr_of: impl Fn(&E) -> SocketAddr,
 ) {
     let mut next = HashMap::with_capacity(states.len());
     for state in states {
-        let name = state.name().to_owned();
-        if let Some(socket) = sockets.remove(&name) {
-            let addr = socket
-                .local_addr()
-                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let addr = addr_of(&state);
+        if let Some(existing) = running.remove(&addr) {
+            existing.state.store(Arc::new(state));
+            next.insert(addr, existing);
+        } else if let Some(socket) = sockets.remove(&addr) {
+            tracing::info!(name = state.name(), %addr, "listening");
             let state = Arc::new(ArcSwap::from_pointee(state));
             let (stop, rx) = watch::channel(false);
-            tracing::info!(name = %name, %addr, "listening");
             tokio::spawn(accept_loop(socket, state.clone(), shared.clone(), rx));
-            next.insert(name, Running { addr, state, stop });
-        } else if let Some(existing) = running.remove(&name) {
-            existing.state.store(Arc::new(state));
-            next.insert(name, existing);
+            next.insert(addr, Running { state, stop });
         }
     }
-    for (name, _) in running.drain() {
-        tracing::info!(name = %name, "stopped accepting (removed or moved)");
+    for (addr, old) in running.drain() {
+        tracing::info!(name = old.state.load().name(), %addr, "stopped accepting (removed)");
     }
     *running = next;
 }

@@ -19,6 +19,8 @@ use crate::tls::SessionFacts;
 
 /// Pending connections the kernel queues per listening socket.
 const LISTEN_BACKLOG: u32 = 1024;
+/// At most one "max_connections reached" log line per listener per interval.
+const REJECT_WARN_INTERVAL: Duration = Duration::from_secs(10);
 /// Pause after an accept error (e.g. out of file descriptors) before trying again.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -51,6 +53,7 @@ pub async fn accept_loop<E: Endpoint>(
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let (mut last_warn, mut rejected_since_warn): (Option<Instant>, u64) = (None, 0);
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = socket.accept() => match accepted {
@@ -67,7 +70,16 @@ pub async fn accept_loop<E: Endpoint>(
         let Ok(permit) = endpoint.slots().clone().try_acquire_owned() else {
             counter!(m::CONNECTIONS_REJECTED, "listener" => endpoint.name().to_owned())
                 .increment(1);
-            tracing::warn!(listener = endpoint.name(), %peer, "max_connections reached: connection refused");
+            rejected_since_warn += 1;
+            if last_warn.is_none_or(|t: Instant| t.elapsed() >= REJECT_WARN_INTERVAL) {
+                tracing::warn!(
+                    listener = endpoint.name(),
+                    %peer,
+                    refused = rejected_since_warn,
+                    "max_connections reached: connections refused"
+                );
+                (last_warn, rejected_since_warn) = (Some(Instant::now()), 0);
+            }
             continue;
         };
         let guard = shared.open_connection();

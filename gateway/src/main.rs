@@ -68,10 +68,25 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("pqgate: {e:#}");
+            eprintln!("pqgate: {}", error_chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes, skipping a cause whose text the message already contains.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        let part = c.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 fn run(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
@@ -119,6 +134,10 @@ fn check(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    if let Err(e) = telemetry::check_log_level(&loaded.config.log) {
+        eprintln!("{}: {e}", loaded.source);
+        return Ok(ExitCode::FAILURE);
+    }
     let registry = Registry::power_on();
     if let Err(e) = build(&loaded, SelfSignedMode::IfPresent, &registry) {
         eprintln!("{e}");

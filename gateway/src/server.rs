@@ -109,6 +109,11 @@ impl ListenerState {
                 };
                 match builtin_info::serve(&mut tls, &facts, &ctx, idle).await {
                     Ok((up, down)) => {
+                        let name = self.config.name.clone();
+                        counter!(m::BYTES, "listener" => name.clone(), "direction" => m::DIRECTION_IN)
+                            .increment(up);
+                        counter!(m::BYTES, "listener" => name, "direction" => m::DIRECTION_OUT)
+                            .increment(down);
                         (record.up, record.down) = (up, down);
                         (ConnectionOutcome::Completed, None)
                     }

@@ -25,6 +25,12 @@ const HANDSHAKE_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Checks `log.level` without installing anything (for `pqgate check`).
+pub fn check_log_level(log: &LogConfig) -> Result<(), TelemetryError> {
+    EnvFilter::builder().parse(&log.level)?;
+    Ok(())
+}
+
 /// Installs the global tracing subscriber.
 pub fn init_logging(log: &LogConfig) -> Result<(), TelemetryError> {
     let filter = EnvFilter::builder().parse(&log.level)?;

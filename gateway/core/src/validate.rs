@@ -33,7 +33,7 @@ pub fn validate(config: &Config) -> Vec<Issue> {
     v.check_service(config);
     let mut addrs: HashMap<SocketAddr, String> = HashMap::new();
     if config.admin.enabled {
-        addrs.insert(config.admin.listen, "admin.listen".into());
+        v.check_addr("admin.listen", config.admin.listen, &mut addrs);
     }
     let mut names: HashMap<&str, String> = HashMap::new();
     for (i, l) in config.listeners.iter().enumerate() {
@@ -95,9 +95,18 @@ impl Validator {
         if addr.port() == 0 {
             self.push(key, "port 0 is not allowed: name the port to listen on");
         }
-        if let Some(first) = seen.insert(addr, key.to_owned()) {
-            self.push(key, format!("{addr} is already used by {first}"));
+        // Same port on the same address, or on a wildcard address of the same family.
+        let clash = seen.iter().find(|(other, _)| {
+            other.port() == addr.port()
+                && other.is_ipv4() == addr.is_ipv4()
+                && (other.ip() == addr.ip()
+                    || other.ip().is_unspecified()
+                    || addr.ip().is_unspecified())
+        });
+        if let Some((other, first)) = clash {
+            self.push(key, format!("{addr} overlaps {other} of {first}"));
         }
+        seen.insert(addr, key.to_owned());
     }
 
     fn check_limits(&mut self, at: &str, limits: &Limits) {
@@ -297,6 +306,19 @@ mod tests {
         l.listen.set_port(1001);
         cfg.listeners.push(l);
         assert_eq!(keys(&cfg), ["listener[0].key", "listener[1].self_signed"]);
+    }
+
+    #[test]
+    fn wildcard_addresses_overlap_specific_ones() {
+        let mut cfg = Config::default();
+        let mut wild = listener("wild", 443);
+        wild.listen = "0.0.0.0:443".parse().unwrap();
+        cfg.listeners.push(wild);
+        cfg.listeners.push(listener("local", 443));
+        cfg.listeners.push(listener("other", 444));
+        assert_eq!(keys(&cfg), ["listener[1].listen"]);
+        cfg.admin.listen.set_port(0);
+        assert!(keys(&cfg).contains(&"admin.listen".to_owned()));
     }
 
     #[test]

@@ -148,7 +148,9 @@ fn server_config(
     };
     let mut config = builder.with_cert_resolver(Arc::new(FixedCert(key)));
     config.alpn_protocols = l.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
-    // Our group order (post-quantum first) wins over the client's.
+    // Our cipher-suite order wins over the client's. (The key-exchange group follows the
+    // client's preference among the groups the policy admits; under hybrid-required all of
+    // them are post-quantum.)
     config.ignore_client_order = true;
     Ok(Arc::new(config))
 }
