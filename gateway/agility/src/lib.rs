@@ -1,9 +1,11 @@
 //! Algorithm registry: which key-exchange groups, cipher suites and primitives exist, whether
 //! each passed its power-on self-tests, which policy admits which, and the explicit rustls
 //! `CryptoProvider`s assembled from the enabled ones (never a process default).
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
+pub mod builtin;
 mod groups;
+pub mod plugin;
 mod policy;
 mod provider;
 mod registry;

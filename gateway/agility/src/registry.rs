@@ -6,7 +6,9 @@ use std::sync::Arc;
 use rustls::crypto::CryptoProvider;
 use serde::Serialize;
 
+use crate::builtin::{self, KeyAgreement};
 use crate::groups::{GroupInfo, KNOWN_GROUPS};
+use crate::plugin::AeadAlgorithm;
 use crate::provider::{AgilityError, ProviderSpec, assemble};
 use crate::selftest::{self, SelfTestReport};
 use crate::suites::{SUITES, SuiteInfo};
@@ -45,6 +47,7 @@ pub struct InventoryEntry {
 #[derive(Clone, Debug)]
 pub struct Registry {
     report: SelfTestReport,
+    aeads: Vec<Arc<dyn AeadAlgorithm>>,
 }
 
 impl Registry {
@@ -55,7 +58,24 @@ impl Registry {
 
     /// A registry over a given report.
     pub fn from_report(report: SelfTestReport) -> Self {
-        Self { report }
+        Self {
+            report,
+            aeads: builtin::aeads(),
+        }
+    }
+
+    /// An enabled AEAD by registry name, behind the plugin interface.
+    pub fn aead(&self, name: &str) -> Option<Arc<dyn AeadAlgorithm>> {
+        self.aeads
+            .iter()
+            .find(|a| a.name() == name && self.report.passed(name))
+            .cloned()
+    }
+
+    /// An enabled key agreement by registry name (X25519).
+    pub fn key_agreement(&self, name: &str) -> Option<Arc<dyn KeyAgreement>> {
+        (name == selftest::names::X25519 && self.report.passed(name))
+            .then(|| Arc::new(builtin::X25519) as Arc<dyn KeyAgreement>)
     }
 
     /// The self-test results.

@@ -1,0 +1,1 @@
+//! Loads run-time plugins (placeholder until the C ABI loader lands).
