@@ -6,7 +6,8 @@
 //! Bench-only shortcuts, all on the client side so that one client core can outrun one server
 //! core; the server still does all of its real work on every handshake:
 //! - the certificate chain is not checked: exactly the certificate given with `--cert` is
-//!   accepted (byte-equal), and the server's handshake signature is verified with it;
+//!   accepted (byte-equal), and the server's handshake signature is verified with it on one
+//!   handshake in `--verify-every` (default: every one);
 //! - the client's key share (X25519, or X25519 + ML-KEM-768) is generated once and offered on
 //!   every handshake (the server still generates a fresh ephemeral key / encapsulates each time).
 
@@ -33,7 +34,7 @@ use rustls::{
     CertificateError, DigitallySignedStruct, NamedGroup, PeerMisbehaved, ProtocolVersion,
     SignatureScheme,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio::time::timeout;
@@ -60,6 +61,14 @@ enum Groups {
     Classical,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum Suites {
+    /// The provider's TLS 1.3 suites (the server picks; AES-256-GCM-SHA384 for pqgate and nginx).
+    Default,
+    /// Only TLS13_AES_128_GCM_SHA256.
+    Aes128,
+}
+
 /// TLS client options shared by `handshakes` and `idle`.
 #[derive(clap::Args)]
 struct TlsArgs {
@@ -75,6 +84,12 @@ struct TlsArgs {
     /// SNI to send.
     #[arg(long, default_value = "localhost")]
     server_name: String,
+    /// TLS 1.3 cipher suites to offer.
+    #[arg(long, value_enum, default_value = "default")]
+    suites: Suites,
+    /// Verify the server's handshake signature on one handshake in N (the first always).
+    #[arg(long, default_value_t = 1)]
+    verify_every: u64,
 }
 
 #[derive(Subcommand)]
@@ -96,8 +111,8 @@ enum Command {
         #[arg(long = "pid")]
         pids: Vec<i32>,
     },
-    /// Accepts connections; each sends an 8-byte little-endian length and that many bytes, which
-    /// are discarded, then gets the count back (8 bytes). Runs until killed.
+    /// Accepts connections; each sends a header (two little-endian u64: UP, DOWN), then UP bytes,
+    /// which are discarded; it gets DOWN bytes back, then UP as 8 bytes. Runs until killed.
     Sink {
         #[arg(long)]
         listen: SocketAddr,
@@ -111,6 +126,9 @@ enum Command {
         /// Gateway process whose CPU time is read (repeatable).
         #[arg(long = "pid")]
         pids: Vec<i32>,
+        /// Our own helper process (the sink), not counted as a gateway nor as "other".
+        #[arg(long = "aux-pid")]
+        aux: Vec<i32>,
     },
     /// Opens `count` TLS connections, completes each handshake, holds them idle, and reports the
     /// growth of the server's RSS.
@@ -128,6 +146,13 @@ enum Command {
         /// Seconds to wait after the last handshake before reading RSS.
         #[arg(long, default_value_t = 3.0)]
         settle: f64,
+        /// Before going idle, move this many bytes each way through the connection (needs a
+        /// listener whose backend is `loadgen sink`); 0: handshake only.
+        #[arg(long, default_value_t = 0)]
+        traffic: u64,
+        /// Seconds to keep the connections open after measuring (for inspecting the server).
+        #[arg(long, default_value_t = 0.0)]
+        hold: f64,
         /// pqgate admin address: reads `pqgate_active_connections` while the connections are open.
         #[arg(long)]
         admin: Option<SocketAddr>,
@@ -149,24 +174,45 @@ fn main() -> anyhow::Result<()> {
                 pids,
             } => handshakes(&tls, seconds, warmup, concurrency, &pids).await,
             Command::Sink { listen } => sink(listen).await,
-            Command::Bulk { addr, bytes, pids } => bulk(addr, bytes, &pids).await,
+            Command::Bulk {
+                addr,
+                bytes,
+                pids,
+                aux,
+            } => bulk(addr, bytes, &pids, &aux).await,
             Command::Idle {
                 tls,
                 count,
                 concurrency,
                 pid,
                 settle,
+                traffic,
+                hold,
                 admin,
-            } => idle(&tls, count, concurrency, pid, settle, admin).await,
+            } => {
+                let spec = IdleSpec {
+                    count,
+                    concurrency,
+                    pid,
+                    settle,
+                    traffic,
+                    hold,
+                    admin,
+                };
+                idle(&tls, &spec).await
+            }
         }
     })
 }
 
-/// Accepts exactly one certificate and verifies handshake signatures made with it.
+/// Accepts exactly one certificate and verifies handshake signatures made with it (one in
+/// `every`).
 #[derive(Debug)]
 struct PinnedCert {
     cert: CertificateDer<'static>,
     algs: WebPkiSupportedAlgorithms,
+    every: u64,
+    seen: AtomicU64,
 }
 
 impl ServerCertVerifier for PinnedCert {
@@ -200,6 +246,13 @@ impl ServerCertVerifier for PinnedCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        if !self
+            .seen
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(self.every.max(1))
+        {
+            return Ok(HandshakeSignatureValid::assertion());
+        }
         rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
     }
 
@@ -324,12 +377,18 @@ impl Client {
         let reused: &'static dyn SupportedKxGroup =
             Box::leak(Box::new(ReusedShare::new(want != NamedGroup::X25519)?));
         Arc::make_mut(&mut provider).kx_groups[0] = reused;
+        if let Suites::Aes128 = args.suites {
+            Arc::make_mut(&mut provider).cipher_suites =
+                vec![aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256];
+        }
         pqgate_agility::warm_up_rng(&provider)?;
         let cert = CertificateDer::from_pem_file(&args.cert)
             .with_context(|| format!("reading {}", args.cert.display()))?;
         let verifier = Arc::new(PinnedCert {
             cert,
             algs: provider.signature_verification_algorithms,
+            every: args.verify_every,
+            seen: AtomicU64::new(0),
         });
         let mut config = ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -390,9 +449,75 @@ fn cpu_seconds(pid: &str) -> io::Result<f64> {
             .and_then(|f| f.parse().ok())
             .ok_or_else(|| io::Error::other("malformed stat"))
     };
+    Ok((ticks(11)? + ticks(12)?) as f64 / clock_ticks())
+}
+
+/// (busy, steal) CPU seconds of the whole machine so far, from /proc/stat.
+fn machine_seconds() -> io::Result<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let line = stat
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .ok_or_else(|| io::Error::other("no cpu line in /proc/stat"))?;
+    // user nice system idle iowait irq softirq steal (guest time is already inside user).
+    let v: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let at = |i: usize| v.get(i).copied().unwrap_or(0.0);
+    let busy = at(0) + at(1) + at(2) + at(5) + at(6);
+    Ok((busy / clock_ticks(), at(7) / clock_ticks()))
+}
+
+/// Clock ticks per second (the unit of /proc CPU times).
+fn clock_ticks() -> f64 {
     // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    Ok((ticks(11)? + ticks(12)?) as f64 / hz)
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
+}
+
+/// CPU times read at one instant: the measured processes, helpers of ours that are not measured
+/// (`aux`), this process, and the whole machine.
+struct Snapshot {
+    at: Instant,
+    measured: f64,
+    aux: f64,
+    own: f64,
+    busy: f64,
+    steal: f64,
+}
+
+impl Snapshot {
+    fn take(pids: &[i32], aux: &[i32]) -> io::Result<Self> {
+        let (busy, steal) = machine_seconds()?;
+        Ok(Self {
+            at: Instant::now(),
+            measured: cpu_of(pids)?,
+            aux: cpu_of(aux)?,
+            own: cpu_seconds("self")?,
+            busy,
+            steal,
+        })
+    }
+
+    /// `key=value` fields for the window from `self` to `later`, CPU in cores (seconds per
+    /// second): `server_util` (measured), `client_util` (this process), `other_util` (everything
+    /// else that ran on the machine: other people's processes), `steal_util`.
+    fn window(&self, later: &Snapshot) -> (f64, f64, String) {
+        let wall = later.at.duration_since(self.at).as_secs_f64().max(1e-9);
+        let measured = later.measured - self.measured;
+        let own = later.own - self.own;
+        let other = (later.busy - self.busy) - measured - own - (later.aux - self.aux);
+        let fields = format!(
+            "server_util={:.2} client_util={:.2} other_util={:.2} steal_util={:.2}",
+            measured / wall,
+            own / wall,
+            (other / wall).max(0.0),
+            (later.steal - self.steal) / wall
+        );
+        (wall, measured, fields)
+    }
 }
 
 fn cpu_of(pids: &[i32]) -> io::Result<f64> {
@@ -438,37 +563,23 @@ async fn handshakes(
         });
     }
     tokio::time::sleep(Duration::from_secs_f64(warmup)).await;
-    let (n0, e0, cpu0, self0, t0) = (
-        done.load(Ordering::Relaxed),
-        errors.load(Ordering::Relaxed),
-        cpu_of(pids)?,
-        cpu_seconds("self")?,
-        Instant::now(),
-    );
+    let (n0, e0) = (done.load(Ordering::Relaxed), errors.load(Ordering::Relaxed));
+    let start = Snapshot::take(pids, &[])?;
     tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
-    let (n1, e1, cpu1, self1, wall) = (
-        done.load(Ordering::Relaxed),
-        errors.load(Ordering::Relaxed),
-        cpu_of(pids)?,
-        cpu_seconds("self")?,
-        t0.elapsed().as_secs_f64(),
-    );
+    let (n1, e1) = (done.load(Ordering::Relaxed), errors.load(Ordering::Relaxed));
+    let (wall, server_cpu, utils) = start.window(&Snapshot::take(pids, &[])?);
     stop.store(true, Ordering::Relaxed);
     let _ = timeout(CONN_TIMEOUT + Duration::from_secs(1), async {
         while tasks.join_next().await.is_some() {}
     })
     .await;
     let count = n1 - n0;
-    let server_cpu = cpu1 - cpu0;
     println!(
         "RESULT kind=handshakes group={:?} count={count} secs={wall:.3} rate={:.1} \
-         server_cpu_s={server_cpu:.2} cpu_ms_per_hs={:.4} server_util={:.2} client_util={:.2} \
-         errors={}",
+         server_cpu_s={server_cpu:.2} cpu_ms_per_hs={:.4} {utils} errors={}",
         client.want,
         count as f64 / wall,
         1000.0 * server_cpu / count.max(1) as f64,
-        server_cpu / wall,
-        (self1 - self0) / wall,
         e1 - e0
     );
     if count == 0 {
@@ -483,18 +594,27 @@ async fn sink(listen: SocketAddr) -> anyhow::Result<()> {
         let (mut s, _) = listener.accept().await?;
         tokio::spawn(async move {
             let _ = s.set_nodelay(true);
-            let mut header = [0u8; 8];
+            let mut header = [0u8; 16];
             if s.read_exact(&mut header).await.is_err() {
                 return;
             }
-            let want = u64::from_le_bytes(header);
+            let (up, down) = split_header(&header);
             let mut buf = vec![0u8; BULK_CHUNK];
             let mut got = 0u64;
-            while got < want {
+            while got < up {
                 match s.read(&mut buf).await {
                     Ok(0) | Err(_) => return,
                     Ok(n) => got += n as u64,
                 }
+            }
+            buf.fill(0);
+            let mut left = down;
+            while left > 0 {
+                let n = left.min(BULK_CHUNK as u64) as usize;
+                if s.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+                left -= n as u64;
             }
             if s.write_all(&got.to_le_bytes()).await.is_err() {
                 return;
@@ -508,7 +628,51 @@ async fn sink(listen: SocketAddr) -> anyhow::Result<()> {
     }
 }
 
-async fn bulk(addr: SocketAddr, bytes: u64, pids: &[i32]) -> anyhow::Result<()> {
+fn split_header(h: &[u8; 16]) -> (u64, u64) {
+    let (a, b) = h.split_at(8);
+    (
+        u64::from_le_bytes(a.try_into().unwrap_or_default()),
+        u64::from_le_bytes(b.try_into().unwrap_or_default()),
+    )
+}
+
+/// The client side of the sink protocol: sends `up` bytes of `data` (repeated), reads `down`
+/// bytes and the sink's count of what it received.
+async fn exchange<S>(s: &mut S, data: &[u8], up: u64, down: u64) -> anyhow::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut header = [0u8; 16];
+    header[..8].copy_from_slice(&up.to_le_bytes());
+    header[8..].copy_from_slice(&down.to_le_bytes());
+    s.write_all(&header).await?;
+    let mut left = up;
+    while left > 0 {
+        let n = left.min(data.len() as u64) as usize;
+        s.write_all(&data[..n]).await?;
+        left -= n as u64;
+    }
+    s.flush().await?;
+    let mut buf = vec![0u8; (down.min(BULK_CHUNK as u64) as usize).max(8)];
+    let mut left = down;
+    while left > 0 {
+        let want = left.min(buf.len() as u64) as usize;
+        let n = s.read(&mut buf[..want]).await?;
+        if n == 0 {
+            bail!("sink closed early");
+        }
+        left -= n as u64;
+    }
+    let mut ack = [0u8; 8];
+    s.read_exact(&mut ack).await?;
+    let got = u64::from_le_bytes(ack);
+    if got != up {
+        bail!("sink received {got} bytes, sent {up}");
+    }
+    Ok(())
+}
+
+async fn bulk(addr: SocketAddr, bytes: u64, pids: &[i32], aux: &[i32]) -> anyhow::Result<()> {
     // Incompressible-looking bytes (xorshift), generated once.
     let mut buf = vec![0u8; BULK_CHUNK];
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
@@ -518,45 +682,45 @@ async fn bulk(addr: SocketAddr, bytes: u64, pids: &[i32]) -> anyhow::Result<()> 
         state ^= state << 17;
         chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
     }
-    let (cpu0, t0) = (cpu_of(pids)?, Instant::now());
+    let start = Snapshot::take(pids, aux)?;
     let mut s = TcpStream::connect(addr).await?;
     s.set_nodelay(true)?;
-    s.write_all(&bytes.to_le_bytes()).await?;
-    let mut left = bytes;
-    while left > 0 {
-        let n = left.min(BULK_CHUNK as u64) as usize;
-        s.write_all(&buf[..n]).await?;
-        left -= n as u64;
-    }
-    let mut ack = [0u8; 8];
-    timeout(Duration::from_secs(120), s.read_exact(&mut ack))
+    timeout(Duration::from_secs(600), exchange(&mut s, &buf, bytes, 0))
         .await
-        .context("no acknowledgement from the sink")??;
-    let wall = t0.elapsed().as_secs_f64();
-    let cpu = cpu_of(pids)? - cpu0;
-    let got = u64::from_le_bytes(ack);
-    if got != bytes {
-        bail!("sink received {got} bytes, sent {bytes}");
-    }
-    let gb = bytes as f64 / 1e9;
+        .context("transfer timed out")??;
+    let (wall, cpu, utils) = start.window(&Snapshot::take(pids, aux)?);
     println!(
         "RESULT kind=bulk bytes={bytes} secs={wall:.3} mb_per_s={:.1} gw_cpu_s={cpu:.2} \
-         cpu_s_per_gb={:.3}",
+         cpu_s_per_gb={:.3} {utils}",
         bytes as f64 / 1e6 / wall,
-        cpu / gb
+        cpu / (bytes as f64 / 1e9)
     );
     Ok(())
 }
 
-async fn idle(
-    args: &TlsArgs,
+/// What `idle` opens and measures.
+struct IdleSpec {
     count: usize,
     concurrency: usize,
     pid: i32,
     settle: f64,
+    traffic: u64,
+    hold: f64,
     admin: Option<SocketAddr>,
-) -> anyhow::Result<()> {
+}
+
+async fn idle(args: &TlsArgs, spec: &IdleSpec) -> anyhow::Result<()> {
+    let &IdleSpec {
+        count,
+        concurrency,
+        pid,
+        settle,
+        traffic,
+        hold,
+        admin,
+    } = spec;
     let client = Arc::new(Client::new(args)?);
+    let data: Arc<[u8]> = vec![0x5a; BULK_CHUNK].into();
     // Run-in: the server's allocator, lazy statics and per-listener metrics exist afterwards.
     for _ in 0..100 {
         timeout(CONN_TIMEOUT, client.handshake_and_close())
@@ -571,8 +735,17 @@ async fn idle(
     let (mut launched, mut errors) = (0usize, 0usize);
     while open.len() + errors < count {
         while launched < count && tasks.len() < concurrency.max(1) {
-            let client = client.clone();
-            tasks.spawn(async move { timeout(CONN_TIMEOUT, client.open()).await });
+            let (client, data) = (client.clone(), data.clone());
+            tasks.spawn(async move {
+                timeout(CONN_TIMEOUT * 3, async move {
+                    let mut tls = client.open().await?;
+                    if traffic > 0 {
+                        exchange(&mut tls, &data, traffic, traffic).await?;
+                    }
+                    anyhow::Ok(tls)
+                })
+                .await
+            });
             launched += 1;
         }
         match tasks.join_next().await {
@@ -591,11 +764,12 @@ async fn idle(
     let held = open.len();
     println!(
         "RESULT kind=idle group={:?} open={held} errors={errors} open_secs={opening:.1} \
-         server_active={active} rss_before_kib={before} rss_after_kib={after} \
+         traffic={traffic} server_active={active} rss_before_kib={before} rss_after_kib={after} \
          kib_per_conn={:.2}",
         client.want,
         after.saturating_sub(before) as f64 / held.max(1) as f64
     );
+    tokio::time::sleep(Duration::from_secs_f64(hold)).await;
     drop(open);
     if errors > 0 {
         bail!("{errors} of {count} connections failed");

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Real peers the interop tests drive.
-packages=(chromium openssl ca-certificates curl iproute2 procps)
+packages=(chromium openssl ca-certificates curl iproute2 procps gcc libc6-dev)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -24,4 +24,8 @@ fi
 
 # A missing real client is a failure here, not a skip.
 export REQUIRE_INTEROP_TOOLS=1
+# Builds every artifact first, the SM4 run-time plugin (libpqgate_plugin_sm4.so) included.
+cargo build -j2 --workspace --locked
 cargo test -j2 --workspace --locked "$@"
+# The same SM4 code compiled in (off by default, so the run-time plugin keeps its names).
+cargo test -j2 -p pqgate-agility --features plugin-sm4 --locked "$@"

@@ -1,7 +1,7 @@
 //! Turns a loaded configuration into ready-to-serve listener and connector states, loading every
 //! certificate and key; all problems are collected and located (key path and file).
 
-use pqgate_agility::Registry;
+use pqgate_agility::{Profile, Registry};
 use pqgate_core::config::Config;
 
 use crate::config_load::{ConfigErrors, ConfigIssue, Loaded};
@@ -26,6 +26,17 @@ pub struct Built {
     pub listeners: Vec<ListenerState>,
     /// Connector states, in config order.
     pub connectors: Vec<ConnectorState>,
+}
+
+/// A built-in profile or a `[[profile]]` of the config, by name.
+pub fn resolve_profile(config: &Config, name: &str) -> Option<Profile> {
+    pqgate_agility::builtin_profile(name).or_else(|| {
+        config
+            .profiles
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| pqgate_agility::custom_profile(&p.name, &p.groups, &p.suites))
+    })
 }
 
 /// Builds every listener and connector of `loaded`.
@@ -62,14 +73,22 @@ pub fn build(
             None
         };
         let pair_ref = pair.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
-        match build_listener_tls(&at, l, pair_ref, registry) {
+        let Some(profile) = resolve_profile(config, &l.profile) else {
+            issues.push(loaded.issue(&format!("{at}.profile"), "unknown profile"));
+            continue;
+        };
+        match build_listener_tls(&at, l, pair_ref, registry, &profile) {
             Ok(tls) => built.listeners.push(ListenerState::new(l.clone(), tls)),
             Err(e) => issues.push(loaded.issue(e.key(), e.to_string())),
         }
     }
     for (i, c) in config.connectors.iter().enumerate() {
         let at = format!("connector[{i}]");
-        match build_connector_tls(&at, c, registry) {
+        let Some(profile) = resolve_profile(config, &c.profile) else {
+            issues.push(loaded.issue(&format!("{at}.profile"), "unknown profile"));
+            continue;
+        };
+        match build_connector_tls(&at, c, registry, &profile) {
             Ok(tls) => built.connectors.push(ConnectorState::new(c.clone(), tls)),
             Err(e) => issues.push(loaded.issue(e.key(), e.to_string())),
         }

@@ -151,6 +151,16 @@ fn extract(figment: &Figment, source: &Source, issues: &mut Vec<ConfigIssue>) ->
         &mut config.service,
         issues,
     );
+    section(
+        figment,
+        source,
+        &top,
+        "plugins",
+        &mut config.plugins,
+        issues,
+    );
+    config.plugin_files = array(figment, source, &top, "plugin", issues);
+    config.profiles = array(figment, source, &top, "profile", issues);
     config.listeners = array(figment, source, &top, "listener", issues);
     config.connectors = array(figment, source, &top, "connector", issues);
     config

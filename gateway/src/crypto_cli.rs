@@ -52,11 +52,17 @@ pub fn selftest_report(registry: &Registry) -> (String, bool) {
         let verdict = if r.passed { "PASS" } else { "FAIL" };
         let _ = writeln!(out, "{verdict}  {:<20} {}", r.algorithm, r.test);
     }
-    let failed = report.failures().count();
+    for p in registry.plugins() {
+        for e in &p.errors {
+            let _ = writeln!(out, "FAIL  plugin {}: {e}", p.origin);
+        }
+    }
+    let plugin_failures: usize = registry.plugins().iter().map(|p| p.errors.len()).sum();
+    let failed = report.failures().count() + plugin_failures;
     let _ = writeln!(
         out,
         "{} passed, {} failed",
-        report.results.len() - failed,
+        report.results.len() - report.failures().count(),
         failed
     );
     (out, failed == 0)
@@ -70,6 +76,14 @@ pub fn publish(registry: &Registry) {
             test = f.test,
             "self-test failed: algorithm disabled"
         );
+    }
+    for p in registry.plugins() {
+        for e in &p.errors {
+            tracing::error!(plugin = %p.name, origin = %p.origin, "plugin algorithm disabled: {e}");
+        }
+        if !p.enabled.is_empty() {
+            tracing::info!(plugin = %p.name, origin = %p.origin, enabled = ?p.enabled, "plugin loaded");
+        }
     }
     for e in registry.inventory() {
         let value = if e.status == Status::Enabled {

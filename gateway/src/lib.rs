@@ -4,12 +4,14 @@
 pub mod admin;
 pub mod build;
 pub mod builtin_info;
+pub mod cbom;
 pub mod config_load;
 pub mod connector;
 pub mod crypto_cli;
 pub mod daemon;
 pub mod endpoint;
 pub mod notify;
+pub mod plugins;
 pub mod relay;
 pub mod server;
 pub mod shared;

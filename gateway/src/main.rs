@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use pqgate::build::{SelfSignedMode, build};
 use pqgate::daemon::Daemon;
 use pqgate::telemetry;
-use pqgate::{config_load, crypto_cli};
+use pqgate::{config_load, crypto_cli, plugins};
 use pqgate_agility::Registry;
 use std::sync::Arc;
 
@@ -52,9 +52,22 @@ enum CryptoCommand {
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also load the run-time plugins this config names.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
     },
     /// Run every self-test and print the report (exit 1 on any failure).
-    Selftest,
+    Selftest {
+        /// Also load and test the run-time plugins this config names.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Print a CycloneDX 1.6 cryptographic bill of materials (JSON) for a config's algorithms.
+    Cbom {
+        /// TOML config file (the embedded default when absent).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -106,7 +119,7 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     }
     let runtime = runtime.build().context("starting the async runtime")?;
     warm_up()?;
-    let registry = Arc::new(Registry::power_on());
+    let registry = Arc::new(Registry::power_on_with(plugins::load_all(&loaded.config)));
     crypto_cli::publish(&registry);
     tracing::info!(config = %loaded.source, version = env!("CARGO_PKG_VERSION"), "pqgate starting");
     runtime.block_on(async move {
@@ -138,9 +151,19 @@ fn check(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         eprintln!("{}: {e}", loaded.source);
         return Ok(ExitCode::FAILURE);
     }
-    let registry = Registry::power_on();
+    let registry = Registry::power_on_with(plugins::load_all(&loaded.config));
+    let mut failed = false;
+    for p in registry.plugins() {
+        for e in &p.errors {
+            eprintln!("{}: plugin {}: {e}", loaded.source, p.origin);
+            failed = true;
+        }
+    }
     if let Err(e) = build(&loaded, SelfSignedMode::IfPresent, &registry) {
         eprintln!("{e}");
+        failed = true;
+    }
+    if failed {
         return Ok(ExitCode::FAILURE);
     }
     println!("# effective configuration from {}", loaded.source);
@@ -151,20 +174,33 @@ fn check(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The registry with the run-time plugins of `config` (none without a config).
+fn registry_for(config: Option<&std::path::Path>) -> anyhow::Result<Registry> {
+    let Some(path) = config else {
+        return Ok(Registry::power_on());
+    };
+    let loaded = config_load::load(Some(path))?;
+    Ok(Registry::power_on_with(plugins::load_all(&loaded.config)))
+}
+
 fn crypto(command: CryptoCommand) -> anyhow::Result<ExitCode> {
-    let registry = Registry::power_on();
     match command {
-        CryptoCommand::List { json: true } => {
-            println!("{}", crypto_cli::inventory_json(&registry)?)
+        CryptoCommand::List { json, config } => {
+            let registry = registry_for(config.as_deref())?;
+            match json {
+                true => println!("{}", crypto_cli::inventory_json(&registry)?),
+                false => print!("{}", crypto_cli::inventory_table(&registry)),
+            }
         }
-        CryptoCommand::List { json: false } => print!("{}", crypto_cli::inventory_table(&registry)),
-        CryptoCommand::Selftest => {
+        CryptoCommand::Selftest { config } => {
+            let registry = registry_for(config.as_deref())?;
             let (report, ok) = crypto_cli::selftest_report(&registry);
             print!("{report}");
             if !ok {
                 return Ok(ExitCode::FAILURE);
             }
         }
+        CryptoCommand::Cbom { config } => println!("{}", pqgate::cbom::render(config.as_deref())?),
     }
     Ok(ExitCode::SUCCESS)
 }

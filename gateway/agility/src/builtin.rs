@@ -128,8 +128,11 @@ impl KeyAgreement for X25519 {
         let key = agreement::PrivateKey::from_private_key(&agreement::X25519, private)
             .map_err(|_| PluginError::call("X25519", "private key rejected"))?;
         let peer = agreement::UnparsedPublicKey::new(&agreement::X25519, peer_public);
-        agreement::agree(&key, peer, PluginError::call("X25519", "peer key rejected"), |s| {
-            Ok(s.to_vec())
-        })
+        agreement::agree(
+            &key,
+            peer,
+            PluginError::call("X25519", "peer key rejected"),
+            |s| Ok(s.to_vec()),
+        )
     }
 }

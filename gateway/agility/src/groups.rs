@@ -3,6 +3,8 @@
 
 use rustls::crypto::SupportedKxGroup;
 use rustls::crypto::aws_lc_rs::kx_group;
+use std::sync::Mutex;
+
 use rustls::{CipherSuite, NamedGroup};
 
 use crate::selftest::names;
@@ -100,15 +102,33 @@ pub fn group_label(group: Option<NamedGroup>) -> &'static str {
     }
 }
 
-/// A bounded label for a negotiated cipher suite: its IANA name, or `other`.
-pub fn suite_label(suite: Option<CipherSuite>) -> &'static str {
-    match suite {
-        None => "none",
-        Some(s) => SUITES
-            .iter()
-            .find(|info| info.suite.suite() == s)
-            .map_or("other", |info| info.name),
+/// Names of plugin suites for labels: (code point, name). Bounded: plugins load once, at start,
+/// with at most 16 suites each.
+static PLUGIN_SUITE_LABELS: Mutex<Vec<(u16, &'static str)>> = Mutex::new(Vec::new());
+
+/// Makes a plugin suite's name usable as a label.
+pub(crate) fn register_suite_label(code_point: u16, name: &'static str) {
+    if let Ok(mut labels) = PLUGIN_SUITE_LABELS.lock()
+        && !labels.iter().any(|(c, _)| *c == code_point)
+    {
+        labels.push((code_point, name));
     }
+}
+
+/// A bounded label for a negotiated cipher suite: its IANA (or plugin-declared) name, or `other`.
+pub fn suite_label(suite: Option<CipherSuite>) -> &'static str {
+    let Some(s) = suite else {
+        return "none";
+    };
+    if let Some(info) = SUITES.iter().find(|info| info.suite.suite() == s) {
+        return info.name;
+    }
+    let code = u16::from(s);
+    PLUGIN_SUITE_LABELS
+        .lock()
+        .ok()
+        .and_then(|labels| labels.iter().find(|(c, _)| *c == code).map(|(_, n)| *n))
+        .unwrap_or("other")
 }
 
 #[cfg(test)]

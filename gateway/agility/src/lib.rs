@@ -7,6 +7,7 @@ pub mod builtin;
 mod groups;
 pub mod plugin;
 mod policy;
+mod profile;
 mod provider;
 mod registry;
 pub mod selftest;
@@ -14,6 +15,7 @@ mod suites;
 
 pub use groups::{GroupInfo, KNOWN_GROUPS, group_info, group_label, suite_label};
 pub use policy::{KxPolicy, PolicyParseError};
+pub use profile::{BUILTIN_PROFILES, DEFAULT_PROFILE, Profile, builtin_profile, custom_profile};
 pub use provider::{AgilityError, ProviderSpec, build_provider, warm_up_rng};
-pub use registry::{InventoryEntry, Registry, Status};
+pub use registry::{InventoryEntry, PluginStatus, Registry, Status};
 pub use suites::{SUITES, SuiteInfo};

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use rustls::crypto::CryptoProvider;
 use rustls::crypto::aws_lc_rs;
 
-use crate::groups::GroupInfo;
+use crate::groups::{GroupInfo, KNOWN_GROUPS};
 use crate::policy::KxPolicy;
+use crate::profile::{DEFAULT_PROFILE, Profile, builtin_profile};
 use crate::suites::{SUITES, SuiteInfo};
 
 /// What a provider must offer.
@@ -30,45 +31,77 @@ pub enum AgilityError {
     /// The policy left no usable group (all disabled by self-tests, or none admitted).
     #[error("policy {0} leaves no key-exchange group enabled (see `pqgate crypto selftest`)")]
     NoGroups(KxPolicy),
-    /// Every cipher suite is disabled by self-tests.
-    #[error("no TLS cipher suite is enabled (see `pqgate crypto selftest`)")]
-    NoSuites,
+    /// Every cipher suite of the profile is disabled by self-tests or unusable.
+    #[error("profile {0} leaves no TLS 1.3 cipher suite enabled (see `pqgate crypto list`)")]
+    NoSuites(String),
+    /// A profile names an algorithm the registry does not have.
+    #[error("profile {profile} names unknown algorithm {name:?} (see `pqgate crypto list`)")]
+    UnknownAlgorithm {
+        /// The profile.
+        profile: String,
+        /// The name.
+        name: String,
+    },
+    /// A profile for classical peers used with a policy that refuses them.
+    #[error("profile {0} is for classical peers: use policy = \"hybrid-preferred\"")]
+    NeedsClassical(String),
 }
 
 /// Builds the provider for `spec` with every algorithm enabled, without consulting self-tests:
 /// for test and benchmark clients. The daemon uses [`crate::Registry::provider`].
 pub fn build_provider(spec: ProviderSpec) -> Result<Arc<CryptoProvider>, AgilityError> {
-    assemble(spec, |_| true, |_| true)
+    let profile = builtin_profile(DEFAULT_PROFILE).ok_or(AgilityError::NoGroups(spec.policy))?;
+    let suites: Vec<&'static SuiteInfo> = SUITES.iter().collect();
+    assemble(spec, &profile, |_| true, &suites, |_| true)
 }
 
-/// Builds a provider from the groups and suites the two predicates keep.
+/// Builds a provider from `profile`'s groups and suites, in the profile's order, keeping those
+/// the policy admits and the predicates accept.
 pub(crate) fn assemble(
     spec: ProviderSpec,
+    profile: &Profile,
     group_ok: impl Fn(&GroupInfo) -> bool,
+    suites: &[&'static SuiteInfo],
     suite_ok: impl Fn(&SuiteInfo) -> bool,
 ) -> Result<Arc<CryptoProvider>, AgilityError> {
     if spec.tls12 && !spec.policy.allows_tls12() {
         return Err(AgilityError::Tls12WithPqOnlyPolicy(spec.policy));
     }
-    let kx_groups: Vec<_> = spec
-        .policy
-        .groups()
-        .filter(|g| group_ok(g))
-        .map(|g| g.group)
-        .collect();
+    if profile.needs_classical && !spec.policy.allows_tls12() {
+        return Err(AgilityError::NeedsClassical(profile.name.clone()));
+    }
+    let unknown = |name: &String| AgilityError::UnknownAlgorithm {
+        profile: profile.name.clone(),
+        name: name.clone(),
+    };
+    let mut kx_groups = Vec::new();
+    for name in &profile.groups {
+        let group = KNOWN_GROUPS
+            .iter()
+            .find(|g| g.name == name)
+            .ok_or_else(|| unknown(name))?;
+        if spec.policy.admits(group) && group_ok(group) {
+            kx_groups.push(group.group);
+        }
+    }
     if kx_groups.is_empty() {
         return Err(AgilityError::NoGroups(spec.policy));
     }
-    let cipher_suites: Vec<_> = SUITES
-        .iter()
-        .filter(|s| (spec.tls12 || !s.tls12) && suite_ok(s))
-        .map(|s| s.suite)
-        .collect();
+    let mut cipher_suites = Vec::new();
+    for name in &profile.suites {
+        let suite = suites
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| unknown(name))?;
+        if (spec.tls12 || !suite.tls12) && suite_ok(suite) {
+            cipher_suites.push(suite.suite);
+        }
+    }
     if !cipher_suites
         .iter()
         .any(|s| s.version() == &rustls::version::TLS13)
     {
-        return Err(AgilityError::NoSuites);
+        return Err(AgilityError::NoSuites(profile.name.clone()));
     }
     let base = aws_lc_rs::default_provider();
     Ok(Arc::new(CryptoProvider {

@@ -8,10 +8,39 @@ use serde::Serialize;
 
 use crate::builtin::{self, KeyAgreement};
 use crate::groups::{GroupInfo, KNOWN_GROUPS};
-use crate::plugin::AeadAlgorithm;
+use crate::plugin::{
+    AeadAlgorithm, HashAlgorithm, Origin, PluginDecl, PluginError, SuiteDecl, check_aead,
+    check_hash,
+};
+use crate::profile::{DEFAULT_PROFILE, Profile, builtin_profile};
 use crate::provider::{AgilityError, ProviderSpec, assemble};
-use crate::selftest::{self, SelfTestReport};
+use crate::selftest::{self, SelfTestReport, TestResult};
 use crate::suites::{SUITES, SuiteInfo};
+
+/// Plugin names and suites live as long as the process (plugins load once, at start).
+fn leak_str(s: &str) -> &'static str {
+    Box::leak(s.to_owned().into_boxed_str())
+}
+
+fn plugin_suite(
+    plugin: &str,
+    decl: &SuiteDecl,
+    aead: Arc<dyn AeadAlgorithm>,
+    hash: Arc<dyn HashAlgorithm>,
+) -> &'static SuiteInfo {
+    let requires: &'static [&'static str] =
+        Box::leak(vec![leak_str(aead.name()), leak_str(hash.name())].into_boxed_slice());
+    let name = leak_str(&decl.name);
+    crate::groups::register_suite_label(decl.code_point, name);
+    Box::leak(Box::new(SuiteInfo {
+        name,
+        provider: leak_str(plugin),
+        suite: crate::plugin::tls::tls13_suite(decl, aead, hash),
+        tls12: false,
+        security_bits: decl.security_bits,
+        requires,
+    }))
+}
 
 /// Whether an algorithm may be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -43,25 +72,158 @@ pub struct InventoryEntry {
     pub status: Status,
 }
 
+/// What became of one plugin.
+#[derive(Clone, Debug, Serialize)]
+pub struct PluginStatus {
+    /// Plugin name (or its file when it could not be read).
+    pub name: String,
+    /// `compiled-in` or the library path.
+    pub origin: String,
+    /// Its algorithms and suites that passed and are enabled.
+    pub enabled: Vec<String>,
+    /// Every problem: a refused declaration, a failed vector; empty when all is well.
+    pub errors: Vec<String>,
+}
+
 /// Algorithms and their self-test verdicts.
 #[derive(Clone, Debug)]
 pub struct Registry {
     report: SelfTestReport,
     aeads: Vec<Arc<dyn AeadAlgorithm>>,
+    suites: Vec<&'static SuiteInfo>,
+    plugins: Vec<PluginStatus>,
 }
 
 impl Registry {
     /// Runs the power-on self-tests and builds the registry from their results.
     pub fn power_on() -> Self {
-        Self::from_report(selftest::run())
+        Self::power_on_with(Vec::new())
     }
 
-    /// A registry over a given report.
+    /// Power-on with the compiled-in plugins plus `runtime` plugins (each the result of loading
+    /// one library, with the path it came from). A plugin that failed to load, or whose
+    /// algorithms fail their vectors, is recorded and left disabled.
+    pub fn power_on_with(runtime: Vec<(String, Result<PluginDecl, PluginError>)>) -> Self {
+        let mut registry = Self::from_report(selftest::run());
+        for decl in crate::plugin::compiled_in() {
+            registry.add_plugin(decl);
+        }
+        for (origin, loaded) in runtime {
+            match loaded {
+                Ok(decl) => registry.add_plugin(decl),
+                Err(e) => registry.plugins.push(PluginStatus {
+                    name: origin.clone(),
+                    origin,
+                    enabled: Vec::new(),
+                    errors: vec![e.to_string()],
+                }),
+            }
+        }
+        registry
+    }
+
+    /// A registry over a given report, without plugins.
     pub fn from_report(report: SelfTestReport) -> Self {
         Self {
             report,
             aeads: builtin::aeads(),
+            suites: SUITES.iter().collect(),
+            plugins: Vec::new(),
         }
+    }
+
+    /// What became of each plugin.
+    pub fn plugins(&self) -> &[PluginStatus] {
+        &self.plugins
+    }
+
+    /// Tests a plugin's algorithms, records the results, and registers what passed.
+    pub fn add_plugin(&mut self, decl: PluginDecl) {
+        let origin = match &decl.origin {
+            Origin::CompiledIn => "compiled-in".to_owned(),
+            Origin::SharedLibrary(p) => p.display().to_string(),
+        };
+        let mut status = PluginStatus {
+            name: decl.name.clone(),
+            origin,
+            enabled: Vec::new(),
+            errors: Vec::new(),
+        };
+        let mut passed_aeads = Vec::new();
+        for aead in &decl.aeads {
+            if self.is_taken(aead.name()) {
+                status
+                    .errors
+                    .push(format!("{}: name already registered", aead.name()));
+                continue;
+            }
+            let result = check_aead(aead.as_ref());
+            self.record(aead.name(), "plugin known-answer vectors", &result);
+            match result {
+                Ok(()) => passed_aeads.push(aead.clone()),
+                Err(e) => status.errors.push(e.to_string()),
+            }
+        }
+        let mut passed_hashes = Vec::new();
+        for hash in &decl.hashes {
+            if self.is_taken(hash.name()) {
+                status
+                    .errors
+                    .push(format!("{}: name already registered", hash.name()));
+                continue;
+            }
+            let result = check_hash(hash.as_ref());
+            self.record(hash.name(), "plugin known-answer vectors", &result);
+            match result {
+                Ok(()) => passed_hashes.push(hash.clone()),
+                Err(e) => status.errors.push(e.to_string()),
+            }
+        }
+        status
+            .enabled
+            .extend(passed_aeads.iter().map(|a| a.name().to_owned()));
+        status
+            .enabled
+            .extend(passed_hashes.iter().map(|h| h.name().to_owned()));
+        for suite in &decl.suites {
+            let aead = passed_aeads.iter().find(|a| a.name() == suite.aead);
+            let hash = passed_hashes.iter().find(|h| h.name() == suite.hash);
+            let code_taken = self
+                .suites
+                .iter()
+                .any(|s| u16::from(s.suite.suite()) == suite.code_point);
+            match (aead, hash) {
+                _ if self.is_taken(&suite.name) || code_taken => status.errors.push(format!(
+                    "{}: name or code point {:#06x} already registered",
+                    suite.name, suite.code_point
+                )),
+                (Some(aead), Some(hash)) => {
+                    self.suites
+                        .push(plugin_suite(&decl.name, suite, aead.clone(), hash.clone()));
+                    status.enabled.push(suite.name.clone());
+                }
+                _ => status.errors.push(format!(
+                    "{}: its AEAD {} or hash {} is missing or failed its vectors",
+                    suite.name, suite.aead, suite.hash
+                )),
+            }
+        }
+        self.aeads.extend(passed_aeads);
+        self.plugins.push(status);
+    }
+
+    fn is_taken(&self, name: &str) -> bool {
+        self.report.results.iter().any(|r| r.algorithm == name)
+            || self.suites.iter().any(|s| s.name == name)
+    }
+
+    fn record(&mut self, name: &str, test: &'static str, result: &Result<(), PluginError>) {
+        self.report.results.push(TestResult {
+            algorithm: leak_str(name),
+            test,
+            passed: result.is_ok(),
+            detail: result.as_ref().err().map(ToString::to_string),
+        });
     }
 
     /// An enabled AEAD by registry name, behind the plugin interface.
@@ -97,9 +259,40 @@ impl Registry {
         self.all_pass(s.requires)
     }
 
-    /// A provider for `spec` from enabled algorithms only.
+    /// A provider for `spec` with the default profile, from enabled algorithms only.
     pub fn provider(&self, spec: ProviderSpec) -> Result<Arc<CryptoProvider>, AgilityError> {
-        assemble(spec, |g| self.group_enabled(g), |s| self.suite_enabled(s))
+        let profile =
+            builtin_profile(DEFAULT_PROFILE).ok_or(AgilityError::NoGroups(spec.policy))?;
+        self.provider_for(spec, &profile)
+    }
+
+    /// A provider for `spec` and `profile`, from enabled algorithms only.
+    pub fn provider_for(
+        &self,
+        spec: ProviderSpec,
+        profile: &Profile,
+    ) -> Result<Arc<CryptoProvider>, AgilityError> {
+        assemble(
+            spec,
+            profile,
+            |g| self.group_enabled(g),
+            &self.suites,
+            |s| self.suite_enabled(s),
+        )
+    }
+
+    /// Every registered suite (built-in and from plugins).
+    pub fn suites(&self) -> &[&'static SuiteInfo] {
+        &self.suites
+    }
+
+    fn provider_of(&self, name: &str) -> &'static str {
+        let from_plugin = self
+            .report
+            .results
+            .iter()
+            .any(|r| r.algorithm == name && r.test == "plugin known-answer vectors");
+        if from_plugin { "plugin" } else { "aws-lc-rs" }
     }
 
     /// Every algorithm with its status.
@@ -120,10 +313,10 @@ impl Registry {
             post_quantum: g.post_quantum,
             status: status(self.group_enabled(g)),
         });
-        let suites = SUITES.iter().map(|s| InventoryEntry {
+        let suites = self.suites.iter().map(|s| InventoryEntry {
             name: s.name,
             kind: "cipher-suite",
-            provider: "aws-lc-rs",
+            provider: s.provider,
             code_point: Some(u16::from(s.suite.suite())),
             security_bits: Some(s.security_bits),
             post_quantum: s.security_bits >= 256,
@@ -140,7 +333,7 @@ impl Registry {
         let primitives = primitives.into_iter().map(|name| InventoryEntry {
             name,
             kind: "primitive",
-            provider: "aws-lc-rs",
+            provider: self.provider_of(name),
             code_point: None,
             security_bits: None,
             post_quantum: name.starts_with("ML-"),

@@ -21,6 +21,8 @@ pub mod names {
     pub const SHA_384: &str = "SHA-384";
     /// HKDF with SHA-256.
     pub const HKDF_SHA256: &str = "HKDF-SHA256";
+    /// HKDF with SHA-384.
+    pub const HKDF_SHA384: &str = "HKDF-SHA384";
     /// X25519 Diffie-Hellman.
     pub const X25519: &str = "X25519";
     /// ML-KEM-768 (FIPS 203).
@@ -33,8 +35,12 @@ pub mod names {
     pub const ECDSA_P384: &str = "ECDSA-P384-SHA384";
     /// Ed25519.
     pub const ED25519: &str = "Ed25519";
+    /// ML-DSA-44 (FIPS 204).
+    pub const ML_DSA_44: &str = "ML-DSA-44";
     /// ML-DSA-65 (FIPS 204).
     pub const ML_DSA_65: &str = "ML-DSA-65";
+    /// ML-DSA-87 (FIPS 204).
+    pub const ML_DSA_87: &str = "ML-DSA-87";
 }
 
 /// One test's result.
@@ -46,6 +52,8 @@ pub struct TestResult {
     pub test: &'static str,
     /// Whether it passed.
     pub passed: bool,
+    /// Why it failed, when known.
+    pub detail: Option<String>,
 }
 
 /// All results of one run.
@@ -87,6 +95,7 @@ pub fn run_with_tamper(tamper: Option<&str>) -> SelfTestReport {
             algorithm,
             test,
             passed,
+            detail: (!passed).then(|| "known answer or consistency check failed".to_owned()),
         });
     };
     for kat in AEAD_KATS {
@@ -95,7 +104,16 @@ pub fn run_with_tamper(tamper: Option<&str>) -> SelfTestReport {
     for kat in DIGEST_KATS {
         record(kat.name, kat.source, digest_kat(kat));
     }
-    record(names::HKDF_SHA256, "KAT RFC 5869 A.1", hkdf_kat());
+    record(
+        names::HKDF_SHA256,
+        "KAT RFC 5869 A.1",
+        hkdf_kat(hkdf::HKDF_SHA256, HKDF_SHA256_OKM),
+    );
+    record(
+        names::HKDF_SHA384,
+        "KAT RFC 5869 A.1 inputs, OKM from OpenSSL 3",
+        hkdf_kat(hkdf::HKDF_SHA384, HKDF_SHA384_OKM),
+    );
     record(names::X25519, "KAT RFC 7748 6.1", x25519_kat());
     record(
         names::ML_KEM_768,
@@ -118,7 +136,30 @@ pub fn run_with_tamper(tamper: Option<&str>) -> SelfTestReport {
         ecdsa_pairwise(false),
     );
     record(names::ED25519, "pairwise sign/verify", ed25519_pairwise());
-    record(names::ML_DSA_65, "pairwise sign/verify", mldsa_pairwise());
+    let mldsa = [
+        (
+            names::ML_DSA_44,
+            &signature::ML_DSA_44_SIGNING,
+            &signature::ML_DSA_44,
+        ),
+        (
+            names::ML_DSA_65,
+            &signature::ML_DSA_65_SIGNING,
+            &signature::ML_DSA_65,
+        ),
+        (
+            names::ML_DSA_87,
+            &signature::ML_DSA_87_SIGNING,
+            &signature::ML_DSA_87,
+        ),
+    ];
+    for (name, signing, verifying) in mldsa {
+        record(
+            name,
+            "pairwise sign/verify",
+            mldsa_pairwise(signing, verifying),
+        );
+    }
     for group in KNOWN_GROUPS {
         record(
             group.name,
@@ -254,14 +295,19 @@ fn digest_kat(kat: &DigestKat) -> bool {
     digest::digest(kat.alg, b"abc").as_ref() == unhex(kat.expected)
 }
 
-fn hkdf_kat() -> bool {
-    let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, &unhex("000102030405060708090a0b0c"));
+/// RFC 5869 A.1 output (HKDF-SHA256, IKM 0x0b x 22, salt 0x00..0x0c, info 0xf0..0xf9, L 42).
+const HKDF_SHA256_OKM: &str =
+    "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865";
+/// The same inputs with SHA-384 (RFC 5869 has no SHA-384 case), computed with OpenSSL 3.
+const HKDF_SHA384_OKM: &str =
+    "9b5097a86038b805309076a44b3a9f38063e25b516dcbf369f394cfab43685f748b6457763e4f0204fc5";
+
+fn hkdf_kat(alg: hkdf::Algorithm, okm_hex: &str) -> bool {
+    let salt = hkdf::Salt::new(alg, &unhex("000102030405060708090a0b0c"));
     let prk = salt.extract(&[0x0b; 22]);
     let info = unhex("f0f1f2f3f4f5f6f7f8f9");
     let info_refs = [info.as_slice()];
-    let expected = unhex(
-        "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865",
-    );
+    let expected = unhex(okm_hex);
     struct Len(usize);
     impl hkdf::KeyType for Len {
         fn len(&self) -> usize {
@@ -347,10 +393,12 @@ fn ed25519_pairwise() -> bool {
     )
 }
 
-fn mldsa_pairwise() -> bool {
+fn mldsa_pairwise(
+    alg: &'static signature::PqdsaSigningAlgorithm,
+    verifying: &'static signature::PqdsaVerificationAlgorithm,
+) -> bool {
     use aws_lc_rs::encoding::AsDer;
     use signature::KeyPair;
-    let alg = &signature::ML_DSA_65_SIGNING;
     let Ok(pair) = signature::PqdsaKeyPair::generate(alg) else {
         return false;
     };
@@ -361,7 +409,7 @@ fn mldsa_pairwise() -> bool {
     let Ok(public) = pair.public_key().as_der() else {
         return false;
     };
-    verify(&signature::ML_DSA_65, public.as_ref(), &sig[..len])
+    verify(verifying, public.as_ref(), &sig[..len])
 }
 
 /// Both sides of a key exchange through rustls's own interface must agree.

@@ -9,8 +9,10 @@ use crate::selftest::names;
 /// One cipher suite and what it is built from.
 #[derive(Debug)]
 pub struct SuiteInfo {
-    /// IANA name.
+    /// IANA name (or the name a plugin declared).
     pub name: &'static str,
+    /// Who implements it: `aws-lc-rs` or the plugin's name.
+    pub provider: &'static str,
     /// The rustls implementation (aws-lc-rs).
     pub suite: SupportedCipherSuite,
     /// True for a TLS 1.2 suite.
@@ -22,12 +24,13 @@ pub struct SuiteInfo {
 }
 
 const AES128: &[&str] = &[names::AES_128_GCM, names::SHA_256, names::HKDF_SHA256];
-const AES256: &[&str] = &[names::AES_256_GCM, names::SHA_384];
+const AES256: &[&str] = &[names::AES_256_GCM, names::SHA_384, names::HKDF_SHA384];
 const CHACHA: &[&str] = &[names::CHACHA20_POLY1305, names::SHA_256, names::HKDF_SHA256];
 
 /// Every suite, most preferred first within each TLS version.
 pub static SUITES: &[SuiteInfo] = &[
     SuiteInfo {
+        provider: "aws-lc-rs",
         name: "TLS13_AES_256_GCM_SHA384",
         suite: cs::TLS13_AES_256_GCM_SHA384,
         tls12: false,
@@ -35,6 +38,7 @@ pub static SUITES: &[SuiteInfo] = &[
         requires: AES256,
     },
     SuiteInfo {
+        provider: "aws-lc-rs",
         name: "TLS13_AES_128_GCM_SHA256",
         suite: cs::TLS13_AES_128_GCM_SHA256,
         tls12: false,
@@ -42,6 +46,7 @@ pub static SUITES: &[SuiteInfo] = &[
         requires: AES128,
     },
     SuiteInfo {
+        provider: "aws-lc-rs",
         name: "TLS13_CHACHA20_POLY1305_SHA256",
         suite: cs::TLS13_CHACHA20_POLY1305_SHA256,
         tls12: false,
@@ -49,6 +54,7 @@ pub static SUITES: &[SuiteInfo] = &[
         requires: CHACHA,
     },
     SuiteInfo {
+        provider: "aws-lc-rs",
         name: "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
         suite: cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
         tls12: true,
@@ -56,6 +62,7 @@ pub static SUITES: &[SuiteInfo] = &[
         requires: AES256,
     },
     SuiteInfo {
+        provider: "aws-lc-rs",
         name: "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
         suite: cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
         tls12: true,
@@ -63,6 +70,7 @@ pub static SUITES: &[SuiteInfo] = &[
         requires: AES128,
     },
     SuiteInfo {
+        provider: "aws-lc-rs",
         name: "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
         suite: cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
         tls12: true,
@@ -70,6 +78,7 @@ pub static SUITES: &[SuiteInfo] = &[
         requires: CHACHA,
     },
     SuiteInfo {
+        provider: "aws-lc-rs",
         name: "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
         suite: cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
         tls12: true,
@@ -77,6 +86,7 @@ pub static SUITES: &[SuiteInfo] = &[
         requires: AES256,
     },
     SuiteInfo {
+        provider: "aws-lc-rs",
         name: "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
         suite: cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
         tls12: true,
@@ -84,6 +94,7 @@ pub static SUITES: &[SuiteInfo] = &[
         requires: AES128,
     },
     SuiteInfo {
+        provider: "aws-lc-rs",
         name: "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
         suite: cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
         tls12: true,

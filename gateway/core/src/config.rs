@@ -10,7 +10,16 @@ pub use pqgate_agility::KxPolicy;
 use serde::{Deserialize, Serialize};
 
 /// Top-level config sections, in the order they are read and printed.
-pub const SECTIONS: &[&str] = &["log", "admin", "service", "listener", "connector"];
+pub const SECTIONS: &[&str] = &[
+    "log",
+    "admin",
+    "service",
+    "plugins",
+    "plugin",
+    "profile",
+    "listener",
+    "connector",
+];
 
 /// The whole configuration.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -25,6 +34,15 @@ pub struct Config {
     /// Process-wide settings.
     #[serde(default)]
     pub service: ServiceConfig,
+    /// Rules for run-time plugins.
+    #[serde(default)]
+    pub plugins: PluginsConfig,
+    /// Run-time plugins to load at start.
+    #[serde(default, rename = "plugin")]
+    pub plugin_files: Vec<PluginConfig>,
+    /// Custom algorithm profiles.
+    #[serde(default, rename = "profile")]
+    pub profiles: Vec<ProfileConfig>,
     /// TLS termination listeners.
     #[serde(default, rename = "listener")]
     pub listeners: Vec<ListenerConfig>,
@@ -103,6 +121,43 @@ impl Default for ServiceConfig {
             worker_threads: 0,
         }
     }
+}
+
+/// `[plugins]`: rules every run-time plugin must meet.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// Refuse any plugin without a valid detached signature from a trusted key.
+    pub require_signature: bool,
+    /// Public keys (PEM SubjectPublicKeyInfo, Ed25519 or ML-DSA) trusted to sign plugins.
+    pub trusted_keys: Vec<PathBuf>,
+}
+
+/// `[[plugin]]`: a shared library speaking the pqgate plugin ABI.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// The library.
+    pub path: PathBuf,
+    /// Its detached signature; `<path>.sig` when absent.
+    pub signature: Option<PathBuf>,
+}
+
+/// `[[profile]]`: a named selection of algorithms, most preferred first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileConfig {
+    /// Name used by `profile = "..."`; must not be a built-in name.
+    pub name: String,
+    /// Key-exchange group names.
+    pub groups: Vec<String>,
+    /// TLS cipher suite names (built-in or from a plugin).
+    pub suites: Vec<String>,
+}
+
+/// The profile every listener and connector uses unless it names another.
+pub fn default_profile() -> String {
+    pqgate_agility::DEFAULT_PROFILE.to_owned()
 }
 
 /// Where a terminated connection goes.
@@ -275,6 +330,9 @@ pub struct ListenerConfig {
     /// Key-exchange policy.
     #[serde(default)]
     pub policy: KxPolicy,
+    /// Algorithm profile: `pq-hybrid` (default), `cnsa2`, `classical-compat` or a `[[profile]]`.
+    #[serde(default = "default_profile")]
+    pub profile: String,
     /// Also accept TLS 1.2 (never with `hybrid-required`).
     #[serde(default)]
     pub tls12: bool,
@@ -316,6 +374,9 @@ pub struct ConnectorConfig {
     /// Key-exchange policy.
     #[serde(default)]
     pub policy: KxPolicy,
+    /// Algorithm profile: `pq-hybrid` (default), `cnsa2`, `classical-compat` or a `[[profile]]`.
+    #[serde(default = "default_profile")]
+    pub profile: String,
     /// Also allow TLS 1.2 (never with `hybrid-required`).
     #[serde(default)]
     pub tls12: bool,
@@ -346,6 +407,11 @@ impl Config {
         };
         let fix_opt = |p: &mut Option<PathBuf>| p.iter_mut().for_each(fix);
         fix_opt(&mut self.service.state_dir);
+        self.plugins.trusted_keys.iter_mut().for_each(fix);
+        for p in &mut self.plugin_files {
+            fix(&mut p.path);
+            fix_opt(&mut p.signature);
+        }
         for l in &mut self.listeners {
             fix_opt(&mut l.cert);
             fix_opt(&mut l.key);
@@ -401,6 +467,7 @@ mod tests {
             remote: "x:1".parse().unwrap(),
             server_name: None,
             policy: KxPolicy::default(),
+            profile: default_profile(),
             tls12: false,
             ca: Some("ca.pem".into()),
             pin_sha256: vec![],

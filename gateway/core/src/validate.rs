@@ -35,17 +35,21 @@ pub fn validate(config: &Config) -> Vec<Issue> {
     if config.admin.enabled {
         v.check_addr("admin.listen", config.admin.listen, &mut addrs);
     }
+    v.check_plugins(config);
+    let profiles = v.check_profiles(config);
     let mut names: HashMap<&str, String> = HashMap::new();
     for (i, l) in config.listeners.iter().enumerate() {
         let at = format!("listener[{i}]");
         v.check_name(&at, &l.name, &mut names);
         v.check_addr(&format!("{at}.listen"), l.listen, &mut addrs);
+        v.check_profile_ref(&at, &l.profile, &profiles);
         v.check_listener(&at, l);
     }
     for (i, c) in config.connectors.iter().enumerate() {
         let at = format!("connector[{i}]");
         v.check_name(&at, &c.name, &mut names);
         v.check_addr(&format!("{at}.listen"), c.listen, &mut addrs);
+        v.check_profile_ref(&at, &c.profile, &profiles);
         v.check_connector(&at, c);
     }
     v.issues
@@ -62,6 +66,52 @@ impl Validator {
             key: key.into(),
             message: message.into(),
         });
+    }
+
+    fn check_plugins(&mut self, config: &Config) {
+        if config.plugins.require_signature && config.plugins.trusted_keys.is_empty() {
+            self.push(
+                "plugins.trusted_keys",
+                "require_signature = true needs at least one trusted key",
+            );
+        }
+    }
+
+    /// Checks `[[profile]]` entries; returns every usable profile name.
+    fn check_profiles<'a>(&mut self, config: &'a Config) -> Vec<&'a str> {
+        let mut names: Vec<&str> = pqgate_agility::BUILTIN_PROFILES.to_vec();
+        for (i, p) in config.profiles.iter().enumerate() {
+            let at = format!("profile[{i}]");
+            if names.contains(&p.name.as_str()) {
+                self.push(
+                    format!("{at}.name"),
+                    format!("{:?} is a built-in or already defined profile", p.name),
+                );
+            }
+            if p.name.is_empty() {
+                self.push(format!("{at}.name"), "must not be empty");
+            }
+            if p.groups.is_empty() {
+                self.push(format!("{at}.groups"), "must name at least one group");
+            }
+            if p.suites.is_empty() {
+                self.push(
+                    format!("{at}.suites"),
+                    "must name at least one cipher suite",
+                );
+            }
+            names.push(&p.name);
+        }
+        names
+    }
+
+    fn check_profile_ref(&mut self, at: &str, profile: &str, known: &[&str]) {
+        if !known.contains(&profile) {
+            self.push(
+                format!("{at}.profile"),
+                format!("unknown profile {profile:?} (known: {})", known.join(", ")),
+            );
+        }
     }
 
     fn check_service(&mut self, config: &Config) {
@@ -240,6 +290,7 @@ mod tests {
             listen: SocketAddr::from(([127, 0, 0, 1], port)),
             backend: Backend::BuiltinInfo,
             policy: KxPolicy::HybridRequired,
+            profile: crate::config::default_profile(),
             tls12: false,
             cert: None,
             key: None,
@@ -330,6 +381,7 @@ mod tests {
             remote: "gw.example:8443".parse().unwrap(),
             server_name: None,
             policy: KxPolicy::HybridPreferred,
+            profile: crate::config::default_profile(),
             tls12: true,
             ca: None,
             pin_sha256: vec!["abcd".into()],

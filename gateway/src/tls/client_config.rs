@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use pqgate_agility::{ProviderSpec, Registry};
+use pqgate_agility::{Profile, ProviderSpec, Registry};
 use pqgate_core::config::ConnectorConfig;
 use pqgate_core::{hex, spki};
 use rustls::client::ResolvesClientCert;
@@ -30,13 +30,15 @@ pub fn build_connector_tls(
     at: &str,
     c: &ConnectorConfig,
     registry: &Registry,
+    profile: &Profile,
 ) -> Result<ConnectorTls, BuildError> {
+    let spec = ProviderSpec {
+        policy: c.policy,
+        tls12: c.tls12,
+    };
     let provider = registry
-        .provider(ProviderSpec {
-            policy: c.policy,
-            tls12: c.tls12,
-        })
-        .map_err(|e| BuildError::policy(format!("{at}.tls12"), e))?;
+        .provider_for(spec, profile)
+        .map_err(|e| BuildError::policy(format!("{at}.profile"), e))?;
     let webpki = match &c.ca {
         Some(ca) => {
             let roots = material::load_roots(ca)

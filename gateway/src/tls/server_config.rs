@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use pqgate_agility::{ProviderSpec, Registry};
+use pqgate_agility::{Profile, ProviderSpec, Registry};
 use pqgate_core::config::{Backend, ClientAuthConfig, ClientAuthMode, KxPolicy, ListenerConfig};
 use pqgate_core::route::SniTable;
 use rustls::crypto::CryptoProvider;
@@ -63,13 +63,15 @@ pub fn build_listener_tls(
     l: &ListenerConfig,
     self_signed: Option<(&Path, &Path)>,
     registry: &Registry,
+    profile: &Profile,
 ) -> Result<ListenerTls, BuildError> {
+    let spec = ProviderSpec {
+        policy: l.policy,
+        tls12: l.tls12,
+    };
     let provider = registry
-        .provider(ProviderSpec {
-            policy: l.policy,
-            tls12: l.tls12,
-        })
-        .map_err(|e| BuildError::policy(format!("{at}.tls12"), e))?;
+        .provider_for(spec, profile)
+        .map_err(|e| BuildError::policy(format!("{at}.profile"), e))?;
     let versions = protocol_versions(l.tls12);
     let verifier = match &l.client_auth {
         Some(auth) => Some(client_verifier(at, auth, &provider)?),
@@ -81,6 +83,7 @@ pub fn build_listener_tls(
         _ => return Err(BuildError::missing(format!("{at}.cert"))),
     };
     let default_key = certified(&format!("{at}.cert"), cert, key, &provider)?;
+    check_cert_scheme(&format!("{at}.cert"), &default_key, profile)?;
     let make = |key: Arc<CertifiedKey>, backend: &Backend| -> Result<RouteTls, BuildError> {
         let config = server_config(l, &provider, versions, verifier.clone(), key)
             .map_err(|e| BuildError::tls(at.to_owned(), e))?;
@@ -93,7 +96,12 @@ pub fn build_listener_tls(
     let mut routes = Vec::with_capacity(l.routes.len());
     for (i, r) in l.routes.iter().enumerate() {
         let key = match (&r.cert, &r.key) {
-            (Some(c), Some(k)) => certified(&format!("{at}.route[{i}].cert"), c, k, &provider)?,
+            (Some(c), Some(k)) => {
+                let key_path = format!("{at}.route[{i}].cert");
+                let key = certified(&key_path, c, k, &provider)?;
+                check_cert_scheme(&key_path, &key, profile)?;
+                key
+            }
             _ => default_key.clone(),
         };
         routes.push(make(key, r.backend.as_ref().unwrap_or(&l.backend))?);
@@ -104,6 +112,24 @@ pub fn build_listener_tls(
         sni: SniTable::new(l.routes.iter().map(|r| r.sni.as_str())),
         policy: l.policy,
     })
+}
+
+/// Refuses a certificate whose key cannot sign with any scheme the profile demands.
+fn check_cert_scheme(
+    key_path: &str,
+    key: &CertifiedKey,
+    profile: &Profile,
+) -> Result<(), BuildError> {
+    if profile.cert_schemes.is_empty() || key.key.choose_scheme(&profile.cert_schemes).is_some() {
+        return Ok(());
+    }
+    Err(BuildError::verifier(
+        key_path.to_owned(),
+        format!(
+            "profile {} needs a certificate for one of {:?}",
+            profile.name, profile.cert_schemes
+        ),
+    ))
 }
 
 fn certified(

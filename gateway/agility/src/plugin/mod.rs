@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub mod loader;
+pub mod signature;
+pub mod tls;
 
 /// Why a plugin or one of its algorithms is unusable; the plugin (or its file) is to blame.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -115,11 +117,21 @@ pub struct HashKat {
 /// An expanded AEAD key; safe to use from several threads.
 pub trait AeadKey: Send + Sync {
     /// Appends `ciphertext || tag` of `plaintext` to `out`.
-    fn seal(&self, nonce: &[u8], aad: &[u8], plaintext: &[u8], out: &mut Vec<u8>)
-    -> Result<(), PluginError>;
+    fn seal(
+        &self,
+        nonce: &[u8],
+        aad: &[u8],
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), PluginError>;
     /// Verifies `sealed` (`ciphertext || tag`) and appends the plaintext to `out`.
-    fn open(&self, nonce: &[u8], aad: &[u8], sealed: &[u8], out: &mut Vec<u8>)
-    -> Result<(), PluginError>;
+    fn open(
+        &self,
+        nonce: &[u8],
+        aad: &[u8],
+        sealed: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), PluginError>;
 }
 
 /// An AEAD algorithm.
@@ -206,6 +218,15 @@ pub struct PluginDecl {
     pub suites: Vec<SuiteDecl>,
 }
 
+/// The compile-time plugins enabled by cargo features (`plugin-sm4`).
+pub fn compiled_in() -> Vec<PluginDecl> {
+    #[allow(unused_mut)]
+    let mut all = Vec::new();
+    #[cfg(feature = "plugin-sm4")]
+    all.push(builtin_sm4::Sm4Plugin.declare());
+    all
+}
+
 /// Implemented by compile-time plugins.
 pub trait Plugin {
     /// Declares the plugin's algorithms.
@@ -245,7 +266,10 @@ pub fn check_aead(aead: &dyn AeadAlgorithm) -> Result<(), PluginError> {
         if let Some(last) = sealed.last_mut() {
             *last ^= 0x01;
         }
-        if key.open(&kat.nonce, &kat.aad, &sealed, &mut Vec::new()).is_ok() {
+        if key
+            .open(&kat.nonce, &kat.aad, &sealed, &mut Vec::new())
+            .is_ok()
+        {
             return Err(fail("open accepted a forged tag"));
         }
     }
@@ -272,3 +296,6 @@ pub fn check_hash(hash: &dyn HashAlgorithm) -> Result<(), PluginError> {
     }
     Ok(())
 }
+
+#[cfg(feature = "plugin-sm4")]
+pub mod builtin_sm4;
