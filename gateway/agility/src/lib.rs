@@ -5,6 +5,7 @@
 
 pub mod builtin;
 mod groups;
+pub mod kem;
 pub mod plugin;
 mod policy;
 mod profile;

@@ -50,6 +50,8 @@ pub enum Status {
     Enabled,
     /// A self-test of it, or of a primitive it is built from, failed.
     DisabledBySelfTest,
+    /// Tested on first use (slow key generation), not yet used in this process.
+    PendingFirstUse,
 }
 
 /// One row of the inventory.
@@ -339,7 +341,37 @@ impl Registry {
             post_quantum: name.starts_with("ML-"),
             status: status(self.report.passed(name)),
         });
-        groups.chain(suites).chain(primitives).collect()
+        let kems = crate::kem::KEM_NAMES.iter().map(|&name| InventoryEntry {
+            name,
+            kind: "kem",
+            provider: if name.starts_with("ML-KEM") {
+                "aws-lc-rs"
+            } else {
+                "pqcrypto"
+            },
+            code_point: None,
+            security_bits: Some(if name.ends_with("1024") {
+                256
+            } else if name.starts_with("HQC") {
+                128
+            } else {
+                192
+            }),
+            post_quantum: true,
+            status: match (
+                self.report.results.iter().any(|r| r.algorithm == name),
+                crate::kem::tested(name),
+            ) {
+                (true, _) => status(self.report.passed(name)),
+                (false, Some(passed)) => status(passed),
+                (false, None) => Status::PendingFirstUse,
+            },
+        });
+        groups
+            .chain(suites)
+            .chain(kems)
+            .chain(primitives.filter(|e| !e.name.starts_with("ML-KEM")))
+            .collect()
     }
 }
 

@@ -220,11 +220,10 @@ pub struct PluginDecl {
 
 /// The compile-time plugins enabled by cargo features (`plugin-sm4`).
 pub fn compiled_in() -> Vec<PluginDecl> {
-    #[allow(unused_mut)]
-    let mut all = Vec::new();
-    #[cfg(feature = "plugin-sm4")]
-    all.push(builtin_sm4::Sm4Plugin.declare());
-    all
+    vec![
+        #[cfg(feature = "plugin-sm4")]
+        builtin_sm4::Sm4Plugin.declare(),
+    ]
 }
 
 /// Implemented by compile-time plugins.
