@@ -50,3 +50,31 @@ fn inventory_lists_groups_suites_and_primitives_as_json() {
     assert_eq!(find("TLS13_AES_128_GCM_SHA256")["kind"], "cipher-suite");
     assert_eq!(find("ML-DSA-65")["kind"], "primitive");
 }
+
+#[test]
+fn with_a_config_the_inventory_marks_what_no_policy_admits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        "[[listener]]\nname = \"a\"\nlisten = \"127.0.0.1:18443\"\nbackend = \"h:1\"\nself_signed = true\n",
+    )
+    .unwrap();
+    let (ok, json) = pqgate(&["crypto", "list", "--json", "-c", path.to_str().unwrap()]);
+    assert!(ok, "{json}");
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    let status = |name: &str| {
+        entries
+            .iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["status"].clone())
+            .unwrap()
+    };
+    assert_eq!(status("X25519MLKEM768"), "enabled");
+    assert_eq!(status("X25519"), "disabled-by-policy");
+    assert_eq!(
+        status("TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"),
+        "disabled-by-policy"
+    );
+    assert_eq!(status("TLS13_AES_128_GCM_SHA256"), "enabled");
+}

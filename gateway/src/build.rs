@@ -39,6 +39,26 @@ pub fn resolve_profile(config: &Config, name: &str) -> Option<Profile> {
     })
 }
 
+/// Each listener's and connector's provider spec and resolved profile (unknown profiles are
+/// left out; `validate` reports them).
+pub fn endpoint_uses(config: &Config) -> Vec<(pqgate_agility::ProviderSpec, Profile)> {
+    let listeners = config
+        .listeners
+        .iter()
+        .map(|l| (l.policy, l.tls12, l.profile.as_str()));
+    let connectors = config
+        .connectors
+        .iter()
+        .map(|c| (c.policy, c.tls12, c.profile.as_str()));
+    listeners
+        .chain(connectors)
+        .filter_map(|(policy, tls12, name)| {
+            let profile = resolve_profile(config, name)?;
+            Some((pqgate_agility::ProviderSpec { policy, tls12 }, profile))
+        })
+        .collect()
+}
+
 /// Builds every listener and connector of `loaded`.
 pub fn build(
     loaded: &Loaded,

@@ -10,14 +10,14 @@ use pqgate_agility::{Registry, Status};
 pub const ALGORITHM_ENABLED: &str = "pqgate_algorithm_enabled";
 
 /// The inventory as an aligned table.
-pub fn inventory_table(registry: &Registry) -> String {
+pub fn inventory_table(inventory: &[pqgate_agility::InventoryEntry]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
         "{:<46} {:<13} {:<10} {:>6} {:>5} {:<3} status",
         "name", "kind", "provider", "code", "bits", "pq"
     );
-    for e in registry.inventory() {
+    for e in inventory {
         let code = e
             .code_point
             .map_or_else(|| "-".to_owned(), |c| format!("{c:#06x}"));
@@ -37,11 +37,6 @@ pub fn inventory_table(registry: &Registry) -> String {
         );
     }
     out
-}
-
-/// The inventory as JSON.
-pub fn inventory_json(registry: &Registry) -> Result<String, serde_json::Error> {
-    serde_json::to_string_pretty(&registry.inventory())
 }
 
 /// The self-test report; the bool is true when every test passed.
@@ -114,5 +109,6 @@ fn status_text(status: Status) -> &'static str {
         Status::Enabled => "enabled",
         Status::DisabledBySelfTest => "disabled (self-test failed)",
         Status::PendingFirstUse => "enabled (self-test on first use)",
+        Status::DisabledByPolicy => "disabled by policy (no listener or connector admits it)",
     }
 }

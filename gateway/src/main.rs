@@ -174,26 +174,33 @@ fn check(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The registry with the run-time plugins of `config` (none without a config).
-fn registry_for(config: Option<&std::path::Path>) -> anyhow::Result<Registry> {
+/// The registry with the run-time plugins of `config` (none without a config), and the
+/// inventory, with what the config's profiles and policies leave out marked when one is given.
+fn registry_for(
+    config: Option<&std::path::Path>,
+) -> anyhow::Result<(Registry, Vec<pqgate_agility::InventoryEntry>)> {
     let Some(path) = config else {
-        return Ok(Registry::power_on());
+        let registry = Registry::power_on();
+        let inventory = registry.inventory();
+        return Ok((registry, inventory));
     };
     let loaded = config_load::load(Some(path))?;
-    Ok(Registry::power_on_with(plugins::load_all(&loaded.config)))
+    let registry = Registry::power_on_with(plugins::load_all(&loaded.config));
+    let inventory = registry.inventory_with_policy(&pqgate::build::endpoint_uses(&loaded.config));
+    Ok((registry, inventory))
 }
 
 fn crypto(command: CryptoCommand) -> anyhow::Result<ExitCode> {
     match command {
         CryptoCommand::List { json, config } => {
-            let registry = registry_for(config.as_deref())?;
+            let (_, inventory) = registry_for(config.as_deref())?;
             match json {
-                true => println!("{}", crypto_cli::inventory_json(&registry)?),
-                false => print!("{}", crypto_cli::inventory_table(&registry)),
+                true => println!("{}", serde_json::to_string_pretty(&inventory)?),
+                false => print!("{}", crypto_cli::inventory_table(&inventory)),
             }
         }
         CryptoCommand::Selftest { config } => {
-            let registry = registry_for(config.as_deref())?;
+            let (registry, _) = registry_for(config.as_deref())?;
             let (report, ok) = crypto_cli::selftest_report(&registry);
             print!("{report}");
             if !ok {

@@ -52,6 +52,8 @@ pub enum Status {
     DisabledBySelfTest,
     /// Tested on first use (slow key generation), not yet used in this process.
     PendingFirstUse,
+    /// Passed its tests, but no listener or connector's profile and policy admit it.
+    DisabledByPolicy,
 }
 
 /// One row of the inventory.
@@ -286,6 +288,40 @@ impl Registry {
     /// Every registered suite (built-in and from plugins).
     pub fn suites(&self) -> &[&'static SuiteInfo] {
         &self.suites
+    }
+
+    /// The inventory with the key-exchange groups and suites that no `(spec, profile)` of a
+    /// config admits marked [`Status::DisabledByPolicy`].
+    pub fn inventory_with_policy(&self, uses: &[(ProviderSpec, Profile)]) -> Vec<InventoryEntry> {
+        let admitted_group = |name: &str| {
+            uses.iter().any(|(spec, profile)| {
+                profile.groups.iter().any(|g| g == name)
+                    && KNOWN_GROUPS
+                        .iter()
+                        .any(|g| g.name == name && spec.policy.admits(g))
+            })
+        };
+        let admitted_suite = |name: &str| {
+            uses.iter().any(|(spec, profile)| {
+                profile.suites.iter().any(|s| s == name)
+                    && self
+                        .suites
+                        .iter()
+                        .any(|s| s.name == name && (spec.tls12 || !s.tls12))
+            })
+        };
+        let mut entries = self.inventory();
+        for e in &mut entries {
+            let admitted = match e.kind {
+                "key-exchange" => admitted_group(e.name),
+                "cipher-suite" => admitted_suite(e.name),
+                _ => true,
+            };
+            if !admitted && e.status == Status::Enabled {
+                e.status = Status::DisabledByPolicy;
+            }
+        }
+        entries
     }
 
     fn provider_of(&self, name: &str) -> &'static str {
