@@ -104,6 +104,21 @@ fn broken_plugins_are_refused_with_a_clear_error() {
             "{s} enabled"
         );
     }
+
+    // A seal that reports fewer bytes than the contract requires: refused, AEAD disabled.
+    let path = build_c_plugin(dir.path(), "short_write");
+    let decl = loader::load(&path).unwrap();
+    let registry = Registry::power_on_with(vec![(path.display().to_string(), Ok(decl))]);
+    let status = &registry.plugins()[0];
+    assert!(
+        status
+            .errors
+            .iter()
+            .any(|e| e.contains("buffer contract violated")),
+        "{:?}",
+        status.errors
+    );
+    assert!(registry.aead("TEST-XOR-TOY-AEAD").is_none());
 }
 
 fn check(config: &Path) -> (bool, String) {

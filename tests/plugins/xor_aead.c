@@ -7,7 +7,7 @@
  *
  *   gcc -shared -fPIC -I gateway/agility/include -o xor_aead.so tests/plugins/xor_aead.c
  *
- * wrong_abi.c and wrong_vector.c include this file and change exactly one thing through the
+ * wrong_abi.c, wrong_vector.c and short_write.c include this file and change exactly one thing through the
  * TOY_* macros below, so each negative test has a single fault.
  *
  * The toy (the vectors below were computed from this description by a separate script):
@@ -28,6 +28,9 @@
 #endif
 #ifndef TOY_ABI_VERSION
 #define TOY_ABI_VERSION PQGATE_PLUGIN_ABI_VERSION
+#endif
+#ifndef TOY_SHORT /* subtracted from the length seal reports: a buffer-contract violation */
+#define TOY_SHORT 0
 #endif
 #ifndef TOY_FLIP /* XORed into the first declared ciphertext byte */
 #define TOY_FLIP 0x00
@@ -96,7 +99,7 @@ static int toy_seal(const void *key, const uint8_t *nonce, size_t nonce_len, con
         return TOY_ERR_BUFFER;
     toy_xor(key, nonce, in, in_len, out);
     toy_tag(key, nonce, aad, aad_len, out, in_len, out + in_len);
-    *out_len = in_len + TOY_TAG_LEN;
+    *out_len = in_len + TOY_TAG_LEN - TOY_SHORT;
     return PQGATE_OK;
 }
 
