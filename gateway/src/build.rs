@@ -16,7 +16,8 @@ use crate::tls::server_config::build_listener_tls;
 pub enum SelfSignedMode {
     /// Generate it if missing (`run`).
     Generate,
-    /// Use it if present, else skip that listener's certificate check (`check`).
+    /// Use it if present, else check with a throwaway one; never write the state directory
+    /// (`check`).
     IfPresent,
 }
 
@@ -72,23 +73,25 @@ pub fn build(
         connectors: Vec::new(),
     };
     let state_dir = state::state_dir(config.service.state_dir.as_deref());
+    // `check` must not write into the state directory: when the generated certificate does not
+    // exist yet, it checks the listener with a throwaway one, generated the same way.
+    let scratch = std::env::temp_dir().join(format!("pqgate-check-{}", std::process::id()));
+    let self_signed_dir = match mode {
+        SelfSignedMode::IfPresent if !state::self_signed_paths(&state_dir).cert.exists() => {
+            scratch.as_path()
+        }
+        _ => state_dir.as_path(),
+    };
     for (i, l) in config.listeners.iter().enumerate() {
         let at = format!("listener[{i}]");
         let pair = if l.self_signed {
-            let paths = match mode {
-                SelfSignedMode::Generate => match state::ensure_self_signed(&state_dir) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        issues.push(loaded.issue(&format!("{at}.self_signed"), e.to_string()));
-                        continue;
-                    }
-                },
-                SelfSignedMode::IfPresent => state::self_signed_paths(&state_dir),
-            };
-            if !paths.cert.exists() {
-                continue;
+            match state::ensure_self_signed(self_signed_dir) {
+                Ok(p) => Some((p.cert, p.key)),
+                Err(e) => {
+                    issues.push(loaded.issue(&format!("{at}.self_signed"), e.to_string()));
+                    continue;
+                }
             }
-            Some((paths.cert, paths.key))
         } else {
             None
         };
@@ -113,6 +116,7 @@ pub fn build(
             Err(e) => issues.push(loaded.issue(e.key(), e.to_string())),
         }
     }
+    let _ = std::fs::remove_dir_all(&scratch);
     if issues.is_empty() {
         Ok(built)
     } else {

@@ -95,11 +95,8 @@ pub fn publish(registry: &Registry) {
         }
     }
     for e in registry.inventory() {
-        let value = if e.status == Status::Enabled {
-            1.0
-        } else {
-            0.0
-        };
+        let usable = matches!(e.status, Status::Enabled | Status::PendingFirstUse);
+        let value = if usable { 1.0 } else { 0.0 };
         gauge!(ALGORITHM_ENABLED, "algorithm" => e.name).set(value);
     }
 }

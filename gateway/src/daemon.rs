@@ -80,6 +80,8 @@ struct RestartOnly {
     log: pqgate_core::config::LogConfig,
     admin: pqgate_core::config::AdminConfig,
     worker_threads: usize,
+    plugins: pqgate_core::config::PluginsConfig,
+    plugin_files: Vec<pqgate_core::config::PluginConfig>,
 }
 
 impl RestartOnly {
@@ -88,6 +90,8 @@ impl RestartOnly {
             log: config.log.clone(),
             admin: config.admin.clone(),
             worker_threads: config.service.worker_threads,
+            plugins: config.plugins.clone(),
+            plugin_files: config.plugin_files.clone(),
         }
     }
 }
@@ -188,7 +192,8 @@ impl Daemon {
         self.apply(built, &loaded)?;
         if RestartOnly::of(&loaded.config) != self.restart_only {
             tracing::warn!(
-                "[log], [admin] and service.worker_threads changes take effect at the next restart"
+                "[log], [admin], [plugins], [[plugin]] and service.worker_threads changes take \
+                 effect at the next restart"
             );
         }
         self.drain_timeout = Duration::from_secs(loaded.config.service.drain_timeout_secs);

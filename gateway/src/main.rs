@@ -155,7 +155,10 @@ fn check(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     for p in registry.plugins() {
         for e in &p.errors {
-            eprintln!("{}: plugin {}: {e}", loaded.source, p.origin);
+            match e.contains(&p.origin) {
+                true => eprintln!("{}: plugin: {e}", loaded.source),
+                false => eprintln!("{}: plugin {}: {e}", loaded.source, p.origin),
+            }
             failed = true;
         }
     }

@@ -1,10 +1,11 @@
 //! Loads the configured run-time plugins at start. When `[plugins] require_signature` is set,
 //! or a `[[plugin]]` names a signature, the library's detached signature must verify under a
-//! trusted key before the library is opened at all.
+//! trusted key before the library is opened at all, and what is opened is a private copy of the
+//! verified bytes, so a file swapped after the check cannot be loaded in its place.
 
 use std::path::{Path, PathBuf};
 
-use pqgate_agility::plugin::{PluginDecl, PluginError, loader, signature};
+use pqgate_agility::plugin::{Origin, PluginDecl, PluginError, loader, signature};
 use pqgate_core::config::{Config, PluginConfig};
 use rustls_pki_types::SubjectPublicKeyInfoDer;
 use rustls_pki_types::pem::PemObject;
@@ -17,8 +18,13 @@ pub fn load_all(config: &Config) -> Vec<(String, Result<PluginDecl, PluginError>
         .iter()
         .map(|p| {
             let shown = p.path.display().to_string();
-            let result = verify(p, config.plugins.require_signature, &trusted)
-                .and_then(|()| loader::load(&p.path));
+            let result =
+                verify(p, config.plugins.require_signature, &trusted).and_then(|verified| {
+                    match verified {
+                        Some(bytes) => load_verified_copy(p, &bytes),
+                        None => loader::load(&p.path),
+                    }
+                });
             (shown, result)
         })
         .collect()
@@ -44,13 +50,14 @@ fn signature_path(p: &PluginConfig) -> PathBuf {
     })
 }
 
+/// The library's bytes when its signature verified; `None` when no signature is asked for.
 fn verify(
     p: &PluginConfig,
     required: bool,
     trusted: &[Result<Vec<u8>, String>],
-) -> Result<(), PluginError> {
+) -> Result<Option<Vec<u8>>, PluginError> {
     if !required && p.signature.is_none() {
-        return Ok(());
+        return Ok(None);
     }
     let fail = |what: String| PluginError::Signature {
         path: p.path.display().to_string(),
@@ -59,21 +66,54 @@ fn verify(
     let sig_path = signature_path(p);
     let sig = read(&sig_path).map_err(|e| fail(format!("unsigned: {e}")))?;
     let library = read(&p.path).map_err(&fail)?;
-    if let Some(Err(e)) = trusted.iter().find(|k| k.is_err()) {
-        return Err(fail(e.clone()));
-    }
     let verified = trusted
         .iter()
         .flatten()
         .any(|key| signature::verify_detached(&library, &sig, key));
     if verified {
-        Ok(())
-    } else {
-        Err(fail(format!(
-            "signature {} does not verify under any trusted key",
-            sig_path.display()
-        )))
+        return Ok(Some(library));
     }
+    let unreadable: Vec<&str> = trusted
+        .iter()
+        .filter_map(|k| k.as_ref().err())
+        .map(String::as_str)
+        .collect();
+    let mut what = format!(
+        "signature {} does not verify under any trusted key",
+        sig_path.display()
+    );
+    if !unreadable.is_empty() {
+        what.push_str(&format!(" (unusable: {})", unreadable.join("; ")));
+    }
+    Err(fail(what))
+}
+
+/// Opens a private copy of the verified bytes (a 0700 directory of this process, removed once
+/// the library is mapped).
+fn load_verified_copy(p: &PluginConfig, bytes: &[u8]) -> Result<PluginDecl, PluginError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let fail = |what: String| PluginError::Load {
+        path: p.path.display().to_string(),
+        reason: what,
+    };
+    let dir = std::env::temp_dir().join(format!("pqgate-plugins-{}", std::process::id()));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| fail(format!("private copy directory {}: {e}", dir.display())))?;
+    let name = p
+        .path
+        .file_name()
+        .map_or_else(|| "plugin.so".into(), |n| n.to_owned());
+    let copy = dir.join(name);
+    crate::state::write_private(&copy, bytes).map_err(|e| fail(e.to_string()))?;
+    let loaded = loader::load(&copy);
+    let _ = std::fs::remove_file(&copy);
+    let _ = std::fs::remove_dir(&dir);
+    let mut decl = loaded?;
+    decl.origin = Origin::SharedLibrary(p.path.clone());
+    Ok(decl)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {

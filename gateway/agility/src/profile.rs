@@ -65,10 +65,8 @@ pub fn builtin_profile(name: &str) -> Option<Profile> {
         "cnsa2" => Profile {
             name: name.into(),
             groups: strings(&["MLKEM1024"]),
-            suites: strings(&[
-                "TLS13_AES_256_GCM_SHA384",
-                "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
-            ]),
+            // TLS 1.3 only: ML-KEM has no TLS 1.2 key exchange.
+            suites: strings(&["TLS13_AES_256_GCM_SHA384"]),
             cert_schemes: vec![
                 SignatureScheme::ECDSA_NISTP384_SHA384,
                 SignatureScheme::ML_DSA_87,

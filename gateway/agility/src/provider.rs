@@ -28,9 +28,21 @@ pub enum AgilityError {
     /// TLS 1.2 has no hybrid key exchange, so it cannot satisfy a hybrid-only policy.
     #[error("TLS 1.2 cannot be enabled with policy {0}: TLS 1.2 has no post-quantum key exchange")]
     Tls12WithPqOnlyPolicy(KxPolicy),
-    /// The policy left no usable group (all disabled by self-tests, or none admitted).
-    #[error("policy {0} leaves no key-exchange group enabled (see `pqgate crypto selftest`)")]
-    NoGroups(KxPolicy),
+    /// The profile and policy leave no usable group (none admitted, or all disabled by
+    /// self-tests).
+    #[error(
+        "profile {profile} with policy {policy} leaves no key-exchange group (its groups are not \
+         admitted by the policy or failed their self-tests: see `pqgate crypto list`)"
+    )]
+    NoGroups {
+        /// The profile.
+        profile: String,
+        /// The policy.
+        policy: KxPolicy,
+    },
+    /// The built-in default profile is missing (a build defect).
+    #[error("the default profile is not defined")]
+    NoDefaultProfile,
     /// Every cipher suite of the profile is disabled by self-tests or unusable.
     #[error("profile {0} leaves no TLS 1.3 cipher suite enabled (see `pqgate crypto list`)")]
     NoSuites(String),
@@ -50,7 +62,7 @@ pub enum AgilityError {
 /// Builds the provider for `spec` with every algorithm enabled, without consulting self-tests:
 /// for test and benchmark clients. The daemon uses [`crate::Registry::provider`].
 pub fn build_provider(spec: ProviderSpec) -> Result<Arc<CryptoProvider>, AgilityError> {
-    let profile = builtin_profile(DEFAULT_PROFILE).ok_or(AgilityError::NoGroups(spec.policy))?;
+    let profile = builtin_profile(DEFAULT_PROFILE).ok_or(AgilityError::NoDefaultProfile)?;
     let suites: Vec<&'static SuiteInfo> = SUITES.iter().collect();
     assemble(spec, &profile, |_| true, &suites, |_| true)
 }
@@ -85,7 +97,10 @@ pub(crate) fn assemble(
         }
     }
     if kx_groups.is_empty() {
-        return Err(AgilityError::NoGroups(spec.policy));
+        return Err(AgilityError::NoGroups {
+            profile: profile.name.clone(),
+            policy: spec.policy,
+        });
     }
     let mut cipher_suites = Vec::new();
     for name in &profile.suites {

@@ -17,6 +17,20 @@ use crate::provider::{AgilityError, ProviderSpec, assemble};
 use crate::selftest::{self, SelfTestReport, TestResult};
 use crate::suites::{SUITES, SuiteInfo};
 
+/// Post-quantum KEMs and signatures, and symmetric primitives with 256-bit keys or 384-bit
+/// digests (Grover's search halves their strength to 128 bits at most).
+fn primitive_resists_quantum(name: &str) -> bool {
+    use crate::selftest::names;
+    name.starts_with("ML-")
+        || [
+            names::AES_256_GCM,
+            names::CHACHA20_POLY1305,
+            names::SHA_384,
+            names::HKDF_SHA384,
+        ]
+        .contains(&name)
+}
+
 /// Plugin names and suites live as long as the process (plugins load once, at start).
 fn leak_str(s: &str) -> &'static str {
     Box::leak(s.to_owned().into_boxed_str())
@@ -201,6 +215,15 @@ impl Registry {
                     "{}: name or code point {:#06x} already registered",
                     suite.name, suite.code_point
                 )),
+                (Some(aead), Some(_)) if aead.key_len() > 32 || aead.nonce_len() != 12 => {
+                    status.errors.push(format!(
+                        "{}: TLS 1.3 needs a 12-byte nonce and a key of at most 32 bytes; {} has {} and {}",
+                        suite.name,
+                        aead.name(),
+                        aead.nonce_len(),
+                        aead.key_len()
+                    ))
+                }
                 (Some(aead), Some(hash)) => {
                     self.suites
                         .push(plugin_suite(&decl.name, suite, aead.clone(), hash.clone()));
@@ -265,8 +288,7 @@ impl Registry {
 
     /// A provider for `spec` with the default profile, from enabled algorithms only.
     pub fn provider(&self, spec: ProviderSpec) -> Result<Arc<CryptoProvider>, AgilityError> {
-        let profile =
-            builtin_profile(DEFAULT_PROFILE).ok_or(AgilityError::NoGroups(spec.policy))?;
+        let profile = builtin_profile(DEFAULT_PROFILE).ok_or(AgilityError::NoDefaultProfile)?;
         self.provider_for(spec, &profile)
     }
 
@@ -357,7 +379,9 @@ impl Registry {
             provider: s.provider,
             code_point: Some(u16::from(s.suite.suite())),
             security_bits: Some(s.security_bits),
-            post_quantum: s.security_bits >= 256,
+            // In TLS 1.2 the suite fixes a classical key exchange; a TLS 1.3 suite is only
+            // symmetric, and 256-bit keys keep 128-bit strength against Grover's search.
+            post_quantum: s.security_bits >= 256 && !s.tls12,
             status: status(self.suite_enabled(s)),
         });
         let mut primitives: Vec<&'static str> = Vec::new();
@@ -374,7 +398,7 @@ impl Registry {
             provider: self.provider_of(name),
             code_point: None,
             security_bits: None,
-            post_quantum: name.starts_with("ML-"),
+            post_quantum: primitive_resists_quantum(name),
             status: status(self.report.passed(name)),
         });
         let kems = crate::kem::KEM_NAMES.iter().map(|&name| InventoryEntry {
@@ -453,7 +477,7 @@ mod tests {
         let registry = Registry::from_report(report);
         assert!(matches!(
             registry.provider(spec(KxPolicy::HybridRequired)),
-            Err(AgilityError::NoGroups(_))
+            Err(AgilityError::NoGroups { .. })
         ));
         // hybrid-preferred still works, with classical groups only.
         let provider = registry.provider(spec(KxPolicy::HybridPreferred)).unwrap();

@@ -87,6 +87,7 @@ impl Validator {
                     format!("{at}.name"),
                     format!("{:?} is a built-in or already defined profile", p.name),
                 );
+                continue;
             }
             if p.name.is_empty() {
                 self.push(format!("{at}.name"), "must not be empty");

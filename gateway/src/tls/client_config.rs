@@ -69,6 +69,7 @@ pub fn build_connector_tls(
         (Some(cert), Some(key)) => {
             let ck = material::load_certified_key(cert, key, &provider)
                 .map_err(|e| BuildError::material(format!("{at}.client_cert"), e))?;
+            super::server_config::check_cert_scheme(&format!("{at}.client_cert"), &ck, profile)?;
             builder.with_client_cert_resolver(Arc::new(FixedClientCert(ck)))
         }
         _ => builder.with_no_client_auth(),

@@ -115,7 +115,7 @@ pub fn build_listener_tls(
 }
 
 /// Refuses a certificate whose key cannot sign with any scheme the profile demands.
-fn check_cert_scheme(
+pub(crate) fn check_cert_scheme(
     key_path: &str,
     key: &CertifiedKey,
     profile: &Profile,
