@@ -217,7 +217,7 @@ impl MessageEncrypter for RecordProtection {
         let key = self.key.as_ref().ok_or(Error::EncryptError)?;
         let total_len = self.encrypted_payload_len(msg.payload.len());
         let mut inner = Vec::with_capacity(msg.payload.len() + 1);
-        inner.extend_from_slice(msg.payload.to_vec().as_slice());
+        msg.payload.copy_to_vec(&mut inner);
         inner.push(u8::from(msg.typ));
         let nonce = Nonce::new(&self.iv, seq).0;
         let mut sealed = Vec::with_capacity(total_len);
