@@ -2,6 +2,7 @@
 //! encoders and the metric vocabulary. No sockets, no clock, no randomness: callers pass them in.
 #![forbid(unsafe_code)]
 
+pub mod base64;
 pub mod config;
 pub mod hex;
 pub mod metrics;
@@ -9,3 +10,4 @@ pub mod proxy_v2;
 pub mod route;
 pub mod spki;
 pub mod validate;
+pub mod wg;
