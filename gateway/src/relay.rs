@@ -114,13 +114,23 @@ where
         }
         to.write_all(&buf[..n]).await?;
         to.flush().await?;
-        if n == buf.len() && buf.len() < MAX_CHUNK_BYTES {
-            buf.resize(buf.len() * 2, 0);
-        }
+        resize_for_next_read(&mut buf, n);
         let n = n as u64;
         bytes.fetch_add(n, Ordering::Relaxed);
         counter.increment(n);
         activity.touch();
+    }
+}
+
+/// Grows the buffer after a read that filled it (a bulk transfer is under way) and gives the
+/// memory back after one that used less than a quarter (the burst is over): an idle connection
+/// holds [`INITIAL_CHUNK_BYTES`] per direction, not [`MAX_CHUNK_BYTES`].
+fn resize_for_next_read(buf: &mut Vec<u8>, last_read: usize) {
+    if last_read == buf.len() && buf.len() < MAX_CHUNK_BYTES {
+        buf.resize(buf.len() * 2, 0);
+    } else if last_read < buf.len() / 4 && buf.len() > INITIAL_CHUNK_BYTES {
+        buf.truncate(INITIAL_CHUNK_BYTES);
+        buf.shrink_to_fit();
     }
 }
 
@@ -183,6 +193,28 @@ mod tests {
         drop(backend_peer);
         drop(writer.await.unwrap());
         assert_eq!(task.await.unwrap().up, data.len() as u64);
+    }
+
+    #[test]
+    fn buffers_grow_under_load_and_shrink_when_it_stops() {
+        let mut buf = vec![0u8; INITIAL_CHUNK_BYTES];
+        let mut len = INITIAL_CHUNK_BYTES;
+        while len < MAX_CHUNK_BYTES {
+            resize_for_next_read(&mut buf, len);
+            len *= 2;
+            assert_eq!(buf.len(), len);
+        }
+        resize_for_next_read(&mut buf, MAX_CHUNK_BYTES);
+        assert_eq!(buf.len(), MAX_CHUNK_BYTES, "never beyond the maximum");
+        resize_for_next_read(&mut buf, MAX_CHUNK_BYTES / 2);
+        assert_eq!(
+            buf.len(),
+            MAX_CHUNK_BYTES,
+            "a half-full read keeps the size"
+        );
+        resize_for_next_read(&mut buf, 100);
+        assert_eq!(buf.len(), INITIAL_CHUNK_BYTES);
+        assert!(buf.capacity() < MAX_CHUNK_BYTES);
     }
 
     #[tokio::test(start_paused = true)]
