@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Real peers the interop tests drive.
-packages=(chromium openssl ca-certificates curl iproute2 procps gcc libc6-dev)
+packages=(chromium openssl ca-certificates curl iproute2 procps gcc libc6-dev
+    wireguard-go wireguard-tools iperf3 iputils-ping)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,4 +1,4 @@
-//! The `pqgate` command line: `run`, `check` and `pin`.
+//! The `pqgate` command line: `run`, `check`, `pin`, `crypto` and `wg`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +43,21 @@ enum Command {
         #[command(subcommand)]
         command: CryptoCommand,
     },
+    /// WireGuard interfaces.
+    Wg {
+        #[command(subcommand)]
+        command: WgCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WgCommand {
+    /// Run a tunnel from a wg-quick file in the foreground until SIGINT/SIGTERM; the interface
+    /// is named after the file (wg0.conf -> wg0).
+    Up {
+        /// wg-quick(8) file, named IFNAME.conf.
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -77,6 +92,11 @@ fn main() -> ExitCode {
         Command::Check { config } => check(config),
         Command::Pin { cert } => pin(cert),
         Command::Crypto { command } => crypto(command),
+        Command::Wg {
+            command: WgCommand::Up { file },
+        } => pqgate::wg::up::run(&file.to_string_lossy())
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Into::into),
     };
     match result {
         Ok(code) => code,

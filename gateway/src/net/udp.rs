@@ -1,0 +1,58 @@
+//! The tunnel's UDP socket: dual-stack `[::]:port` (IPv4 peers as v4-mapped addresses) with an
+//! IPv4-only fallback, and socket buffers forced large (SO_RCVBUFFORCE / SO_SNDBUFFORCE as root,
+//! plain SO_RCVBUF / SO_SNDBUF capped by net.core.*mem_max otherwise).
+
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+
+/// Socket buffer size asked for, as upstream wireguard-go sets (7 MiB).
+pub const SOCKET_BUFFER: usize = 7 << 20;
+
+/// Binds the tunnel socket on `port` (0: ephemeral) and sizes its buffers.
+pub fn bind(port: u16) -> io::Result<UdpSocket> {
+    let sock = UdpSocket::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)))
+        .or_else(|_| UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))))?;
+    set_buffer(&sock, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF)?;
+    set_buffer(&sock, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)?;
+    Ok(sock)
+}
+
+/// The address to pass to `send_to` on `sock`: v4-mapped when the socket is IPv6.
+pub fn to_socket_family(sock_is_v6: bool, addr: SocketAddr) -> SocketAddr {
+    match (sock_is_v6, addr) {
+        (true, SocketAddr::V4(v4)) => SocketAddr::from((v4.ip().to_ipv6_mapped(), v4.port())),
+        _ => addr,
+    }
+}
+
+/// A received source address with v4-mapped IPv6 turned back into IPv4.
+pub fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
+fn set_buffer(sock: &UdpSocket, force: libc::c_int, plain: libc::c_int) -> io::Result<()> {
+    let size = libc::c_int::try_from(SOCKET_BUFFER).unwrap_or(libc::c_int::MAX);
+    if setsockopt_int(sock, force, size).is_ok() {
+        return Ok(());
+    }
+    setsockopt_int(sock, plain, size)
+}
+
+fn setsockopt_int(sock: &UdpSocket, opt: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    // SAFETY: the fd is open for the lifetime of `sock`; the option value is a live c_int and
+    // its exact size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            opt,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    match rc {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
