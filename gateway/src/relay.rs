@@ -16,6 +16,9 @@ const INITIAL_CHUNK_BYTES: usize = 4 * 1024;
 /// Largest read buffer: a read that fills the buffer doubles it up to this, so bulk transfers
 /// move several 16 KiB TLS records per system call.
 const MAX_CHUNK_BYTES: usize = 64 * 1024;
+/// A grown buffer shrinks back to [`INITIAL_CHUNK_BYTES`] after this long with nothing to read:
+/// long enough not to churn during a transfer, short enough that idle connections stay small.
+const SHRINK_AFTER_QUIET: Duration = Duration::from_millis(500);
 
 /// What a relay moved and how it ended.
 #[derive(Clone, Copy, Debug)]
@@ -101,7 +104,20 @@ where
 {
     let mut buf = vec![0u8; INITIAL_CHUNK_BYTES];
     loop {
-        let n = match from.read(&mut buf).await {
+        let read = if buf.len() > INITIAL_CHUNK_BYTES {
+            // `read` is cancel safe: dropping it for the timer loses no data.
+            tokio::select! {
+                r = from.read(&mut buf) => Some(r),
+                () = tokio::time::sleep(SHRINK_AFTER_QUIET) => None,
+            }
+        } else {
+            Some(from.read(&mut buf).await)
+        };
+        let Some(read) = read else {
+            shrink(&mut buf);
+            continue;
+        };
+        let n = match read {
             Ok(n) => n,
             // A peer that closes TCP without a TLS close_notify: treat as end of stream.
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
@@ -123,12 +139,19 @@ where
 }
 
 /// Grows the buffer after a read that filled it (a bulk transfer is under way) and gives the
-/// memory back after one that used less than a quarter (the burst is over): an idle connection
-/// holds [`INITIAL_CHUNK_BYTES`] per direction, not [`MAX_CHUNK_BYTES`].
+/// memory back after one that used less than a quarter (the burst is over). Together with the
+/// quiet timer in `pump`, an idle connection holds [`INITIAL_CHUNK_BYTES`] per direction.
 fn resize_for_next_read(buf: &mut Vec<u8>, last_read: usize) {
     if last_read == buf.len() && buf.len() < MAX_CHUNK_BYTES {
         buf.resize(buf.len() * 2, 0);
-    } else if last_read < buf.len() / 4 && buf.len() > INITIAL_CHUNK_BYTES {
+    } else if last_read < buf.len() / 4 {
+        shrink(buf);
+    }
+}
+
+/// Returns a grown buffer's memory.
+fn shrink(buf: &mut Vec<u8>) {
+    if buf.len() > INITIAL_CHUNK_BYTES {
         buf.truncate(INITIAL_CHUNK_BYTES);
         buf.shrink_to_fit();
     }
