@@ -13,9 +13,11 @@ use tokio::time::Instant;
 
 /// First read buffer per direction: one page, so an idle connection costs little memory.
 const INITIAL_CHUNK_BYTES: usize = 4 * 1024;
-/// Largest read buffer: a read that fills the buffer doubles it up to this, so bulk transfers
-/// move several 16 KiB TLS records per system call.
-const MAX_CHUNK_BYTES: usize = 64 * 1024;
+/// Largest read buffer: a read that fills the buffer doubles it up to this. Measured on the
+/// site-to-site pair (benches/results/relay-buffer-2026-11-22.md): 16 KiB costs a third of the
+/// bulk throughput, 64 KiB leaves ~72 KiB per idle connection after large bursts (allocator
+/// retention), 32 KiB keeps both goals.
+const MAX_CHUNK_BYTES: usize = 32 * 1024;
 /// A grown buffer shrinks back to [`INITIAL_CHUNK_BYTES`] after this long with nothing to read:
 /// long enough not to churn during a transfer, short enough that idle connections stay small.
 const SHRINK_AFTER_QUIET: Duration = Duration::from_millis(500);
