@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::BytesMut;
 use gotatun::noise::errors::WireGuardError;
@@ -50,8 +50,99 @@ pub struct PeerConfig {
 
 struct Peer {
     tunn: Tunn,
+    public_key: [u8; 32],
     endpoint: Option<SocketAddr>,
     allowed_ips: Vec<IpCidr>,
+    /// Wall-clock time of the last handshake as last reported, kept stable across reads.
+    last_handshake: Option<SystemTime>,
+}
+
+type PeerRef = Arc<Mutex<Peer>>;
+
+/// The interface's static key pair and the handshake rate limiter keyed from it.
+#[derive(Clone)]
+struct Keys {
+    private: StaticSecret,
+    public: PublicKey,
+    rate_limiter: Arc<RateLimiter>,
+}
+
+impl Keys {
+    fn new(private_key: [u8; 32]) -> Self {
+        let private = StaticSecret::from(private_key);
+        let public = PublicKey::from(&private);
+        let rate_limiter = Arc::new(RateLimiter::new(&public, HANDSHAKE_RATE_LIMIT));
+        Self {
+            private,
+            public,
+            rate_limiter,
+        }
+    }
+}
+
+fn lock(p: &PeerRef) -> MutexGuard<'_, Peer> {
+    // A poisoned peer (a panic elsewhere) still holds consistent gotatun state.
+    p.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The peer set. Slots are never reused, so a stale receiver index can only name a removed
+/// peer (`None`), never a different one.
+#[derive(Default)]
+struct Table {
+    peers: Vec<Option<PeerRef>>,
+    by_key: HashMap<[u8; 32], usize>,
+    routes: AllowedIps,
+}
+
+/// One peer as `get` reports it.
+#[derive(Clone, Debug)]
+pub struct PeerStatus {
+    /// Static public key.
+    pub public_key: [u8; 32],
+    /// Pre-shared key, `None` for none.
+    pub preshared_key: Option<[u8; 32]>,
+    /// Current endpoint.
+    pub endpoint: Option<SocketAddr>,
+    /// Wall-clock time of the last completed handshake.
+    pub last_handshake: Option<SystemTime>,
+    /// Data bytes sent.
+    pub tx_bytes: u64,
+    /// Data bytes received.
+    pub rx_bytes: u64,
+    /// Keepalive interval in seconds.
+    pub persistent_keepalive: Option<u16>,
+    /// Allowed IPs.
+    pub allowed_ips: Vec<IpCidr>,
+}
+
+/// One peer's part of a configuration change (`set`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PeerChange {
+    /// Which peer.
+    pub public_key: [u8; 32],
+    /// Remove the peer.
+    pub remove: bool,
+    /// Change only an existing peer; never create one.
+    pub update_only: bool,
+    /// New pre-shared key (`Some(None)` removes it).
+    pub preshared_key: Option<Option<[u8; 32]>>,
+    /// New endpoint.
+    pub endpoint: Option<SocketAddr>,
+    /// New keepalive interval (`Some(None)` disables it).
+    pub persistent_keepalive: Option<Option<u16>>,
+    /// Drop the current allowed IPs before adding `allowed_ips`.
+    pub replace_allowed_ips: bool,
+    /// Allowed IPs to add.
+    pub allowed_ips: Vec<IpCidr>,
+}
+
+/// What a change did to the routed prefixes, for the host routing table.
+#[derive(Debug, Default, PartialEq)]
+pub struct RouteDelta {
+    /// Prefixes no peer holds any more.
+    pub removed: Vec<IpCidr>,
+    /// Prefixes newly held by some peer.
+    pub added: Vec<IpCidr>,
 }
 
 /// Packets dropped, by reason, and packets carried.
@@ -91,14 +182,10 @@ pub struct Engine {
     sock: UdpSocket,
     sock_is_v6: bool,
     mtu: u16,
-    private: StaticSecret,
-    public: PublicKey,
-    rate_limiter: Arc<RateLimiter>,
+    keys: RwLock<Keys>,
     index_table: IndexTable,
-    peers: Vec<Mutex<Peer>>,
-    by_key: HashMap<[u8; 32], usize>,
+    table: RwLock<Table>,
     by_index: Mutex<HashMap<u32, usize>>,
-    routes: AllowedIps,
     /// Set to make every thread return.
     pub stop: AtomicBool,
     /// Drop and traffic counters.
@@ -116,46 +203,231 @@ impl Engine {
     ) -> io::Result<Self> {
         let sock_is_v6 = sock.local_addr()?.is_ipv6();
         sock.set_read_timeout(Some(TICK))?;
-        let private = StaticSecret::from(private_key);
-        let public = PublicKey::from(&private);
-        let rate_limiter = Arc::new(RateLimiter::new(&public, HANDSHAKE_RATE_LIMIT));
+        let keys = Keys::new(private_key);
+        let snapshot = keys.clone();
         let index_table = IndexTable::from_os_rng();
-        let mut routes = AllowedIps::default();
-        let mut by_key = HashMap::new();
-        let mut list = Vec::with_capacity(peers.len());
-        for (i, p) in peers.into_iter().enumerate() {
-            routes.insert(&p.allowed_ips, i);
-            by_key.insert(p.public_key, i);
-            let tunn = Tunn::new(
-                private.clone(),
-                PublicKey::from(p.public_key),
-                p.preshared_key,
-                p.persistent_keepalive,
-                index_table.clone(),
-                rate_limiter.clone(),
-            );
-            list.push(Mutex::new(Peer {
-                tunn,
-                endpoint: p.endpoint,
-                allowed_ips: p.allowed_ips,
-            }));
-        }
-        Ok(Self {
+        let engine = Self {
             tun,
             sock,
             sock_is_v6,
             mtu,
-            private,
-            public,
-            rate_limiter,
+            keys: RwLock::new(snapshot),
             index_table,
-            peers: list,
-            by_key,
+            table: RwLock::new(Table::default()),
             by_index: Mutex::new(HashMap::new()),
-            routes,
             stop: AtomicBool::new(false),
             counters: Counters::default(),
-        })
+        };
+        {
+            let mut t = engine.table_mut();
+            for p in peers {
+                let i = t.peers.len();
+                t.routes.insert(&p.allowed_ips, i);
+                t.by_key.insert(p.public_key, i);
+                let tunn =
+                    engine.new_tunn(&keys, p.public_key, p.preshared_key, p.persistent_keepalive);
+                t.peers.push(Some(Arc::new(Mutex::new(Peer {
+                    tunn,
+                    public_key: p.public_key,
+                    endpoint: p.endpoint,
+                    allowed_ips: p.allowed_ips,
+                    last_handshake: None,
+                }))));
+            }
+        }
+        Ok(engine)
+    }
+
+    fn new_tunn(
+        &self,
+        k: &Keys,
+        key: [u8; 32],
+        psk: Option<[u8; 32]>,
+        keepalive: Option<u16>,
+    ) -> Tunn {
+        Tunn::new(
+            k.private.clone(),
+            PublicKey::from(key),
+            psk,
+            keepalive,
+            self.index_table.clone(),
+            k.rate_limiter.clone(),
+        )
+    }
+
+    fn table(&self) -> std::sync::RwLockReadGuard<'_, Table> {
+        self.table.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn table_mut(&self) -> std::sync::RwLockWriteGuard<'_, Table> {
+        self.table.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The interface's private key (as configured).
+    pub fn private_key(&self) -> [u8; 32] {
+        self.keys().private.to_bytes()
+    }
+
+    fn keys(&self) -> std::sync::RwLockReadGuard<'_, Keys> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Replaces the interface's private key. Every peer's sessions end (they were keyed from
+    /// the old static key); the next packet to each peer starts a new handshake. A peer whose
+    /// public key is the new interface public key is removed, as wireguard-go does.
+    pub fn set_private_key(&self, private_key: [u8; 32]) -> RouteDelta {
+        if private_key == self.private_key() {
+            return RouteDelta::default();
+        }
+        let keys = Keys::new(private_key);
+        let own = keys.public.to_bytes();
+        {
+            let t = self.table_mut();
+            for p in t.peers.iter().flatten() {
+                lock(p).tunn.set_static_private(
+                    keys.private.clone(),
+                    keys.public,
+                    keys.rate_limiter.clone(),
+                );
+            }
+            *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
+        }
+        let self_peer = PeerChange {
+            public_key: own,
+            remove: true,
+            ..PeerChange::default()
+        };
+        self.apply(false, &[self_peer])
+    }
+
+    /// Every peer's state, in configuration order.
+    pub fn peers(&self) -> Vec<PeerStatus> {
+        let list: Vec<PeerRef> = self.table().peers.iter().flatten().cloned().collect();
+        let now = SystemTime::now();
+        list.iter()
+            .map(|p| {
+                let mut p = lock(p);
+                let (since, tx, rx, _, _) = p.tunn.stats();
+                let fresh = since.and_then(|d| now.checked_sub(d));
+                // Keep the first reported time unless it moved by a second or more (a new
+                // handshake), so repeated reads print the same value.
+                p.last_handshake = match (p.last_handshake, fresh) {
+                    (Some(old), Some(new))
+                        if new.duration_since(old).unwrap_or_default() < Duration::from_secs(1)
+                            && old.duration_since(new).unwrap_or_default()
+                                < Duration::from_secs(1) =>
+                    {
+                        Some(old)
+                    }
+                    (Some(old), None) => Some(old),
+                    (_, new) => new,
+                };
+                PeerStatus {
+                    public_key: p.public_key,
+                    preshared_key: p.tunn.preshared_key(),
+                    endpoint: p.endpoint,
+                    last_handshake: p.last_handshake,
+                    tx_bytes: tx as u64,
+                    rx_bytes: rx as u64,
+                    persistent_keepalive: p.tunn.persistent_keepalive(),
+                    allowed_ips: p.allowed_ips.clone(),
+                }
+            })
+            .collect()
+    }
+
+    /// Applies peer changes in order. Peers not named keep their sessions; a PSK, endpoint,
+    /// keepalive or allowed-IPs change keeps the peer's `Tunn` (and so its session).
+    pub fn apply(&self, replace_peers: bool, changes: &[PeerChange]) -> RouteDelta {
+        // A copy, so that `keys` is never taken while `table` is held here.
+        let keys = self.keys().clone();
+        let mut t = self.table_mut();
+        let before: Vec<IpCidr> = routed(&t);
+        if replace_peers {
+            t.peers.iter_mut().for_each(|p| *p = None);
+            t.by_key.clear();
+        }
+        for c in changes {
+            let existing = t.by_key.get(&c.public_key).copied();
+            if c.remove {
+                if let Some(i) = existing {
+                    t.by_key.remove(&c.public_key);
+                    if let Some(slot) = t.peers.get_mut(i) {
+                        *slot = None;
+                    }
+                }
+                continue;
+            }
+            let peer = match existing.and_then(|i| t.peers.get(i).cloned().flatten()) {
+                Some(p) => p,
+                None if c.update_only => continue,
+                None => {
+                    let tunn = self.new_tunn(&keys, c.public_key, None, None);
+                    let p = Arc::new(Mutex::new(Peer {
+                        tunn,
+                        public_key: c.public_key,
+                        endpoint: None,
+                        allowed_ips: Vec::new(),
+                        last_handshake: None,
+                    }));
+                    let i = t.peers.len();
+                    t.peers.push(Some(Arc::clone(&p)));
+                    t.by_key.insert(c.public_key, i);
+                    p
+                }
+            };
+            let mut p = lock(&peer);
+            if let Some(psk) = c.preshared_key {
+                p.tunn.set_preshared_key(psk);
+            }
+            if let Some(e) = c.endpoint {
+                p.endpoint = Some(e);
+            }
+            if let Some(k) = c.persistent_keepalive {
+                p.tunn.set_persistent_keepalive(k);
+            }
+            if c.replace_allowed_ips {
+                p.allowed_ips.clear();
+            }
+            for a in &c.allowed_ips {
+                let net = a.network();
+                if !p.allowed_ips.contains(&net) {
+                    p.allowed_ips.push(net);
+                }
+            }
+        }
+        // A prefix belongs to one peer: the later one in slot order wins, as on insert.
+        let mut routes = AllowedIps::default();
+        let mut owners: HashMap<IpCidr, usize> = HashMap::new();
+        for (i, p) in t.peers.iter().enumerate() {
+            if let Some(p) = p {
+                let p = lock(p);
+                routes.insert(&p.allowed_ips, i);
+                for a in &p.allowed_ips {
+                    owners.insert(*a, i);
+                }
+            }
+        }
+        // Drop each prefix from peers that lost it to a later one.
+        for (i, p) in t.peers.iter().enumerate() {
+            if let Some(p) = p {
+                lock(p).allowed_ips.retain(|a| owners.get(a) == Some(&i));
+            }
+        }
+        t.routes = routes;
+        let after = routed(&t);
+        RouteDelta {
+            removed: before
+                .iter()
+                .filter(|c| !after.contains(c))
+                .copied()
+                .collect(),
+            added: after
+                .iter()
+                .filter(|c| !before.contains(c))
+                .copied()
+                .collect(),
+        }
     }
 
     /// The bound UDP address.
@@ -163,11 +435,8 @@ impl Engine {
         self.sock.local_addr()
     }
 
-    fn peer(&self, i: usize) -> Option<MutexGuard<'_, Peer>> {
-        // A poisoned peer (a panic elsewhere) still holds consistent gotatun state.
-        self.peers
-            .get(i)
-            .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
+    fn peer(&self, i: usize) -> Option<PeerRef> {
+        self.table().peers.get(i).cloned().flatten()
     }
 
     fn index_map(&self) -> MutexGuard<'_, HashMap<u32, usize>> {
@@ -202,13 +471,16 @@ impl Engine {
                 continue;
             };
             let packet = buf.get(..n).unwrap_or_default();
-            let Some(i) = route::destination(packet).and_then(|d| self.routes.lookup(d)) else {
+            let found = route::destination(packet).and_then(|d| {
+                let t = self.table();
+                let i = t.routes.lookup(d)?;
+                Some((i, t.peers.get(i).cloned().flatten()?))
+            });
+            let Some((i, peer)) = found else {
                 bump(&self.counters.no_route);
                 continue;
             };
-            let Some(mut peer) = self.peer(i) else {
-                continue;
-            };
+            let mut peer = lock(&peer);
             let out = peer
                 .tunn
                 .handle_outgoing_packet(Packet::from_bytes(BytesMut::from(packet)), Some(&mut mtu));
@@ -252,7 +524,8 @@ impl Engine {
     }
 
     fn datagram(&self, packet: Packet, src: SocketAddr, mtu: &mut MtuWatcher) {
-        let message = match self.rate_limiter.verify_packet(src, packet) {
+        let keys = self.keys();
+        let message = match keys.rate_limiter.verify_packet(src, packet) {
             Ok(m) => m,
             Err(TunnResult::WriteToNetwork(cookie)) => {
                 let bytes = Packet::from(cookie);
@@ -262,10 +535,18 @@ impl Engine {
             }
             Err(_) => return bump(&self.counters.garbage),
         };
-        let peer_index = match &message {
-            WgKind::HandshakeInit(p) => parse_handshake_anon(&self.private, &self.public, p)
+        let initiator = match &message {
+            WgKind::HandshakeInit(p) => parse_handshake_anon(&keys.private, &keys.public, p)
                 .ok()
-                .and_then(|h| self.by_key.get(&h.peer_static_public).copied()),
+                .map(|h| h.peer_static_public),
+            _ => None,
+        };
+        // Never hold `keys` while taking `table` (set_private_key takes them the other way).
+        drop(keys);
+        let peer_index = match &message {
+            WgKind::HandshakeInit(_) => {
+                initiator.and_then(|k| self.table().by_key.get(&k).copied())
+            }
             WgKind::HandshakeResp(p) => self.index_map().get(&p.receiver_idx.get()).copied(),
             WgKind::CookieReply(p) => self.index_map().get(&p.receiver_idx.get()).copied(),
             WgKind::Data(p) => self.index_map().get(&p.header.receiver_idx.get()).copied(),
@@ -273,7 +554,10 @@ impl Engine {
         let Some(i) = peer_index else {
             return bump(&self.counters.unknown_peer);
         };
-        let Some(mut peer) = self.peer(i) else { return };
+        let Some(peer) = self.peer(i) else {
+            return bump(&self.counters.unknown_peer);
+        };
+        let mut peer = lock(&peer);
         match peer.tunn.handle_incoming_packet(message) {
             TunnResult::Done => {}
             TunnResult::Err(e) => self.count_error(&e),
@@ -320,10 +604,15 @@ impl Engine {
         let mut last_prune = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
             std::thread::sleep(TICK);
-            for i in 0..self.peers.len() {
-                let Some(mut peer) = self.peer(i) else {
-                    continue;
-                };
+            let list: Vec<(usize, PeerRef)> = self
+                .table()
+                .peers
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| Some((i, p.clone()?)))
+                .collect();
+            for (i, peer) in list {
+                let mut peer = lock(&peer);
                 let out = peer.tunn.update_timers();
                 let endpoint = peer.endpoint;
                 drop(peer);
@@ -339,4 +628,17 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// Every prefix some peer holds (with a route table entry).
+fn routed(t: &Table) -> Vec<IpCidr> {
+    let mut out = Vec::new();
+    for p in t.peers.iter().flatten() {
+        for a in &lock(p).allowed_ips {
+            if !out.contains(a) {
+                out.push(*a);
+            }
+        }
+    }
+    out
 }

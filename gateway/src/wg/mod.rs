@@ -3,12 +3,12 @@
 //! protocol core; the TUN/UDP engine, the allowed-IPs table and the host setup are here.
 //!
 //! First slice of issue 4: blocking IO, one packet per syscall, a linear allowed-IPs scan. Not
-//! done yet: batching (recvmmsg/sendmmsg, GSO/GRO, TUN offloads), multiple queues, the UAPI
-//! socket, the TOML config model, metrics export, `wg import`, default-route (/0) policy routing.
+//! done yet: batching (recvmmsg/sendmmsg, GSO/GRO, TUN offloads), multiple queues, the TOML config model, metrics export, `wg import`, default-route (/0) policy routing.
 
 pub mod engine;
 pub mod route;
 pub mod setup;
+pub mod uapi;
 pub mod up;
 
 use std::io;

@@ -1,5 +1,5 @@
 //! `pqgate wg up FILE.conf`: parse the wg-quick file, create and configure the interface, run the
-//! engine threads until SIGINT/SIGTERM (or a thread fails), then close the TUN, which removes
+//! engine threads until SIGINT/SIGTERM (or a thread fails), then remove the UAPI socket and close the TUN, which removes
 //! the interface and its addresses and routes.
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -13,6 +13,7 @@ use pqgate_core::wg::{QuickConfig, QuickPeer};
 use super::WgError;
 use super::engine::{Engine, PeerConfig};
 use super::setup;
+use super::uapi;
 use crate::net::{signal, tun::Tun, udp};
 
 /// MTU when the file sets none (wg-quick's value for an IPv6 underlay; never too large).
@@ -79,7 +80,13 @@ pub fn run(path: &str) -> Result<(), WgError> {
         local.port(),
         config.peers.len()
     );
+    let uapi = uapi::Server::start(&name, Arc::clone(&engine)).map_err(|source| WgError::Io {
+        what: "starting the UAPI socket",
+        source,
+    })?;
+    eprintln!("pqgate: UAPI socket {}", uapi.path().display());
     let result = supervise(&engine);
+    drop(uapi);
     let c = &engine.counters;
     eprintln!(
         "pqgate: interface {name} down: rx {} packets, tx {} datagrams; dropped: garbage {}, \

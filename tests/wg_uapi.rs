@@ -1,0 +1,500 @@
+//! The UAPI socket of `pqgate wg up`, driven by the stock `wg` tool: `wg show dump` (handshake
+//! time, transfer), `wg set` adding a second peer live without resetting the first peer's
+//! session, changing a PSK on both sides followed by a fresh handshake, removing a peer, and
+//! refusing what this slice cannot change. pqgate runs in namespace `a`; wireguard-go runs in
+//! `b` and `c`, each joined to `a` by a veth. Runs as root; skips (or fails under
+//! REQUIRE_INTEROP_TOOLS) when tools are missing. Every wait is bounded; Drop tears down.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const PORT_A: u16 = 51830;
+const PORT_B: u16 = 51831;
+const PORT_C: u16 = 51832;
+
+fn have(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var_os("REQUIRE_INTEROP_TOOLS").is_none(),
+            "{tool} is required (REQUIRE_INTEROP_TOOLS is set) but not installed"
+        );
+        eprintln!("SKIPPED: {tool} is not installed (tests/run-all.sh installs it)");
+    }
+    found
+}
+
+fn is_root() -> bool {
+    // The effective uid is in /proc/self/status ("Uid: real effective ...").
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find(|l| l.starts_with("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(2))
+            == Some("0")
+    })
+}
+
+/// Runs a command under coreutils `timeout`, so it can never hang the test.
+fn run(limit_s: u32, args: &[&str]) -> Output {
+    Command::new("timeout")
+        .args(["-k", "2", &limit_s.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("spawning {args:?}: {e}"))
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = run(20, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// [`ok`] over a command line split on whitespace (no argument contains a space).
+fn okw(line: &str) -> String {
+    ok(&line.split_whitespace().collect::<Vec<_>>())
+}
+
+fn wg_key_pair() -> (String, String) {
+    let private = ok(&["wg", "genkey"]).trim().to_owned();
+    let mut child = Command::new("wg")
+        .arg("pubkey")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("wg pubkey");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(private.as_bytes())
+        .expect("writing to wg pubkey");
+    let out = child.wait_with_output().expect("wg pubkey output");
+    assert!(out.status.success());
+    (
+        private,
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+    )
+}
+
+struct Lab {
+    a: String,
+    b: String,
+    c: String,
+    if_a: String,
+    if_b: String,
+    if_c: String,
+    dir: tempfile::TempDir,
+    pqgate: Option<Child>,
+    wggo: Vec<Child>,
+}
+
+impl Lab {
+    fn new() -> Self {
+        let pid = std::process::id();
+        let lab = Lab {
+            a: format!("pqgu-{pid}-a"),
+            b: format!("pqgu-{pid}-b"),
+            c: format!("pqgu-{pid}-c"),
+            if_a: format!("ua{pid}"),
+            if_b: format!("ub{pid}"),
+            if_c: format!("uc{pid}"),
+            dir: tempfile::tempdir().expect("tempdir"),
+            pqgate: None,
+            wggo: Vec::new(),
+        };
+        for ns in [&lab.a, &lab.b, &lab.c] {
+            ok(&["ip", "netns", "add", ns]);
+            ok(&["ip", "-n", ns, "link", "set", "dev", "lo", "up"]);
+        }
+        for (peer, net) in [(&lab.b, "10.97.0"), (&lab.c, "10.98.0")] {
+            let tag = &peer[peer.len() - 1..];
+            let (va, vp) = (format!("uva{tag}{pid}"), format!("uvp{tag}{pid}"));
+            ok(&[
+                "ip", "link", "add", &va, "netns", &lab.a, "type", "veth", "peer", "name", &vp,
+                "netns", peer,
+            ]);
+            for (ns, dev, host) in [(&lab.a, &va, 1), (peer, &vp, 2)] {
+                ok(&[
+                    "ip",
+                    "-n",
+                    ns,
+                    "address",
+                    "add",
+                    &format!("{net}.{host}/24"),
+                    "dev",
+                    dev,
+                ]);
+                ok(&["ip", "-n", ns, "link", "set", "dev", dev, "up"]);
+            }
+        }
+        lab
+    }
+
+    fn wg(&self, ns: &str, args: &[&str]) -> Output {
+        let mut all = vec!["ip", "netns", "exec", ns, "wg"];
+        all.extend_from_slice(args);
+        run(10, &all)
+    }
+
+    fn wg_ok(&self, ns: &str, args: &[&str]) -> String {
+        let out = self.wg(ns, args);
+        assert!(
+            out.status.success(),
+            "wg {args:?}: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn wait_for_socket(iface: &str) {
+        let sock = PathBuf::from(format!("/var/run/wireguard/{iface}.sock"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !sock.exists() {
+            assert!(Instant::now() < deadline, "{sock:?} did not appear");
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// wireguard-go in `ns` on `dev` with tunnel address `addr`, peer pqgate at `a_addr`.
+    fn start_wireguard_go(&mut self, ns: &str, dev: &str, private: &str, spec: (&str, u16)) {
+        let (addr, port) = spec;
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, "wireguard-go", "-f", dev])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawning wireguard-go");
+        self.wggo.push(child);
+        Self::wait_for_socket(dev);
+        let key = self.dir.path().join(format!("{dev}.key"));
+        std::fs::write(&key, private).expect("writing key");
+        let key = key.to_string_lossy().into_owned();
+        let port = port.to_string();
+        self.wg_ok(ns, &["set", dev, "private-key", &key, "listen-port", &port]);
+        okw(&format!("ip -n {ns} address add {addr}/24 dev {dev}"));
+        ok(&["ip", "-n", ns, "link", "set", "dev", dev, "up"]);
+    }
+
+    fn start_pqgate(&mut self, private: &str, pub_b: &str) {
+        let conf = format!(
+            "[Interface]\nPrivateKey = {private}\nListenPort = {PORT_A}\n\
+             Address = 10.100.0.1/24\n\n[Peer]\nPublicKey = {pub_b}\n\
+             AllowedIPs = 10.100.0.2/32\nEndpoint = 10.97.0.2:{PORT_B}\n"
+        );
+        let path = self.dir.path().join(format!("{}.conf", self.if_a));
+        std::fs::write(&path, conf).expect("writing a.conf");
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.a,
+                env!("CARGO_BIN_EXE_pqgate"),
+                "wg",
+                "up",
+            ])
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning pqgate");
+        self.pqgate = Some(child);
+        Self::wait_for_socket(&self.if_a);
+    }
+
+    fn ping_once(&self, ns: &str, to: &str) -> bool {
+        run(
+            5,
+            &["ip", "netns", "exec", ns, "ping", "-c", "1", "-W", "1", to],
+        )
+        .status
+        .success()
+    }
+
+    fn ping(&self, ns: &str, to: &str, tries: u32) {
+        for _ in 0..tries {
+            if self.ping_once(ns, to) {
+                return;
+            }
+        }
+        panic!("{ns}: no ping reply from {to} in {tries} tries");
+    }
+
+    /// pqgate's peers from `wg show IFACE dump`: (public key, line fields).
+    fn dump(&self) -> Vec<Vec<String>> {
+        let text = self.wg_ok(&self.a, &["show", &self.if_a, "dump"]);
+        text.lines()
+            .skip(1)
+            .map(|l| l.split('\t').map(str::to_owned).collect())
+            .collect()
+    }
+
+    fn peer_line(&self, public: &str) -> Option<Vec<String>> {
+        self.dump()
+            .into_iter()
+            .find(|f| f.first().map(String::as_str) == Some(public))
+    }
+
+    fn stop_pqgate(&mut self) -> String {
+        let mut child = self.pqgate.take().expect("pqgate running");
+        ok(&["kill", "-TERM", &child.id().to_string()]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while child.try_wait().expect("try_wait").is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                break;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().expect("pqgate output");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "pqgate: {}\n{stderr}", out.status);
+        stderr
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for mut child in self.pqgate.take().into_iter().chain(self.wggo.drain(..)) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for dev in [&self.if_a, &self.if_b, &self.if_c] {
+            let _ = std::fs::remove_file(format!("/var/run/wireguard/{dev}.sock"));
+        }
+        for ns in [&self.a, &self.b, &self.c] {
+            let _ = run(10, &["ip", "netns", "del", ns]);
+        }
+    }
+}
+
+fn field(line: &[String], i: usize) -> u64 {
+    line.get(i).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+#[test]
+fn wg_show_and_wg_set_against_pqgate() {
+    if !is_root() {
+        eprintln!("SKIPPED: wg_uapi needs root (ip netns, /dev/net/tun)");
+        return;
+    }
+    if !["wireguard-go", "wg", "ping", "ip", "timeout"]
+        .iter()
+        .all(|t| have(t))
+    {
+        return;
+    }
+    let (priv_a, pub_a) = wg_key_pair();
+    let (priv_b, pub_b) = wg_key_pair();
+    let (priv_c, pub_c) = wg_key_pair();
+    let mut lab = Lab::new();
+    let (a, b, c) = (lab.a.clone(), lab.b.clone(), lab.c.clone());
+    let (if_a, if_b, if_c) = (lab.if_a.clone(), lab.if_b.clone(), lab.if_c.clone());
+    lab.start_wireguard_go(&b, &if_b, &priv_b, ("10.100.0.2", PORT_B));
+    let ep_a_b = format!("10.97.0.1:{PORT_A}");
+    lab.wg_ok(
+        &b,
+        &[
+            "set",
+            &if_b,
+            "peer",
+            &pub_a,
+            "allowed-ips",
+            "10.100.0.1/32",
+            "endpoint",
+            &ep_a_b,
+        ],
+    );
+    // A stale socket (nothing listening) at pqgate's path is replaced.
+    let stale = format!("/var/run/wireguard/{if_a}.sock");
+    std::fs::create_dir_all("/var/run/wireguard").expect("socket dir");
+    drop(std::os::unix::net::UnixListener::bind(&stale).expect("stale socket"));
+    lab.start_pqgate(&priv_a, &pub_b);
+
+    // wg show: the peer, with a handshake and traffic after a ping.
+    lab.ping(&a, "10.100.0.2", 20);
+    let line = lab.peer_line(&pub_b).expect("peer B listed");
+    // dump peer fields: public, psk, endpoint, allowed, handshake, rx, tx, keepalive
+    assert_eq!(line[1], "(none)", "{line:?}");
+    assert_eq!(line[2], format!("10.97.0.2:{PORT_B}"), "{line:?}");
+    assert_eq!(line[3], "10.100.0.2/32", "{line:?}");
+    let hs_b = field(&line, 4);
+    assert!(hs_b > 0, "no handshake time: {line:?}");
+    assert!(
+        field(&line, 5) > 0 && field(&line, 6) > 0,
+        "no transfer: {line:?}"
+    );
+    let shown = lab.wg_ok(&a, &["show", &if_a]);
+    assert!(
+        shown.contains("latest handshake") && shown.contains("transfer"),
+        "{shown}"
+    );
+
+    // wg set: a second peer, live; the first keeps its session.
+    thread::sleep(Duration::from_millis(1100));
+    lab.start_wireguard_go(&c, &if_c, &priv_c, ("10.100.0.3", PORT_C));
+    let ep_a_c = format!("10.98.0.1:{PORT_A}");
+    lab.wg_ok(
+        &c,
+        &[
+            "set",
+            &if_c,
+            "peer",
+            &pub_a,
+            "allowed-ips",
+            "10.100.0.1/32",
+            "endpoint",
+            &ep_a_c,
+        ],
+    );
+    let ep_c = format!("10.98.0.2:{PORT_C}");
+    lab.wg_ok(
+        &a,
+        &[
+            "set",
+            &if_a,
+            "peer",
+            &pub_c,
+            "allowed-ips",
+            "10.100.0.3/32",
+            "endpoint",
+            &ep_c,
+        ],
+    );
+    lab.ping(&a, "10.100.0.3", 10);
+    lab.ping(&c, "10.100.0.1", 5);
+    lab.ping(&a, "10.100.0.2", 3);
+    let line = lab.peer_line(&pub_b).expect("peer B listed");
+    assert_eq!(
+        field(&line, 4),
+        hs_b,
+        "peer B's session was reset: {line:?}"
+    );
+    let line_c = lab.peer_line(&pub_c).expect("peer C listed");
+    assert!(field(&line_c, 4) > 0, "{line_c:?}");
+    let routes = okw(&format!("ip -n {a} route show dev {if_a}"));
+    assert!(routes.contains("10.100.0.3"), "{routes}");
+
+    // PSK change on both sides: traffic continues, then a fresh handshake with the new PSK.
+    let psk = ok(&["wg", "genpsk"]).trim().to_owned();
+    let psk_file = lab.dir.path().join("psk");
+    std::fs::write(&psk_file, &psk).expect("writing psk");
+    let psk_file = psk_file.to_string_lossy().into_owned();
+    lab.wg_ok(
+        &a,
+        &["set", &if_a, "peer", &pub_b, "preshared-key", &psk_file],
+    );
+    lab.wg_ok(
+        &b,
+        &["set", &if_b, "peer", &pub_a, "preshared-key", &psk_file],
+    );
+    lab.ping(&a, "10.100.0.2", 3);
+    let line = lab.peer_line(&pub_b).expect("peer B listed");
+    assert_eq!(line[1], psk, "{line:?}");
+    assert_eq!(
+        field(&line, 4),
+        hs_b,
+        "the PSK change reset the session: {line:?}"
+    );
+    // Drop wireguard-go's session (remove and re-add the peer): the next ping needs a new
+    // handshake, which only works if both sides use the new PSK.
+    thread::sleep(Duration::from_millis(1100));
+    lab.wg_ok(&b, &["set", &if_b, "peer", &pub_a, "remove"]);
+    lab.wg_ok(
+        &b,
+        &[
+            "set",
+            &if_b,
+            "peer",
+            &pub_a,
+            "preshared-key",
+            &psk_file,
+            "allowed-ips",
+            "10.100.0.1/32",
+            "endpoint",
+            &ep_a_b,
+        ],
+    );
+    lab.ping(&b, "10.100.0.1", 10);
+    let line = lab.peer_line(&pub_b).expect("peer B listed");
+    assert!(
+        field(&line, 4) > hs_b,
+        "no new handshake with the new PSK: {line:?}"
+    );
+
+    // A PSK on pqgate's side only: C's next handshake must fail.
+    let psk_c = lab.dir.path().join("psk-c");
+    std::fs::write(&psk_c, ok(&["wg", "genpsk"]).trim()).expect("writing psk");
+    let psk_c = psk_c.to_string_lossy().into_owned();
+    lab.wg_ok(&a, &["set", &if_a, "peer", &pub_c, "preshared-key", &psk_c]);
+    lab.wg_ok(&c, &["set", &if_c, "peer", &pub_a, "remove"]);
+    lab.wg_ok(
+        &c,
+        &[
+            "set",
+            &if_c,
+            "peer",
+            &pub_a,
+            "allowed-ips",
+            "10.100.0.1/32",
+            "endpoint",
+            &ep_a_c,
+        ],
+    );
+    assert!(
+        !(0..3).any(|_| lab.ping_once(&c, "10.100.0.1")),
+        "a handshake with mismatched PSKs succeeded"
+    );
+
+    // Remove peer C: gone from the dump and from the routes, no more traffic.
+    lab.wg_ok(&a, &["set", &if_a, "peer", &pub_c, "remove"]);
+    assert!(lab.peer_line(&pub_c).is_none(), "{:?}", lab.dump());
+    assert!(!lab.ping_once(&a, "10.100.0.3"), "peer C still reachable");
+    let routes = okw(&format!("ip -n {a} route show dev {if_a}"));
+    assert!(!routes.contains("10.100.0.3"), "{routes}");
+    lab.ping(&a, "10.100.0.2", 3);
+
+    // Refused in this slice: another listen port; the error reaches wg.
+    let refused = lab.wg(&a, &["set", &if_a, "listen-port", "40000"]);
+    assert!(!refused.status.success(), "listen-port change accepted");
+
+    // A new private key ends the sessions; back to the old one, traffic resumes after a new
+    // handshake.
+    let hs_before = field(&lab.peer_line(&pub_b).expect("peer B listed"), 4);
+    thread::sleep(Duration::from_millis(1100));
+    let (priv_x, pub_x) = wg_key_pair();
+    let key_file = lab.dir.path().join("x.key");
+    std::fs::write(&key_file, &priv_x).expect("writing key");
+    let key_file = key_file.to_string_lossy().into_owned();
+    lab.wg_ok(&a, &["set", &if_a, "private-key", &key_file]);
+    assert_eq!(lab.wg_ok(&a, &["show", &if_a, "public-key"]).trim(), pub_x);
+    std::fs::write(&key_file, &priv_a).expect("writing key");
+    lab.wg_ok(&a, &["set", &if_a, "private-key", &key_file]);
+    assert_eq!(lab.wg_ok(&a, &["show", &if_a, "public-key"]).trim(), pub_a);
+    lab.ping(&a, "10.100.0.2", 10);
+    let line = lab.peer_line(&pub_b).expect("peer B listed");
+    assert!(
+        field(&line, 4) > hs_before,
+        "no new handshake after the key change: {line:?}"
+    );
+
+    let sock = format!("/var/run/wireguard/{if_a}.sock");
+    let stderr = lab.stop_pqgate();
+    eprintln!("pqgate stderr:\n{stderr}");
+    assert!(!std::path::Path::new(&sock).exists(), "{sock} left behind");
+}
