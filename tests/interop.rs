@@ -8,24 +8,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use common::sys::have;
 use common::*;
-
-/// Whether `tool` is installed; panics when it must be and is not.
-fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var_os("REQUIRE_INTEROP_TOOLS").is_none(),
-            "{tool} is required (REQUIRE_INTEROP_TOOLS is set) but not installed"
-        );
-        eprintln!("SKIPPED: {tool} is not installed (tests/run-all.sh installs it)");
-    }
-    found
-}
 
 /// Runs a command with a wall-clock bound, killing it if it overruns.
 fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {

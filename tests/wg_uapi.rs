@@ -5,7 +5,9 @@
 //! `b` and `c`, each joined to `a` by a veth. Runs as root; skips (or fails under
 //! REQUIRE_INTEROP_TOOLS) when tools are missing. Every wait is bounded; Drop tears down.
 
-use std::io::Write;
+mod common;
+
+use common::sys::*;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::thread;
@@ -14,80 +16,6 @@ use std::time::{Duration, Instant};
 const PORT_A: u16 = 51830;
 const PORT_B: u16 = 51831;
 const PORT_C: u16 = 51832;
-
-fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var_os("REQUIRE_INTEROP_TOOLS").is_none(),
-            "{tool} is required (REQUIRE_INTEROP_TOOLS is set) but not installed"
-        );
-        eprintln!("SKIPPED: {tool} is not installed (tests/run-all.sh installs it)");
-    }
-    found
-}
-
-fn is_root() -> bool {
-    // The effective uid is in /proc/self/status ("Uid: real effective ...").
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .find(|l| l.starts_with("Uid:"))
-            .and_then(|l| l.split_whitespace().nth(2))
-            == Some("0")
-    })
-}
-
-/// Runs a command under coreutils `timeout`, so it can never hang the test.
-fn run(limit_s: u32, args: &[&str]) -> Output {
-    Command::new("timeout")
-        .args(["-k", "2", &limit_s.to_string()])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("spawning {args:?}: {e}"))
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = run(20, args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// [`ok`] over a command line split on whitespace (no argument contains a space).
-fn okw(line: &str) -> String {
-    ok(&line.split_whitespace().collect::<Vec<_>>())
-}
-
-fn wg_key_pair() -> (String, String) {
-    let private = ok(&["wg", "genkey"]).trim().to_owned();
-    let mut child = Command::new("wg")
-        .arg("pubkey")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("wg pubkey");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(private.as_bytes())
-        .expect("writing to wg pubkey");
-    let out = child.wait_with_output().expect("wg pubkey output");
-    assert!(out.status.success());
-    (
-        private,
-        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
-    )
-}
 
 struct Lab {
     a: String,

@@ -2,6 +2,8 @@
 //! its log kept for failure messages), TLS clients with chosen groups, and small TCP backends.
 #![allow(dead_code)]
 
+pub mod sys;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
 use std::path::{Path, PathBuf};
