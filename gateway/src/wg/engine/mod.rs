@@ -1,0 +1,304 @@
+//! The packet engine of one WireGuard interface: a TUN reader (IP packet -> allowed-IPs lookup ->
+//! `Tunn` -> UDP), a UDP reader (datagram -> cookie/mac1 check -> peer by key or receiver index
+//! -> `Tunn` -> source check -> TUN) and a timer thread (`update_timers` every 100 ms). Peer
+//! state sits behind one mutex per peer. Bad datagrams and packets are counted and dropped,
+//! never a panic; endpoints follow authenticated packets (roaming).
+//!
+//! Layout: this file holds the shared state; `peers` the peer set and its changes,
+//! `datapath` the packet paths, `timers` the timer thread.
+
+mod datapath;
+mod peers;
+mod timers;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, SystemTime};
+
+use gotatun::noise::Tunn;
+use gotatun::noise::index_table::IndexTable;
+use gotatun::noise::rate_limiter::RateLimiter;
+use gotatun::x25519::{PublicKey, StaticSecret};
+use pqgate_core::wg::IpCidr;
+
+use super::route::AllowedIps;
+use crate::net::tun::Tun;
+
+/// How often the timer thread ticks, and how long blocking reads wait before checking `stop`.
+pub const TICK: Duration = Duration::from_millis(100);
+/// Handshake initiations per second per source address before cookies are required (gotatun's
+/// device uses the same).
+const HANDSHAKE_RATE_LIMIT: u64 = 100;
+/// Largest datagram or TUN packet read.
+const MAX_PACKET: usize = 65_536;
+
+/// One configured peer.
+pub struct PeerConfig {
+    /// The peer's static public key.
+    pub public_key: [u8; 32],
+    /// Pre-shared key, `None` for none.
+    pub preshared_key: Option<[u8; 32]>,
+    /// Prefixes routed to the peer and accepted as inner source addresses from it.
+    pub allowed_ips: Vec<IpCidr>,
+    /// Where to send before the peer has sent anything.
+    pub endpoint: Option<SocketAddr>,
+    /// Keepalive interval in seconds.
+    pub persistent_keepalive: Option<u16>,
+}
+
+struct Peer {
+    tunn: Tunn,
+    public_key: [u8; 32],
+    endpoint: Option<SocketAddr>,
+    allowed_ips: Vec<IpCidr>,
+    /// Wall-clock time of the last handshake as last reported, kept stable across reads.
+    last_handshake: Option<SystemTime>,
+    /// Traffic and handshake counts.
+    stats: PeerCounts,
+}
+
+/// One peer's packet and handshake counts (under the peer's lock).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerCounts {
+    /// Data packets sent (keepalives excluded).
+    pub tx_packets: u64,
+    /// Data packets received and delivered to the TUN.
+    pub rx_packets: u64,
+    /// Completed handshakes (as initiator or responder).
+    pub handshakes: u64,
+}
+
+type PeerRef = Arc<Mutex<Peer>>;
+
+/// The interface's static key pair and the handshake rate limiter keyed from it.
+#[derive(Clone)]
+struct Keys {
+    private: StaticSecret,
+    public: PublicKey,
+    rate_limiter: Arc<RateLimiter>,
+}
+
+impl Keys {
+    fn new(private_key: [u8; 32]) -> Self {
+        let private = StaticSecret::from(private_key);
+        let public = PublicKey::from(&private);
+        let rate_limiter = Arc::new(RateLimiter::new(&public, HANDSHAKE_RATE_LIMIT));
+        Self {
+            private,
+            public,
+            rate_limiter,
+        }
+    }
+}
+
+fn lock(p: &PeerRef) -> MutexGuard<'_, Peer> {
+    // A poisoned peer (a panic elsewhere) still holds consistent gotatun state.
+    p.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The peer set. Slots are never reused, so a stale receiver index can only name a removed
+/// peer (`None`), never a different one.
+#[derive(Default)]
+struct Table {
+    peers: Vec<Option<PeerRef>>,
+    by_key: HashMap<[u8; 32], usize>,
+    routes: AllowedIps,
+}
+
+/// One peer as `get` reports it.
+#[derive(Clone, Debug)]
+pub struct PeerStatus {
+    /// Static public key.
+    pub public_key: [u8; 32],
+    /// Pre-shared key, `None` for none.
+    pub preshared_key: Option<[u8; 32]>,
+    /// Current endpoint.
+    pub endpoint: Option<SocketAddr>,
+    /// Wall-clock time of the last completed handshake.
+    pub last_handshake: Option<SystemTime>,
+    /// Data bytes sent.
+    pub tx_bytes: u64,
+    /// Data bytes received.
+    pub rx_bytes: u64,
+    /// Keepalive interval in seconds.
+    pub persistent_keepalive: Option<u16>,
+    /// Allowed IPs.
+    pub allowed_ips: Vec<IpCidr>,
+    /// Packet and handshake counts.
+    pub counts: PeerCounts,
+}
+
+/// One peer's part of a configuration change (`set`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PeerChange {
+    /// Which peer.
+    pub public_key: [u8; 32],
+    /// Remove the peer.
+    pub remove: bool,
+    /// Change only an existing peer; never create one.
+    pub update_only: bool,
+    /// New pre-shared key (`Some(None)` removes it).
+    pub preshared_key: Option<Option<[u8; 32]>>,
+    /// New endpoint.
+    pub endpoint: Option<SocketAddr>,
+    /// New keepalive interval (`Some(None)` disables it).
+    pub persistent_keepalive: Option<Option<u16>>,
+    /// Drop the current allowed IPs before adding `allowed_ips`.
+    pub replace_allowed_ips: bool,
+    /// Allowed IPs to add.
+    pub allowed_ips: Vec<IpCidr>,
+}
+
+/// What a change did to the routed prefixes, for the host routing table.
+#[derive(Debug, Default, PartialEq)]
+pub struct RouteDelta {
+    /// Prefixes no peer holds any more.
+    pub removed: Vec<IpCidr>,
+    /// Prefixes newly held by some peer.
+    pub added: Vec<IpCidr>,
+}
+
+/// Packets dropped, by reason, and packets carried.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Datagrams that are not WireGuard messages, or fail mac1.
+    pub garbage: AtomicU64,
+    /// Datagrams for no known peer or index.
+    pub unknown_peer: AtomicU64,
+    /// Replayed or too old data.
+    pub replay: AtomicU64,
+    /// Failed decryption or handshake authentication.
+    pub decrypt: AtomicU64,
+    /// Other protocol errors reported by the core.
+    pub protocol: AtomicU64,
+    /// TUN packets with no peer for the destination (or not IP).
+    pub no_route: AtomicU64,
+    /// Packets for a peer with no known endpoint.
+    pub no_endpoint: AtomicU64,
+    /// Decrypted packets whose source is outside the peer's allowed IPs.
+    pub bad_source: AtomicU64,
+    /// Packets written to the TUN.
+    pub rx_packets: AtomicU64,
+    /// Datagrams sent.
+    pub tx_datagrams: AtomicU64,
+    /// Send or TUN write errors.
+    pub io_errors: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A running interface's shared state.
+pub struct Engine {
+    tun: Tun,
+    sock: UdpSocket,
+    sock_is_v6: bool,
+    mtu: u16,
+    keys: RwLock<Keys>,
+    index_table: IndexTable,
+    table: RwLock<Table>,
+    by_index: Mutex<HashMap<u32, usize>>,
+    /// Set to make every thread return.
+    pub stop: AtomicBool,
+    /// Drop and traffic counters.
+    pub counters: Counters,
+}
+
+impl Engine {
+    /// Builds the engine over an open TUN and a bound socket.
+    pub fn new(
+        tun: Tun,
+        sock: UdpSocket,
+        mtu: u16,
+        private_key: [u8; 32],
+        peers: Vec<PeerConfig>,
+    ) -> io::Result<Self> {
+        let sock_is_v6 = sock.local_addr()?.is_ipv6();
+        sock.set_read_timeout(Some(TICK))?;
+        let keys = Keys::new(private_key);
+        let snapshot = keys.clone();
+        let index_table = IndexTable::from_os_rng();
+        let engine = Self {
+            tun,
+            sock,
+            sock_is_v6,
+            mtu,
+            keys: RwLock::new(snapshot),
+            index_table,
+            table: RwLock::new(Table::default()),
+            by_index: Mutex::new(HashMap::new()),
+            stop: AtomicBool::new(false),
+            counters: Counters::default(),
+        };
+        {
+            let mut t = engine.table_mut();
+            for p in peers {
+                let i = t.peers.len();
+                t.routes.insert(&p.allowed_ips, i);
+                t.by_key.insert(p.public_key, i);
+                let tunn =
+                    engine.new_tunn(&keys, p.public_key, p.preshared_key, p.persistent_keepalive);
+                t.peers.push(Some(Arc::new(Mutex::new(Peer {
+                    tunn,
+                    public_key: p.public_key,
+                    endpoint: p.endpoint,
+                    allowed_ips: p.allowed_ips,
+                    last_handshake: None,
+                    stats: PeerCounts::default(),
+                }))));
+            }
+        }
+        Ok(engine)
+    }
+
+    fn new_tunn(
+        &self,
+        k: &Keys,
+        key: [u8; 32],
+        psk: Option<[u8; 32]>,
+        keepalive: Option<u16>,
+    ) -> Tunn {
+        Tunn::new(
+            k.private.clone(),
+            PublicKey::from(key),
+            psk,
+            keepalive,
+            self.index_table.clone(),
+            k.rate_limiter.clone(),
+        )
+    }
+
+    fn table(&self) -> std::sync::RwLockReadGuard<'_, Table> {
+        self.table.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn table_mut(&self) -> std::sync::RwLockWriteGuard<'_, Table> {
+        self.table.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The interface's private key (as configured).
+    pub fn private_key(&self) -> [u8; 32] {
+        self.keys().private.to_bytes()
+    }
+
+    fn keys(&self) -> std::sync::RwLockReadGuard<'_, Keys> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The bound UDP address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.sock.local_addr()
+    }
+
+    fn peer(&self, i: usize) -> Option<PeerRef> {
+        self.table().peers.get(i).cloned().flatten()
+    }
+
+    fn index_map(&self) -> MutexGuard<'_, HashMap<u32, usize>> {
+        self.by_index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
