@@ -1,23 +1,35 @@
-//! The packet paths: TUN -> allowed-IPs lookup -> `Tunn` -> UDP, and UDP -> mac1/cookie check
-//! -> peer by key or receiver index -> `Tunn` -> inner source check -> TUN.
+//! The outbound packet path: TUN reads (GSO super-packets split into MTU-size packets) ->
+//! allowed-IPs lookup -> `Tunn` -> a send batch flushed with `sendmmsg` + UDP GSO. Also the
+//! single-message send used for handshakes.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
 use bytes::BytesMut;
-use gotatun::noise::TunnResult;
-use gotatun::noise::errors::WireGuardError;
-use gotatun::noise::handshake::parse_handshake_anon;
 use gotatun::packet::{Packet, WgKind};
 use gotatun::tun::MtuWatcher;
+use pqgate_core::offload::{VnetHdr, segment};
 
 use super::{Engine, MAX_PACKET, TICK, bump, lock};
+use crate::net::batch::SendBatch;
 use crate::net::udp;
 use crate::wg::route;
 
+/// TUN reads taken per wake-up before the send batch is flushed.
+const TUN_READS_PER_BATCH: usize = 16;
+/// Datagrams queued before a flush, whatever the number of reads.
+const SEND_BATCH_MAX: usize = 512;
+
+/// State of the outbound thread, reused across packets.
+struct Outbound {
+    batch: SendBatch,
+    mtu: MtuWatcher,
+    scratch: Vec<u8>,
+}
+
 impl Engine {
-    /// Sends a message to `to`, first noting the receiver index a handshake message claims.
+    /// Sends a message to `to` now, first noting the receiver index a handshake message claims.
     pub(super) fn send(&self, peer: usize, packet: WgKind, to: SocketAddr) {
         match &packet {
             WgKind::HandshakeInit(p) => {
@@ -39,147 +51,86 @@ impl Engine {
     /// TUN -> peers, until `stop`.
     pub fn run_tun(&self) -> io::Result<()> {
         let mut buf = vec![0u8; MAX_PACKET];
-        let mut mtu = MtuWatcher::new(self.mtu);
+        let mut out = Outbound {
+            batch: SendBatch::default(),
+            mtu: MtuWatcher::new(self.mtu),
+            scratch: Vec::with_capacity(2048),
+        };
         while !self.stop.load(Ordering::Relaxed) {
-            let Some(n) = self.tun.read_timeout(&mut buf, TICK)? else {
-                continue;
-            };
-            let packet = buf.get(..n).unwrap_or_default();
-            let found = route::destination(packet).and_then(|d| {
-                let t = self.table();
-                let i = t.routes.lookup(d)?;
-                Some((i, t.peers.get(i).cloned().flatten()?))
-            });
-            let Some((i, peer)) = found else {
-                bump(&self.counters.no_route);
-                continue;
-            };
-            let mut peer = lock(&peer);
-            let out = peer
-                .tunn
-                .handle_outgoing_packet(Packet::from_bytes(BytesMut::from(packet)), Some(&mut mtu));
-            let endpoint = peer.endpoint;
-            if matches!(out, Some(WgKind::Data(_))) && endpoint.is_some() {
-                peer.stats.tx_packets += 1;
-            }
-            drop(peer);
-            match (out, endpoint) {
-                (Some(p), Some(to)) => self.send(i, p, to),
-                (Some(_), None) => bump(&self.counters.no_endpoint),
-                (None, _) => {}
-            }
-        }
-        Ok(())
-    }
-
-    /// UDP -> peers -> TUN, until `stop`.
-    pub fn run_udp(&self) -> io::Result<()> {
-        let mut buf = vec![0u8; MAX_PACKET];
-        let mut mtu = MtuWatcher::new(self.mtu);
-        while !self.stop.load(Ordering::Relaxed) {
-            let (n, src) = match self.sock.recv_from(&mut buf) {
-                Ok(r) => r,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    continue;
+            let mut next = self.tun.read_timeout(&mut buf, TICK)?;
+            let mut reads = 0;
+            while let Some(n) = next {
+                self.tun_read(buf.get(..n).unwrap_or_default(), &mut out);
+                reads += 1;
+                if reads >= TUN_READS_PER_BATCH || out.batch.len() >= SEND_BATCH_MAX {
+                    break;
                 }
-                // ICMP errors from earlier sends surface here: not fatal.
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
-                Err(e) => return Err(e),
-            };
-            let src = udp::canonical(src);
-            let datagram = BytesMut::from(buf.get(..n).unwrap_or_default());
-            self.datagram(Packet::from_bytes(datagram), src, &mut mtu);
+                next = self.tun.try_read(&mut buf)?;
+            }
+            self.flush(&mut out.batch);
         }
         Ok(())
     }
 
-    fn datagram(&self, packet: Packet, src: SocketAddr, mtu: &mut MtuWatcher) {
-        let keys = self.keys();
-        let message = match keys.rate_limiter.verify_packet(src, packet) {
-            Ok(m) => m,
-            Err(TunnResult::WriteToNetwork(cookie)) => {
-                let bytes = Packet::from(cookie);
-                let to = udp::to_socket_family(self.sock_is_v6, src);
-                let _ = self.sock.send_to(bytes.as_ref(), to);
-                return;
-            }
-            Err(_) => return bump(&self.counters.garbage),
+    /// One TUN read: split by the offload codec when it carries a virtio-net header.
+    fn tun_read(&self, read: &[u8], out: &mut Outbound) {
+        if !self.tun.offloads().vnet_hdr {
+            return self.encrypt(read, out);
+        }
+        let split = VnetHdr::parse(read).and_then(|(hdr, packet)| {
+            let mut scratch = std::mem::take(&mut out.scratch);
+            let r = segment(&hdr, packet, &mut scratch, &mut |ip| self.encrypt(ip, out));
+            out.scratch = scratch;
+            r
+        });
+        if split.is_err() {
+            bump(&self.counters.tun_malformed);
+        }
+    }
+
+    /// Encrypts one IP packet for the peer that holds its destination and queues it.
+    fn encrypt(&self, ip: &[u8], out: &mut Outbound) {
+        let found = route::destination(ip).and_then(|d| {
+            let t = self.table();
+            let i = t.routes.lookup(d)?;
+            Some((i, t.peers.get(i).cloned().flatten()?))
+        });
+        let Some((i, peer)) = found else {
+            return bump(&self.counters.no_route);
         };
-        let initiator = match &message {
-            WgKind::HandshakeInit(p) => parse_handshake_anon(&keys.private, &keys.public, p)
-                .ok()
-                .map(|h| h.peer_static_public),
-            _ => None,
-        };
-        // Never hold `keys` while taking `table` (set_private_key takes them the other way).
-        drop(keys);
-        let peer_index = match &message {
-            WgKind::HandshakeInit(_) => {
-                initiator.and_then(|k| self.table().by_key.get(&k).copied())
-            }
-            WgKind::HandshakeResp(p) => self.index_map().get(&p.receiver_idx.get()).copied(),
-            WgKind::CookieReply(p) => self.index_map().get(&p.receiver_idx.get()).copied(),
-            WgKind::Data(p) => self.index_map().get(&p.header.receiver_idx.get()).copied(),
-        };
-        let Some(i) = peer_index else {
-            return bump(&self.counters.unknown_peer);
-        };
-        let Some(peer) = self.peer(i) else {
-            return bump(&self.counters.unknown_peer);
-        };
-        let handshake = matches!(message, WgKind::HandshakeInit(_) | WgKind::HandshakeResp(_));
         let mut peer = lock(&peer);
-        match peer.tunn.handle_incoming_packet(message) {
-            TunnResult::Done => {}
-            TunnResult::Err(e) => self.count_error(&e),
-            TunnResult::WriteToNetwork(reply) => {
-                if handshake {
-                    peer.stats.handshakes += 1;
-                }
-                peer.endpoint = Some(src);
-                let queued: Vec<WgKind> = peer.tunn.get_queued_packets(mtu).collect();
-                drop(peer);
-                self.send(i, reply, src);
-                for q in queued {
-                    self.send(i, q, src);
-                }
+        let sent = peer
+            .tunn
+            .handle_outgoing_packet(Packet::from_bytes(BytesMut::from(ip)), Some(&mut out.mtu));
+        let endpoint = peer.endpoint;
+        if matches!(sent, Some(WgKind::Data(_))) && endpoint.is_some() {
+            peer.stats.tx_packets += 1;
+        }
+        drop(peer);
+        match (sent, endpoint) {
+            (Some(WgKind::Data(d)), Some(to)) => {
+                let mut bytes = Packet::from(WgKind::Data(d));
+                let to = udp::to_socket_family(self.sock_is_v6, to);
+                out.batch.push(to, std::mem::take(bytes.buf_mut()));
             }
-            TunnResult::WriteToTunnel(inner) => {
-                peer.endpoint = Some(src);
-                if inner.is_empty() {
-                    return; // keepalive
-                }
-                let allowed = route::source(&inner)
-                    .is_some_and(|s| peer.allowed_ips.iter().any(|c| c.contains(s)));
-                if allowed {
-                    peer.stats.rx_packets += 1;
-                }
-                drop(peer);
-                if !allowed {
-                    return bump(&self.counters.bad_source);
-                }
-                match self.tun.write(&inner) {
-                    Ok(_) => bump(&self.counters.rx_packets),
-                    Err(_) => bump(&self.counters.io_errors),
-                }
-            }
+            // A handshake initiation (the packet waits in the peer's queue): send it now.
+            (Some(p), Some(to)) => self.send(i, p, to),
+            (Some(_), None) => bump(&self.counters.no_endpoint),
+            (None, _) => {}
         }
     }
 
-    fn count_error(&self, e: &WireGuardError) {
-        let c = &self.counters;
-        match e {
-            WireGuardError::DuplicateCounter | WireGuardError::InvalidCounter => bump(&c.replay),
-            WireGuardError::InvalidAeadTag | WireGuardError::InvalidMac => bump(&c.decrypt),
-            WireGuardError::NoCurrentSession | WireGuardError::WrongIndex => bump(&c.unknown_peer),
-            _ => bump(&c.protocol),
+    /// Sends the queued datagrams.
+    fn flush(&self, batch: &mut SendBatch) {
+        if batch.is_empty() {
+            return;
         }
+        let r = batch.flush(&self.sock, &self.udp_offloads);
+        self.counters
+            .tx_datagrams
+            .fetch_add(r.sent, Ordering::Relaxed);
+        self.counters
+            .io_errors
+            .fetch_add(r.failed, Ordering::Relaxed);
     }
 }

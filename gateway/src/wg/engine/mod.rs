@@ -5,18 +5,21 @@
 //! never a panic; endpoints follow authenticated packets (roaming).
 //!
 //! Layout: this file holds the shared state; `peers` the peer set and its changes,
-//! `datapath` the packet paths, `timers` the timer thread.
+//! `datapath` the outbound path (TUN -> UDP), `inbound` UDP -> TUN, `handshake` the handshake
+//! thread and under-load cookies, `timers` the timer thread.
 
 mod datapath;
+mod handshake;
+mod inbound;
 mod peers;
 mod timers;
 
 use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use gotatun::noise::Tunn;
 use gotatun::noise::index_table::IndexTable;
@@ -25,15 +28,16 @@ use gotatun::x25519::{PublicKey, StaticSecret};
 use pqgate_core::wg::IpCidr;
 
 use super::route::AllowedIps;
-use crate::net::tun::Tun;
+use crate::net::batch::Offloads;
+use crate::net::tun::{Tun, TunOffloads};
 
 /// How often the timer thread ticks, and how long blocking reads wait before checking `stop`.
 pub const TICK: Duration = Duration::from_millis(100);
 /// Handshake initiations per second per source address before cookies are required (gotatun's
 /// device uses the same).
 const HANDSHAKE_RATE_LIMIT: u64 = 100;
-/// Largest datagram or TUN packet read.
-const MAX_PACKET: usize = 65_536;
+/// Largest TUN read: a virtio-net header and a 64 KiB GSO super-packet.
+const MAX_PACKET: usize = 65_536 + pqgate_core::offload::VNET_HDR_LEN;
 
 /// One configured peer.
 pub struct PeerConfig {
@@ -58,6 +62,8 @@ struct Peer {
     last_handshake: Option<SystemTime>,
     /// Traffic and handshake counts.
     stats: PeerCounts,
+    /// What the timer thread last saw of this peer (how often it needs ticking).
+    watch: timers::Watch,
 }
 
 /// One peer's packet and handshake counts (under the peer's lock).
@@ -73,12 +79,15 @@ pub struct PeerCounts {
 
 type PeerRef = Arc<Mutex<Peer>>;
 
-/// The interface's static key pair and the handshake rate limiter keyed from it.
+/// The interface's static key pair and the handshake rate limiters keyed from it: `rate_limiter`
+/// asks for a cookie above [`HANDSHAKE_RATE_LIMIT`] per source per second, `under_load` from the
+/// first handshake (used while the handshake queue is backed up).
 #[derive(Clone)]
 struct Keys {
     private: StaticSecret,
     public: PublicKey,
     rate_limiter: Arc<RateLimiter>,
+    under_load: Arc<RateLimiter>,
 }
 
 impl Keys {
@@ -86,10 +95,12 @@ impl Keys {
         let private = StaticSecret::from(private_key);
         let public = PublicKey::from(&private);
         let rate_limiter = Arc::new(RateLimiter::new(&public, HANDSHAKE_RATE_LIMIT));
+        let under_load = Arc::new(RateLimiter::new(&public, 0));
         Self {
             private,
             public,
             rate_limiter,
+            under_load,
         }
     }
 }
@@ -106,6 +117,8 @@ struct Table {
     peers: Vec<Option<PeerRef>>,
     by_key: HashMap<[u8; 32], usize>,
     routes: AllowedIps,
+    /// Peers just added or changed, for the timer thread to tick at the fine rate.
+    wake: Mutex<Vec<usize>>,
 }
 
 /// One peer as `get` reports it.
@@ -186,6 +199,12 @@ pub struct Counters {
     pub tx_datagrams: AtomicU64,
     /// Send or TUN write errors.
     pub io_errors: AtomicU64,
+    /// TUN reads the offload codec refused (bad virtio-net header or GSO packet).
+    pub tun_malformed: AtomicU64,
+    /// Packets dropped because a bounded queue (handshake queue, staging) was full.
+    pub queue_full: AtomicU64,
+    /// Handshake messages answered with a cookie reply (under load or rate-limited).
+    pub cookies_sent: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -202,6 +221,13 @@ pub struct Engine {
     index_table: IndexTable,
     table: RwLock<Table>,
     by_index: Mutex<HashMap<u32, usize>>,
+    /// UDP GSO/GRO as probed on the socket.
+    udp_offloads: Offloads,
+    /// Handshake messages waiting for the handshake thread.
+    handshakes_queued: AtomicUsize,
+    /// When the handshake queue was last backed up (ms since `started`).
+    loaded_at_ms: AtomicU64,
+    started: Instant,
     /// Set to make every thread return.
     pub stop: AtomicBool,
     /// Drop and traffic counters.
@@ -219,6 +245,7 @@ impl Engine {
     ) -> io::Result<Self> {
         let sock_is_v6 = sock.local_addr()?.is_ipv6();
         sock.set_read_timeout(Some(TICK))?;
+        let udp_offloads = Offloads::probe(&sock);
         let keys = Keys::new(private_key);
         let snapshot = keys.clone();
         let index_table = IndexTable::from_os_rng();
@@ -231,27 +258,14 @@ impl Engine {
             index_table,
             table: RwLock::new(Table::default()),
             by_index: Mutex::new(HashMap::new()),
+            udp_offloads,
+            handshakes_queued: AtomicUsize::new(0),
+            loaded_at_ms: AtomicU64::new(0),
+            started: Instant::now(),
             stop: AtomicBool::new(false),
             counters: Counters::default(),
         };
-        {
-            let mut t = engine.table_mut();
-            for p in peers {
-                let i = t.peers.len();
-                t.routes.insert(&p.allowed_ips, i);
-                t.by_key.insert(p.public_key, i);
-                let tunn =
-                    engine.new_tunn(&keys, p.public_key, p.preshared_key, p.persistent_keepalive);
-                t.peers.push(Some(Arc::new(Mutex::new(Peer {
-                    tunn,
-                    public_key: p.public_key,
-                    endpoint: p.endpoint,
-                    allowed_ips: p.allowed_ips,
-                    last_handshake: None,
-                    stats: PeerCounts::default(),
-                }))));
-            }
-        }
+        engine.add_configured(peers);
         Ok(engine)
     }
 
@@ -287,6 +301,15 @@ impl Engine {
 
     fn keys(&self) -> std::sync::RwLockReadGuard<'_, Keys> {
         self.keys.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The offloads in use: TUN (virtio-net header, TSO, USO) and UDP (GSO, GRO).
+    pub fn offloads(&self) -> (TunOffloads, bool, bool) {
+        (
+            self.tun.offloads(),
+            self.udp_offloads.gso(),
+            self.udp_offloads.gro(),
+        )
     }
 
     /// The bound UDP address.
