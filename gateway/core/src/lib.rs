@@ -6,6 +6,7 @@ pub mod base64;
 pub mod config;
 pub mod hex;
 pub mod metrics;
+pub mod offload;
 pub mod proxy_v2;
 pub mod route;
 pub mod spki;

@@ -2,6 +2,7 @@
 //! sizes, and waiting for SIGINT/SIGTERM. This is the only place in the daemon with `unsafe`;
 //! every block states why it is sound.
 
+pub mod batch;
 pub mod netns;
 pub mod signal;
 pub mod tun;
