@@ -8,7 +8,11 @@
 //!   truncated handshake initiations, data messages with unknown receiver indices, a forged data
 //!   message sent twice, a real data message sniffed off the veth and replayed, and a flood of
 //!   148-byte "initiations" from many source ports): the tunnel keeps passing traffic during and
-//!   after, and the exit summary counts the drops by reason.
+//!   after, and the exit summary counts the drops by reason;
+//! * a flood of handshake initiations with valid mac1 (made with gotatun for a random static key
+//!   each) from 200 source addresses, each below the per-source rate limit: the interface goes
+//!   under load, answers with cookies instead of Diffie-Hellman work, and the established tunnel
+//!   keeps carrying pings and a TCP transfer.
 //!
 //! Runs as root; skips (or fails under REQUIRE_INTEROP_TOOLS) when the tools are missing. Every
 //! wait and loop is bounded and Drop tears everything down, even on panic.
@@ -53,6 +57,8 @@ struct Pair {
     pq_a: Option<Child>,
     pq_b: Option<Child>,
     relay: Option<Relay>,
+    /// pqgate A's public key (base64), once started.
+    pub_a: String,
 }
 
 impl Pair {
@@ -69,6 +75,7 @@ impl Pair {
             pq_a: None,
             pq_b: None,
             relay: None,
+            pub_a: String::new(),
         };
         ok(&["ip", "netns", "add", &pair.a]);
         ok(&["ip", "netns", "add", &pair.b]);
@@ -142,6 +149,7 @@ impl Pair {
              Address = 10.101.0.2/24\n\n[Peer]\nPublicKey = {pub_a}\nPresharedKey = {psk}\n\
              AllowedIPs = 10.101.0.1/32\nEndpoint = {to_a}\n"
         );
+        self.pub_a = pub_a;
         self.pq_b = Some(self.spawn(&self.b.clone(), &self.if_b.clone(), &conf_b));
         self.pq_a = Some(self.spawn(&self.a.clone(), &self.if_a.clone(), &conf_a));
     }
@@ -668,4 +676,158 @@ fn pqgate_pair_survives_hostile_input() {
     } else {
         eprintln!("NOTE: no data message sniffed; the replay counter is not checked");
     }
+}
+
+/// Valid handshake initiations to the holder of `public_key` (base64), from `count` throwaway
+/// static keys: mac1 is right, no peer knows the keys.
+fn valid_initiations(public_key: &str, count: u8) -> Vec<Vec<u8>> {
+    use gotatun::noise::Tunn;
+    use gotatun::noise::index_table::IndexTable;
+    use gotatun::noise::rate_limiter::RateLimiter;
+    use gotatun::packet::{Packet, WgKind};
+    use gotatun::x25519::{PublicKey, StaticSecret};
+
+    let key = pqgate_core::wg::key::Key32::from_base64(
+        pqgate_core::wg::key::KeyRole::Public,
+        public_key.trim(),
+    )
+    .expect("public key");
+    let responder = PublicKey::from(*key.as_bytes());
+    (0..count)
+        .map(|i| {
+            let secret = StaticSecret::from([i.wrapping_mul(37).wrapping_add(11); 32]);
+            let own = PublicKey::from(&secret);
+            let limiter = Arc::new(RateLimiter::new(&own, 100));
+            let mut tunn = Tunn::new(
+                secret,
+                responder,
+                None,
+                None,
+                IndexTable::from_os_rng(),
+                limiter,
+            );
+            let init = tunn
+                .format_handshake_initiation(true)
+                .expect("an initiation");
+            let bytes = Packet::from(WgKind::HandshakeInit(init));
+            bytes.as_ref().to_vec()
+        })
+        .collect()
+}
+
+#[test]
+fn pqgate_pair_under_valid_handshake_flood() {
+    if !can_run() {
+        return;
+    }
+    const SOURCES: u32 = 200;
+    let mut pair = Pair::new('f');
+    pair.start();
+    let (a, b) = (pair.a.clone(), pair.b.clone());
+    pair.ping(&a, "10.101.0.2", 20);
+    pair.ping(&b, "10.101.0.1", 5);
+    // Flood sources 10.98.2.1-200 on B's veth; A routes its cookie replies back to them.
+    for i in 1..=SOURCES {
+        ok(&[
+            "ip",
+            "-n",
+            &b,
+            "address",
+            "add",
+            &format!("10.98.2.{i}/32"),
+            "dev",
+            &pair.veth_b,
+        ]);
+    }
+    ok(&[
+        "ip",
+        "-n",
+        &a,
+        "route",
+        "add",
+        "10.98.2.0/24",
+        "dev",
+        &pair.veth_a,
+    ]);
+    let inits = valid_initiations(&pair.pub_a, 16);
+    let to: SocketAddr = format!("10.98.0.1:{PORT_A}").parse().expect("addr");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (flood_ns, flood_stop) = (b.clone(), stop.clone());
+    let flood = thread::spawn(move || -> usize {
+        netns::enter_thread(&flood_ns).expect("entering namespace");
+        let socks: Vec<UdpSocket> = (1..=SOURCES)
+            .map(|i| UdpSocket::bind(format!("10.98.2.{i}:0")).expect("binding"))
+            .collect();
+        // One initiation per source per round, 80 rounds a second: each source stays below
+        // the per-source limit (100/s), the sum (16,000/s) is far above what the handshake
+        // thread can take with Diffie-Hellman work. At most 4 s.
+        let deadline = Instant::now() + Duration::from_secs(4);
+        let mut sent = 0usize;
+        let mut round = 0usize;
+        while Instant::now() < deadline && !flood_stop.load(Ordering::Relaxed) {
+            let started = Instant::now();
+            for (i, sock) in socks.iter().enumerate() {
+                if sock.send_to(&inits[(i + round) % inits.len()], to).is_ok() {
+                    sent += 1;
+                }
+            }
+            round += 1;
+            thread::sleep(Duration::from_millis(12).saturating_sub(started.elapsed()));
+        }
+        sent
+    });
+    thread::sleep(Duration::from_millis(300));
+    // Established traffic during the flood.
+    let pings = run(
+        20,
+        &[
+            "ip",
+            "netns",
+            "exec",
+            &b,
+            "ping",
+            "-c",
+            "20",
+            "-i",
+            "0.1",
+            "-W",
+            "2",
+            "-q",
+            "10.101.0.1",
+        ],
+    );
+    let pings = String::from_utf8_lossy(&pings.stdout).into_owned();
+    tcp_transfer(
+        &b,
+        &a,
+        "10.101.0.1:5313".parse().expect("addr"),
+        256 << 10,
+        Duration::from_secs(30),
+    );
+    stop.store(true, Ordering::Relaxed);
+    let flooded = flood.join().expect("flood thread");
+    eprintln!("flood: {flooded} valid initiations sent; ping: {pings}");
+    assert!(flooded >= 10_000, "only {flooded} initiations sent");
+    let received: u32 = pings
+        .split(" received")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        received >= 18,
+        "established pings lost under the flood: {pings}"
+    );
+    pair.ping(&a, "10.101.0.2", 5);
+    let stderr = pair.stop_a();
+    eprintln!("pqgate A stderr:\n{stderr}");
+    // Under load every initiation needs a cookie: most are answered with one, and only a
+    // minority cost a Diffie-Hellman (they end as "unknown peer": no peer has those keys).
+    let cookies = counter(&stderr, "cookies sent");
+    let dh = counter(&stderr, "unknown peer");
+    assert!(cookies > 0, "never went under load: {stderr}");
+    assert!(
+        dh < flooded as u64 / 2,
+        "{dh} of {flooded} initiations got DH work: {stderr}"
+    );
 }

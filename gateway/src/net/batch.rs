@@ -154,7 +154,10 @@ impl RawAddr {
                 libc::AF_INET => {
                     let a = self.v4;
                     let ip = std::net::Ipv4Addr::from(a.sin_addr.s_addr.to_ne_bytes());
-                    Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(a.sin_port))))
+                    Some(SocketAddr::V4(SocketAddrV4::new(
+                        ip,
+                        u16::from_be(a.sin_port),
+                    )))
                 }
                 libc::AF_INET6 => {
                     let a = self.v6;
@@ -170,6 +173,22 @@ impl RawAddr {
             }
         }
     }
+}
+
+/// A socket address in C layout for bind(2)/connect(2).
+pub struct SockAddrBuf(RawAddr);
+
+impl SockAddrBuf {
+    /// Pointer for the socket calls.
+    pub fn as_ptr(&self) -> *const libc::sockaddr {
+        (&self.0 as *const RawAddr).cast()
+    }
+}
+
+/// `addr` as a C socket address and its length.
+pub fn raw_sockaddr(addr: SocketAddr) -> (SockAddrBuf, libc::socklen_t) {
+    let (raw, len) = RawAddr::from_addr(addr);
+    (SockAddrBuf(raw), len)
 }
 
 /// 8-byte aligned control-message storage.
@@ -294,7 +313,8 @@ fn gro_size(hdr: &libc::msghdr) -> Option<usize> {
             let h = &*c;
             if h.cmsg_level == libc::SOL_UDP
                 && h.cmsg_type == UDP_GRO
-                && h.cmsg_len as usize >= libc::CMSG_LEN(mem::size_of::<libc::c_int>() as u32) as usize
+                && h.cmsg_len as usize
+                    >= libc::CMSG_LEN(mem::size_of::<libc::c_int>() as u32) as usize
             {
                 let v = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
                 return usize::try_from(v).ok().filter(|&v| v > 0);
@@ -503,7 +523,10 @@ mod tests {
 
     /// 20 datagrams of 1,000 B, one of 300 B, then 5 of 700 B: numbered so order shows.
     fn datagrams() -> Vec<Vec<u8>> {
-        let sizes = (0..20).map(|_| 1000).chain([300]).chain((0..5).map(|_| 700));
+        let sizes = (0..20)
+            .map(|_| 1000)
+            .chain([300])
+            .chain((0..5).map(|_| 700));
         sizes
             .enumerate()
             .map(|(i, n)| (0..n).map(|j| (i * 7 + j) as u8).collect())

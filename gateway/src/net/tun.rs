@@ -54,15 +54,51 @@ impl Tun {
     /// Creates the TUN interface, with offloads (virtio-net header, TSO, USO) only if
     /// `offload` is set and the kernel supports them.
     pub fn open_with(name: &str, offload: bool) -> io::Result<Self> {
+        Self::open_queue(name, offload, 0)
+    }
+
+    /// Creates the interface with `queues` queues (`IFF_MULTI_QUEUE` when more than one): one
+    /// file descriptor each, all with the same offloads. The kernel keeps a flow on one queue.
+    pub fn open_queues(name: &str, offload: bool, queues: usize) -> io::Result<Vec<Self>> {
+        if queues <= 1 {
+            return Ok(vec![Self::open_with(name, offload)?]);
+        }
+        let first = Self::open_queue(name, offload, libc::IFF_MULTI_QUEUE)?;
+        let extra = libc::IFF_MULTI_QUEUE
+            | if first.offloads.vnet_hdr {
+                libc::IFF_VNET_HDR
+            } else {
+                0
+            };
+        let mut all = vec![first];
+        for _ in 1..queues {
+            let q = Self::open_flags(name, extra)?;
+            if all[0].offloads.tso {
+                let same = q.enable_offloads();
+                if same != Some(all[0].offloads) {
+                    return Err(io::Error::other(
+                        "a TUN queue refused the first queue's offloads",
+                    ));
+                }
+            }
+            all.push(Self {
+                offloads: all[0].offloads,
+                ..q
+            });
+        }
+        Ok(all)
+    }
+
+    fn open_queue(name: &str, offload: bool, multi: libc::c_int) -> io::Result<Self> {
         if offload {
-            if let Ok(tun) = Self::open_flags(name, libc::IFF_VNET_HDR) {
+            if let Ok(tun) = Self::open_flags(name, libc::IFF_VNET_HDR | multi) {
                 if let Some(offloads) = tun.enable_offloads() {
                     return Ok(Self { offloads, ..tun });
                 }
                 // Drop it (the interface goes away) and make a plain one.
             }
         }
-        Self::open_flags(name, 0)
+        Self::open_flags(name, multi)
     }
 
     /// TSO (required) and USO (optional, Linux 6.2+); `None` if TSO is refused.

@@ -18,6 +18,56 @@ pub fn bind(port: u16) -> io::Result<UdpSocket> {
     Ok(sock)
 }
 
+/// Binds `count` sockets to one port with SO_REUSEPORT (the first picks the port when `port`
+/// is 0): the kernel spreads peers over them by address hash, so one peer's datagrams always
+/// reach the same socket. With `count` 1 this is [`bind`].
+pub fn bind_many(port: u16, count: usize) -> io::Result<Vec<UdpSocket>> {
+    if count <= 1 {
+        return Ok(vec![bind(port)?]);
+    }
+    let first = bind_reuseport(port)?;
+    let port = first.local_addr()?.port();
+    let mut all = vec![first];
+    for _ in 1..count {
+        all.push(bind_reuseport(port)?);
+    }
+    Ok(all)
+}
+
+fn bind_reuseport(port: u16) -> io::Result<UdpSocket> {
+    let sock = reuseport_socket(libc::AF_INET6, port)
+        .or_else(|_| reuseport_socket(libc::AF_INET, port))?;
+    set_buffer(&sock, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF)?;
+    set_buffer(&sock, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)?;
+    Ok(sock)
+}
+
+/// A UDP socket of `family` with SO_REUSEPORT (and dual-stack for IPv6), bound to `port`.
+fn reuseport_socket(family: libc::c_int, port: u16) -> io::Result<UdpSocket> {
+    // SAFETY: plain socket(2) call; the result is checked before use.
+    let fd = unsafe { libc::socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh socket this function owns; the UdpSocket takes ownership and
+    // closes it on every path from here.
+    let sock = unsafe { <UdpSocket as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    setsockopt_level(&sock, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    let addr: SocketAddr = if family == libc::AF_INET6 {
+        setsockopt_level(&sock, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 0)?;
+        (Ipv6Addr::UNSPECIFIED, port).into()
+    } else {
+        (Ipv4Addr::UNSPECIFIED, port).into()
+    };
+    let (raw, len) = crate::net::batch::raw_sockaddr(addr);
+    // SAFETY: `raw` is a live sockaddr of `len` bytes for this family; the fd is open.
+    let rc = unsafe { libc::bind(sock.as_raw_fd(), raw.as_ptr(), len) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(sock)
+}
+
 /// The address to pass to `send_to` on `sock`: v4-mapped when the socket is IPv6.
 pub fn to_socket_family(sock_is_v6: bool, addr: SocketAddr) -> SocketAddr {
     match (sock_is_v6, addr) {
@@ -40,12 +90,21 @@ fn set_buffer(sock: &UdpSocket, force: libc::c_int, plain: libc::c_int) -> io::R
 }
 
 fn setsockopt_int(sock: &UdpSocket, opt: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    setsockopt_level(sock, libc::SOL_SOCKET, opt, value)
+}
+
+fn setsockopt_level(
+    sock: &UdpSocket,
+    level: libc::c_int,
+    opt: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: the fd is open for the lifetime of `sock`; the option value is a live c_int and
     // its exact size is passed.
     let rc = unsafe {
         libc::setsockopt(
             sock.as_raw_fd(),
-            libc::SOL_SOCKET,
+            level,
             opt,
             (&value as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,

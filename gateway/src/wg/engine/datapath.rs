@@ -42,14 +42,32 @@ impl Engine {
         }
         let bytes = Packet::from(packet);
         let to = udp::to_socket_family(self.sock_is_v6, to);
-        match self.sock.send_to(bytes.as_ref(), to) {
+        match self.socks[0].send_to(bytes.as_ref(), to) {
             Ok(_) => bump(&self.counters.tx_datagrams),
             Err(_) => bump(&self.counters.io_errors),
         }
     }
 
-    /// TUN -> peers, until `stop`.
+    /// TUN -> peers, until `stop`: one thread per TUN queue (this one serves the first).
     pub fn run_tun(&self) -> io::Result<()> {
+        std::thread::scope(|s| {
+            let others: Vec<_> = (1..self.tuns.len())
+                .map(|q| s.spawn(move || self.tun_queue(q)))
+                .collect();
+            let mut result = self.tun_queue(0);
+            for t in others {
+                let r = t
+                    .join()
+                    .unwrap_or_else(|_| Err(io::Error::other("a TUN queue thread panicked")));
+                result = result.and(r);
+            }
+            result
+        })
+    }
+
+    fn tun_queue(&self, q: usize) -> io::Result<()> {
+        let tun = &self.tuns[q];
+        let sock = q % self.socks.len();
         let mut buf = vec![0u8; MAX_PACKET];
         let mut out = Outbound {
             batch: SendBatch::default(),
@@ -57,7 +75,7 @@ impl Engine {
             scratch: Vec::with_capacity(2048),
         };
         while !self.stop.load(Ordering::Relaxed) {
-            let mut next = self.tun.read_timeout(&mut buf, TICK)?;
+            let mut next = tun.read_timeout(&mut buf, TICK)?;
             let mut reads = 0;
             while let Some(n) = next {
                 self.tun_read(buf.get(..n).unwrap_or_default(), &mut out);
@@ -65,16 +83,16 @@ impl Engine {
                 if reads >= TUN_READS_PER_BATCH || out.batch.len() >= SEND_BATCH_MAX {
                     break;
                 }
-                next = self.tun.try_read(&mut buf)?;
+                next = tun.try_read(&mut buf)?;
             }
-            self.flush(&mut out.batch);
+            self.flush(sock, &mut out.batch);
         }
         Ok(())
     }
 
     /// One TUN read: split by the offload codec when it carries a virtio-net header.
     fn tun_read(&self, read: &[u8], out: &mut Outbound) {
-        if !self.tun.offloads().vnet_hdr {
+        if !self.tuns[0].offloads().vnet_hdr {
             return self.encrypt(read, out);
         }
         let split = VnetHdr::parse(read).and_then(|(hdr, packet)| {
@@ -121,11 +139,11 @@ impl Engine {
     }
 
     /// Sends the queued datagrams.
-    fn flush(&self, batch: &mut SendBatch) {
+    fn flush(&self, sock: usize, batch: &mut SendBatch) {
         if batch.is_empty() {
             return;
         }
-        let r = batch.flush(&self.sock, &self.udp_offloads);
+        let r = batch.flush(&self.socks[sock], &self.udp_offloads[sock]);
         self.counters
             .tx_datagrams
             .fetch_add(r.sent, Ordering::Relaxed);

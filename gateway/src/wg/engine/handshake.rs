@@ -86,7 +86,7 @@ impl Engine {
             Err(TunnResult::WriteToNetwork(cookie)) => {
                 let bytes = Packet::from(cookie);
                 let to = udp::to_socket_family(self.sock_is_v6, src);
-                let _ = self.sock.send_to(bytes.as_ref(), to);
+                let _ = self.socks[0].send_to(bytes.as_ref(), to);
                 return bump(&self.counters.cookies_sent);
             }
             Err(_) => return bump(&self.counters.garbage),

@@ -17,6 +17,7 @@ use pqgate_core::offload::Coalescer;
 use super::handshake::{HANDSHAKE_QUEUE, Queued};
 use super::{Engine, PeerRef, bump, lock};
 use crate::net::batch::RecvBatch;
+use crate::net::tun::Tun;
 use crate::wg::route;
 
 /// Largest super-packet the coalescer builds (IPv4's total-length limit).
@@ -29,42 +30,54 @@ const MESSAGE_DATA: u8 = 4;
 type PeerCache = Option<(u32, usize, PeerRef)>;
 
 impl Engine {
-    /// UDP -> peers -> TUN, until `stop`; runs the handshake thread beside it.
+    /// UDP -> peers -> TUN, until `stop`: one thread per socket (this one serves the first),
+    /// and the handshake thread.
     pub fn run_udp(&self) -> io::Result<()> {
         let (queue, handshakes) = sync_channel::<Queued>(HANDSHAKE_QUEUE);
         std::thread::scope(|s| {
             let worker = s.spawn(|| self.run_handshakes(handshakes));
-            let read = self.read_datagrams(queue);
-            let work = worker
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("the handshake thread panicked")));
-            read.and(work)
+            let others: Vec<_> = (1..self.socks.len())
+                .map(|q| {
+                    let queue = queue.clone();
+                    s.spawn(move || self.read_datagrams(q, queue))
+                })
+                .collect();
+            let mut result = self.read_datagrams(0, queue);
+            for t in others.into_iter().chain([worker]) {
+                let r = t
+                    .join()
+                    .unwrap_or_else(|_| Err(io::Error::other("a UDP thread panicked")));
+                result = result.and(r);
+            }
+            result
         })
     }
 
-    fn read_datagrams(&self, queue: SyncSender<Queued>) -> io::Result<()> {
+    fn read_datagrams(&self, q: usize, queue: SyncSender<Queued>) -> io::Result<()> {
+        let sock = &self.socks[q];
+        let tun = &self.tuns[q % self.tuns.len()];
         let mut recv = RecvBatch::new();
-        let vnet = self.tun.offloads().vnet_hdr;
-        let mut coalescer = Coalescer::new(COALESCE_MAX, self.tun.offloads().uso);
+        let vnet = tun.offloads().vnet_hdr;
+        let mut coalescer = Coalescer::new(COALESCE_MAX, tun.offloads().uso);
         let mut cache: PeerCache;
         let result = loop {
             if self.stop.load(Ordering::Relaxed) {
                 break Ok(());
             }
             cache = None;
-            let got = recv.recv(&self.sock, &mut |d, src| {
+            let got = recv.recv(sock, &mut |d, src| {
                 self.datagram(d, src, &queue, &mut cache, &mut |inner: &[u8]| {
                     if vnet {
-                        coalescer.push(inner, &mut |b| self.write_tun(b));
+                        coalescer.push(inner, &mut |b| self.write_tun(tun, b));
                     } else {
-                        self.write_tun(inner);
+                        self.write_tun(tun, inner);
                     }
                 });
             });
             if let Err(e) = got {
                 break Err(e);
             }
-            coalescer.flush(&mut |b| self.write_tun(b));
+            coalescer.flush(&mut |b| self.write_tun(tun, b));
         };
         // Dropping `queue` ends the handshake thread.
         drop(queue);
@@ -170,8 +183,8 @@ impl Engine {
     }
 
     /// Writes one packet (with its virtio-net header when the TUN has one) into the kernel.
-    fn write_tun(&self, buf: &[u8]) {
-        match self.tun.write(buf) {
+    fn write_tun(&self, tun: &Tun, buf: &[u8]) {
+        match tun.write(buf) {
             Ok(_) => {
                 bump(&self.counters.rx_packets);
             }
