@@ -213,16 +213,18 @@ fn bump(c: &AtomicU64) {
 
 /// A running interface's shared state.
 pub struct Engine {
-    tun: Tun,
-    sock: UdpSocket,
+    /// TUN queues (one file descriptor each; at least one).
+    tuns: Vec<Tun>,
+    /// UDP sockets sharing the port (SO_REUSEPORT when more than one; at least one).
+    socks: Vec<UdpSocket>,
     sock_is_v6: bool,
     mtu: u16,
     keys: RwLock<Keys>,
     index_table: IndexTable,
     table: RwLock<Table>,
     by_index: Mutex<HashMap<u32, usize>>,
-    /// UDP GSO/GRO as probed on the socket.
-    udp_offloads: Offloads,
+    /// UDP GSO/GRO as probed on each socket.
+    udp_offloads: Vec<Offloads>,
     /// Handshake messages waiting for the handshake thread.
     handshakes_queued: AtomicUsize,
     /// When the handshake queue was last backed up (ms since `started`).
@@ -243,15 +245,37 @@ impl Engine {
         private_key: [u8; 32],
         peers: Vec<PeerConfig>,
     ) -> io::Result<Self> {
-        let sock_is_v6 = sock.local_addr()?.is_ipv6();
-        sock.set_read_timeout(Some(TICK))?;
-        let udp_offloads = Offloads::probe(&sock);
+        Self::with_queues(vec![tun], vec![sock], mtu, private_key, peers)
+    }
+
+    /// Builds the engine over the queues of one TUN ([`Tun::open_queues`]) and sockets bound to
+    /// one port ([`crate::net::udp::bind_many`]): one outbound thread per TUN queue and one
+    /// inbound thread per socket.
+    pub fn with_queues(
+        tuns: Vec<Tun>,
+        socks: Vec<UdpSocket>,
+        mtu: u16,
+        private_key: [u8; 32],
+        peers: Vec<PeerConfig>,
+    ) -> io::Result<Self> {
+        let first = socks
+            .first()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no UDP socket"))?;
+        if tuns.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no TUN queue"));
+        }
+        let sock_is_v6 = first.local_addr()?.is_ipv6();
+        let mut udp_offloads = Vec::with_capacity(socks.len());
+        for sock in &socks {
+            sock.set_read_timeout(Some(TICK))?;
+            udp_offloads.push(Offloads::probe(sock));
+        }
         let keys = Keys::new(private_key);
         let snapshot = keys.clone();
         let index_table = IndexTable::from_os_rng();
         let engine = Self {
-            tun,
-            sock,
+            tuns,
+            socks,
             sock_is_v6,
             mtu,
             keys: RwLock::new(snapshot),
@@ -305,16 +329,18 @@ impl Engine {
 
     /// The offloads in use: TUN (virtio-net header, TSO, USO) and UDP (GSO, GRO).
     pub fn offloads(&self) -> (TunOffloads, bool, bool) {
-        (
-            self.tun.offloads(),
-            self.udp_offloads.gso(),
-            self.udp_offloads.gro(),
-        )
+        let udp = &self.udp_offloads[0];
+        (self.tuns[0].offloads(), udp.gso(), udp.gro())
+    }
+
+    /// TUN queues and UDP sockets in use.
+    pub fn queues(&self) -> (usize, usize) {
+        (self.tuns.len(), self.socks.len())
     }
 
     /// The bound UDP address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.sock.local_addr()
+        self.socks[0].local_addr()
     }
 
     fn peer(&self, i: usize) -> Option<PeerRef> {
