@@ -2,6 +2,7 @@
 //! encoders and the metric vocabulary. No sockets, no clock, no randomness: callers pass them in.
 #![forbid(unsafe_code)]
 
+pub mod agile;
 pub mod base64;
 pub mod config;
 pub mod hex;
