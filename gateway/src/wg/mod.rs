@@ -8,6 +8,7 @@
 pub mod engine;
 pub mod route;
 pub mod setup;
+pub mod shared_port;
 pub mod uapi;
 pub mod up;
 

@@ -19,6 +19,7 @@ use super::{Engine, PeerRef, bump, lock};
 use crate::net::batch::RecvBatch;
 use crate::net::tun::Tun;
 use crate::wg::route;
+use crate::wg::shared_port::is_quic;
 
 /// Largest super-packet the coalescer builds (IPv4's total-length limit).
 const COALESCE_MAX: usize = 65_535;
@@ -96,7 +97,18 @@ impl Engine {
         match d.first() {
             Some(&MESSAGE_DATA) => self.data(d, src, cache, deliver),
             Some(1..=3) => self.enqueue_handshake(d, src, queue),
+            Some(&b) if is_quic(b) => self.to_quic(d, src),
             _ => bump(&self.counters.garbage),
+        }
+    }
+
+    /// A QUIC datagram: to the endpoint sharing the port, or garbage when there is none.
+    fn to_quic(&self, d: BytesMut, src: SocketAddr) {
+        let Some(quic) = self.quic.get() else {
+            return bump(&self.counters.garbage);
+        };
+        if quic.try_send((d, src)).is_err() {
+            bump(&self.counters.queue_full);
         }
     }
 

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use gotatun::noise::Tunn;
@@ -30,6 +30,7 @@ use pqgate_core::wg::IpCidr;
 use super::route::AllowedIps;
 use crate::net::batch::Offloads;
 use crate::net::tun::{Tun, TunOffloads};
+use crate::wg::shared_port::{QuicSender, SharedPort};
 
 /// How often the timer thread ticks, and how long blocking reads wait before checking `stop`.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -230,6 +231,8 @@ pub struct Engine {
     /// When the handshake queue was last backed up (ms since `started`).
     loaded_at_ms: AtomicU64,
     started: Instant,
+    /// Where QUIC datagrams on the tunnel port go, once a QUIC endpoint shares it.
+    quic: OnceLock<QuicSender>,
     /// Set to make every thread return.
     pub stop: AtomicBool,
     /// Drop and traffic counters.
@@ -286,6 +289,7 @@ impl Engine {
             handshakes_queued: AtomicUsize::new(0),
             loaded_at_ms: AtomicU64::new(0),
             started: Instant::now(),
+            quic: OnceLock::new(),
             stop: AtomicBool::new(false),
             counters: Counters::default(),
         };
@@ -331,6 +335,17 @@ impl Engine {
     pub fn offloads(&self) -> (TunOffloads, bool, bool) {
         let udp = &self.udp_offloads[0];
         (self.tuns[0].offloads(), udp.gso(), udp.gro())
+    }
+
+    /// Shares the tunnel's UDP port with a QUIC endpoint: datagrams whose first byte has the
+    /// QUIC fixed bit go to the returned socket (build the quinn endpoint on it with
+    /// `Endpoint::new_with_abstract_socket`). Once per engine.
+    pub fn share_port_with_quic(&self) -> io::Result<SharedPort> {
+        let (port, sender) = SharedPort::new(self.socks[0].try_clone()?)?;
+        self.quic
+            .set(sender)
+            .map_err(|_| io::Error::new(io::ErrorKind::AlreadyExists, "the port is already shared"))?;
+        Ok(port)
     }
 
     /// TUN queues and UDP sockets in use.
