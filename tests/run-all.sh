@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # Real peers the interop tests drive.
 packages=(chromium openssl ca-certificates curl iproute2 procps gcc libc6-dev
-    wireguard-go wireguard-tools iperf3 iputils-ping)
+    wireguard-go wireguard-tools iperf3 iputils-ping nftables)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -2,7 +2,7 @@
 //! certificate and key; all problems are collected and located (key path and file).
 
 use pqgate_agility::{Profile, Registry};
-use pqgate_core::config::Config;
+use pqgate_core::config::{Config, Transport};
 
 use crate::config_load::{ConfigErrors, ConfigIssue, Loaded};
 use crate::connector::ConnectorState;
@@ -27,6 +27,10 @@ pub struct Built {
     pub listeners: Vec<ListenerState>,
     /// Connector states, in config order.
     pub connectors: Vec<ConnectorState>,
+    /// Listeners with `transport = "quic"`, in config order.
+    pub quic_listeners: Vec<crate::quic::QuicListenerState>,
+    /// Connectors with `transport = "quic"`, in config order.
+    pub quic_connectors: Vec<crate::quic::QuicConnectorState>,
 }
 
 /// A built-in profile or a `[[profile]]` of the config, by name.
@@ -71,6 +75,8 @@ pub fn build(
     let mut built = Built {
         listeners: Vec::new(),
         connectors: Vec::new(),
+        quic_listeners: Vec::new(),
+        quic_connectors: Vec::new(),
     };
     let state_dir = state::state_dir(config.service.state_dir.as_deref());
     // `check` must not write into the state directory: when the generated certificate does not
@@ -100,6 +106,15 @@ pub fn build(
             issues.push(loaded.issue(&format!("{at}.profile"), "unknown profile"));
             continue;
         };
+        if l.transport == Transport::Quic {
+            match crate::quic::tls::server_config(&at, l, pair_ref, registry, &profile) {
+                Ok(q) => built
+                    .quic_listeners
+                    .push(crate::quic::QuicListenerState::new(l.clone(), q)),
+                Err(e) => issues.push(loaded.issue(e.key(), e.to_string())),
+            }
+            continue;
+        }
         match build_listener_tls(&at, l, pair_ref, registry, &profile) {
             Ok(tls) => built.listeners.push(ListenerState::new(l.clone(), tls)),
             Err(e) => issues.push(loaded.issue(e.key(), e.to_string())),
@@ -111,6 +126,15 @@ pub fn build(
             issues.push(loaded.issue(&format!("{at}.profile"), "unknown profile"));
             continue;
         };
+        if c.transport == Transport::Quic {
+            match crate::quic::tls::client_config(&at, c, registry, &profile) {
+                Ok(q) => built
+                    .quic_connectors
+                    .push(crate::quic::QuicConnectorState::new(c.clone(), q)),
+                Err(e) => issues.push(loaded.issue(e.key(), e.to_string())),
+            }
+            continue;
+        }
         match build_connector_tls(&at, c, registry, &profile) {
             Ok(tls) => built.connectors.push(ConnectorState::new(c.clone(), tls)),
             Err(e) => issues.push(loaded.issue(e.key(), e.to_string())),

@@ -163,6 +163,15 @@ fn extract(figment: &Figment, source: &Source, issues: &mut Vec<ConfigIssue>) ->
     config.profiles = array(figment, source, &top, "profile", issues);
     config.listeners = array(figment, source, &top, "listener", issues);
     config.connectors = array(figment, source, &top, "connector", issues);
+    config.wireguard = array(figment, source, &top, "wireguard", issues);
+    section(
+        figment,
+        source,
+        &top,
+        "firewall",
+        &mut config.firewall,
+        issues,
+    );
     config
 }
 

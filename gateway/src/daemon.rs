@@ -24,6 +24,7 @@ use crate::endpoint::{Endpoint, accept_loop, bind};
 use crate::notify;
 use crate::server::ListenerState;
 use crate::shared::Shared;
+use crate::wg::tunnels::Tunnels;
 
 /// Why the daemon could not start or apply a config.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +47,12 @@ pub enum DaemonError {
     /// Signal handlers could not be installed.
     #[error("installing signal handlers: {0}")]
     Signals(#[source] std::io::Error),
+    /// A WireGuard interface could not be brought up or changed.
+    #[error(transparent)]
+    Wireguard(#[from] crate::wg::tunnels::TunnelError),
+    /// The firewall could not be applied (nft's message included).
+    #[error("firewall: {0}")]
+    Firewall(#[from] crate::firewall::FirewallError),
 }
 
 /// One running listener or connector.
@@ -66,12 +73,19 @@ pub struct Daemon {
     shared: Arc<Shared>,
     listeners: HashMap<SocketAddr, Running<ListenerState>>,
     connectors: HashMap<SocketAddr, Running<ConnectorState>>,
+    /// Listeners with `transport = "quic"` (UDP).
+    quic_listeners: crate::quic::QuicListeners,
+    /// Connectors with `transport = "quic"` (TCP in, QUIC streams out).
+    quic_connectors: HashMap<SocketAddr, Running<crate::quic::QuicConnectorState>>,
     admin_stop: Option<watch::Sender<bool>>,
     drain_timeout: Duration,
     admin_addr: Option<SocketAddr>,
     registry: Arc<Registry>,
+    firewall: crate::firewall::Firewall,
     /// Settings applied only at start, to warn when a reload changes them.
     restart_only: RestartOnly,
+    /// The `[[wireguard]]` interfaces; `None` once shut down.
+    tunnels: Option<Tunnels>,
 }
 
 /// The settings a reload cannot change.
@@ -105,6 +119,7 @@ impl Daemon {
         registry: Arc<Registry>,
     ) -> Result<Self, DaemonError> {
         let built = build(&loaded, SelfSignedMode::Generate, &registry)?;
+        let wg_specs = crate::wg::tunnels::specs(&loaded)?;
         let shared = Arc::new(Shared::default());
         let config = &loaded.config;
         let mut daemon = Self {
@@ -112,11 +127,15 @@ impl Daemon {
             shared: shared.clone(),
             listeners: HashMap::new(),
             connectors: HashMap::new(),
+            quic_listeners: crate::quic::QuicListeners::default(),
+            quic_connectors: HashMap::new(),
             admin_stop: None,
             drain_timeout: Duration::from_secs(config.service.drain_timeout_secs),
             admin_addr: None,
             registry,
+            firewall: crate::firewall::Firewall::default(),
             restart_only: RestartOnly::of(config),
+            tunnels: None,
         };
         // Bind the admin socket first (a taken port fails the start early) but serve /healthz
         // only once every listener is bound: a 200 then means "serving".
@@ -130,6 +149,8 @@ impl Daemon {
             ),
             false => None,
         };
+        // WireGuard interfaces first: /healthz answers 200 only once they are up too.
+        daemon.tunnels = Some(Tunnels::start(wg_specs, config.admin.enabled)?);
         daemon.apply(built, &loaded)?;
         if let Some(socket) = admin_socket {
             let (tx, rx) = watch::channel(false);
@@ -164,9 +185,10 @@ impl Daemon {
 
     fn status(&self) -> String {
         format!(
-            "serving {} listener(s), {} connector(s)",
-            self.listeners.len(),
-            self.connectors.len()
+            "serving {} listener(s), {} connector(s), {} WireGuard interface(s)",
+            self.listeners.len() + self.quic_listeners.len(),
+            self.connectors.len() + self.quic_connectors.len(),
+            self.tunnels.as_ref().map_or(0, Tunnels::len)
         )
     }
 
@@ -189,7 +211,19 @@ impl Daemon {
     fn try_reload(&mut self) -> Result<(), DaemonError> {
         let loaded = config_load::load(self.config_path.as_deref())?;
         let built = build(&loaded, SelfSignedMode::Generate, &self.registry)?;
+        // WireGuard in two steps around the listener swap: `stage` (endpoints resolved, new
+        // interfaces started) is undone by dropping it if anything after it fails.
+        let wg_specs = crate::wg::tunnels::specs(&loaded)?;
+        let staged = match &self.tunnels {
+            Some(t) => Some(t.stage(wg_specs)?),
+            None => None,
+        };
         self.apply(built, &loaded)?;
+        if let (Some(t), Some(staged)) = (self.tunnels.as_mut(), staged) {
+            for w in t.commit(staged) {
+                tracing::warn!("{w}");
+            }
+        }
         if RestartOnly::of(&loaded.config) != self.restart_only {
             tracing::warn!(
                 "[log], [admin], [plugins], [[plugin]] and service.worker_threads changes take \
@@ -200,8 +234,8 @@ impl Daemon {
         Ok(())
     }
 
-    /// Binds every new address first, then swaps states, starts new endpoints and stops removed
-    /// ones. A bind failure leaves everything as it was.
+    /// Binds every new address first, then installs the firewall, then swaps states, starts new
+    /// endpoints and stops removed ones. A bind or firewall failure leaves everything as it was.
     fn apply(&mut self, built: Built, loaded: &Loaded) -> Result<(), DaemonError> {
         let listener_sockets = bind_new(
             &self.listeners,
@@ -215,6 +249,22 @@ impl Daemon {
             "connector",
             loaded,
         )?;
+        let quic_connector_sockets = bind_new(
+            &self.quic_connectors,
+            built.quic_connectors.iter().map(|c| c.config.listen),
+            "quic connector",
+            loaded,
+        )?;
+        let quic_endpoints = self
+            .quic_listeners
+            .bind_new(built.quic_listeners.iter().map(|l| l.config.listen))
+            .map_err(|(addr, source)| DaemonError::Bind {
+                key: format!("listener (transport = \"quic\", UDP) in {}", loaded.source),
+                addr,
+                source,
+            })?;
+        // Every socket is bound: install the ruleset; if nft refuses it, nothing changes.
+        self.firewall.apply(&loaded.config)?;
         swap_in(
             &mut self.listeners,
             built.listeners,
@@ -229,6 +279,15 @@ impl Daemon {
             &self.shared,
             |c| c.config.listen,
         );
+        swap_in(
+            &mut self.quic_connectors,
+            built.quic_connectors,
+            quic_connector_sockets,
+            &self.shared,
+            |c| c.config.listen,
+        );
+        self.quic_listeners
+            .swap_in(built.quic_listeners, quic_endpoints, &self.shared);
         Ok(())
     }
 
@@ -245,13 +304,19 @@ impl Daemon {
         let Self {
             listeners,
             connectors,
+            quic_listeners,
+            quic_connectors,
             shared,
             admin_stop,
             drain_timeout,
+            tunnels,
+            mut firewall,
             ..
         } = self;
         drop(listeners);
         drop(connectors);
+        drop(quic_listeners);
+        drop(quic_connectors);
         let clean = shared.wait_all_closed(drain_timeout).await;
         let left = shared.open_connections();
         if clean {
@@ -261,7 +326,11 @@ impl Daemon {
             counter!(m::CONNECTIONS, "listener" => "all", "outcome" => ConnectionOutcome::Drained.label())
                 .increment(left as u64);
         }
+        if let Some(t) = tunnels {
+            t.shutdown();
+        }
         drop(admin_stop);
+        firewall.stop();
     }
 }
 

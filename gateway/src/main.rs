@@ -38,6 +38,9 @@ enum Command {
         /// PEM certificate file; the first certificate is used.
         cert: PathBuf,
     },
+    /// Handshake once with a TLS server and print the protocol, suite and group it chose, and
+    /// whether the key exchange is post-quantum.
+    Probe(pqgate::probe::ProbeArgs),
     /// Algorithm inventory and self-tests.
     Crypto {
         #[command(subcommand)]
@@ -48,6 +51,31 @@ enum Command {
         #[command(subcommand)]
         command: WgCommand,
     },
+    /// The nftables firewall: the ruleset a config produces.
+    Firewall {
+        #[command(subcommand)]
+        command: pqgate::firewall::cli::FirewallCommand,
+    },
+    /// Generate WireGuard and TLS keys (private keys written 0600, never printed to a terminal).
+    Keygen {
+        #[command(subcommand)]
+        command: pqgate::keys::cli::KeygenCommand,
+    },
+    /// The built-in CA for gateway mutual TLS: init, issue, revoke, crl, list.
+    Ca {
+        #[command(subcommand)]
+        command: pqgate::keys::cli::CaCommand,
+    },
+    /// Test aid: drop every capability but --keep, try --bind, print the sets as JSON.
+    #[command(hide = true)]
+    CapsProbe {
+        /// Capabilities to keep (net_admin, CAP_NET_BIND_SERVICE, ...).
+        #[arg(long, value_delimiter = ',')]
+        keep: Vec<String>,
+        /// TCP address to bind after the drop.
+        #[arg(long)]
+        bind: Option<std::net::SocketAddr>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -57,6 +85,19 @@ enum WgCommand {
     Up {
         /// wg-quick(8) file, named IFNAME.conf.
         file: PathBuf,
+    },
+    /// Convert a wg-quick file to a `[[wireguard]]` config block (stdout, or -o FILE written
+    /// 0600); keys inline unless --key-dir.
+    Import {
+        /// wg-quick(8) file, named IFNAME.conf.
+        file: PathBuf,
+        /// Write the TOML here instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Write the private and pre-shared keys to new 0600 files in this directory and
+        /// reference them (private_key_file, preshared_key_file) instead of inlining them.
+        #[arg(long)]
+        key_dir: Option<PathBuf>,
     },
 }
 
@@ -91,12 +132,29 @@ fn main() -> ExitCode {
         Command::Run { config } => run(config),
         Command::Check { config } => check(config),
         Command::Pin { cert } => pin(cert),
+        Command::Probe(args) => pqgate::probe::cli(&args).map_err(Into::into),
         Command::Crypto { command } => crypto(command),
+        Command::Firewall { command } => pqgate::firewall::cli::run(command).map_err(Into::into),
+        Command::Keygen { command } => pqgate::keys::cli::keygen(command)
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Into::into),
+        Command::Ca { command } => pqgate::keys::cli::ca(command)
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Into::into),
+        Command::CapsProbe { keep, bind } => caps_probe(&keep, bind),
         Command::Wg {
             command: WgCommand::Up { file },
         } => pqgate::wg::up::run(&file.to_string_lossy())
             .map(|()| ExitCode::SUCCESS)
             .map_err(Into::into),
+        Command::Wg {
+            command:
+                WgCommand::Import {
+                    file,
+                    output,
+                    key_dir,
+                },
+        } => wg_import(&file, output.as_deref(), key_dir.as_deref()),
     };
     match result {
         Ok(code) => code,
@@ -132,6 +190,12 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     };
     telemetry::init_logging(&loaded.config.log)?;
     let metrics = telemetry::init_metrics()?;
+    // Capabilities are per thread: drop them while this is the only one. What is kept is all
+    // that setup and every later reload need (TUN, addresses, routes, nft, low ports).
+    let keep = run_capabilities(&loaded.config);
+    let dropped = pqgate::net::caps::drop_capabilities(&keep).context("dropping capabilities")?;
+    tracing::info!(kept = ?keep.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        bounding_trimmed = dropped.bounding_trimmed, "capabilities dropped");
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
     if loaded.config.service.worker_threads > 0 {
@@ -147,6 +211,21 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         daemon.run().await
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `pqgate run` keeps: CAP_NET_ADMIN (TUN devices, addresses, routes, socket buffers,
+/// nftables) and CAP_NET_BIND_SERVICE when some configured port is below 1024.
+fn run_capabilities(config: &pqgate_core::config::Config) -> Vec<pqgate::net::caps::Cap> {
+    use pqgate::net::caps::Cap;
+    let low = |port: u16| port != 0 && port < 1024;
+    let any_low = config.listeners.iter().any(|l| low(l.listen.port()))
+        || config.connectors.iter().any(|c| low(c.listen.port()))
+        || (config.admin.enabled && low(config.admin.listen.port()))
+        || config.wireguard.iter().any(|w| low(w.listen_port));
+    match any_low {
+        true => vec![Cap::NET_ADMIN, Cap::NET_BIND_SERVICE],
+        false => vec![Cap::NET_ADMIN],
+    }
 }
 
 /// The first aws-lc RNG draw seeds it (tens of ms): do it before the first handshake.
@@ -183,6 +262,11 @@ fn check(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         }
     }
     if let Err(e) = build(&loaded, SelfSignedMode::IfPresent, &registry) {
+        eprintln!("{e}");
+        failed = true;
+    }
+    // WireGuard key files: readable, valid and not open to others.
+    if let Err(e) = pqgate::wg::tunnels::specs(&loaded) {
         eprintln!("{e}");
         failed = true;
     }
@@ -235,9 +319,33 @@ fn crypto(command: CryptoCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `pqgate wg import`: the TOML on stdout unless written to `output`.
+fn wg_import(
+    file: &std::path::Path,
+    output: Option<&std::path::Path>,
+    key_dir: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    if let Some(text) = pqgate::wg::import::import(file, output, key_dir)? {
+        print!("{text}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn pin(cert: PathBuf) -> anyhow::Result<ExitCode> {
     let certs = pqgate::tls::material::load_certs(&cert, "certificate")?;
     let pin = pqgate::tls::client_config::spki_pin(&certs[0])?;
     println!("{pin}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pqgate caps-probe`: runs single-threaded (before any runtime), as a capability drop must.
+fn caps_probe(keep: &[String], bind: Option<std::net::SocketAddr>) -> anyhow::Result<ExitCode> {
+    use pqgate::net::caps::{Cap, probe};
+    let keep = keep
+        .iter()
+        .filter(|n| !n.is_empty())
+        .map(|n| Cap::from_name(n).with_context(|| format!("unknown capability {n:?}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    println!("{}", probe(&keep, bind)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+pub use crate::firewall::config::{FirewallConfig, ForwardConfig};
 pub use pqgate_agility::KxPolicy;
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +20,8 @@ pub const SECTIONS: &[&str] = &[
     "profile",
     "listener",
     "connector",
+    "wireguard",
+    "firewall",
 ];
 
 /// The whole configuration.
@@ -49,6 +52,12 @@ pub struct Config {
     /// TLS origination connectors.
     #[serde(default, rename = "connector")]
     pub connectors: Vec<ConnectorConfig>,
+    /// WireGuard interfaces.
+    #[serde(default)]
+    pub wireguard: Vec<crate::wg::WireguardConfig>,
+    /// The host firewall (nftables).
+    #[serde(default)]
+    pub firewall: FirewallConfig,
 }
 
 /// Log output format.
@@ -153,6 +162,18 @@ pub struct ProfileConfig {
     pub groups: Vec<String>,
     /// TLS cipher suite names (built-in or from a plugin).
     pub suites: Vec<String>,
+}
+
+/// How a listener receives, or a connector sends, its tunnelled TCP connections.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// One TLS connection over TCP per tunnelled TCP connection.
+    #[default]
+    Tls,
+    /// One QUIC connection (UDP) between two gateways, one bidirectional stream per tunnelled
+    /// TCP connection (`gateway/src/quic`).
+    Quic,
 }
 
 /// The profile every listener and connector uses unless it names another.
@@ -357,6 +378,9 @@ pub struct ListenerConfig {
     /// SNI routes.
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteConfig>,
+    /// `tls` (default): TLS over TCP; `quic`: a pqgate connector's QUIC streams on UDP `listen`.
+    #[serde(default)]
+    pub transport: Transport,
 }
 
 /// `[[connector]]`: plaintext in, TLS out.
@@ -395,6 +419,10 @@ pub struct ConnectorConfig {
     /// Limits.
     #[serde(default)]
     pub limits: Limits,
+    /// `tls` (default): a TLS connection per TCP connection; `quic`: one QUIC connection to a
+    /// pqgate listener with `transport = "quic"`, a stream per TCP connection.
+    #[serde(default)]
+    pub transport: Transport,
 }
 
 impl Config {
@@ -427,6 +455,9 @@ impl Config {
             fix_opt(&mut c.ca);
             fix_opt(&mut c.client_cert);
             fix_opt(&mut c.client_key);
+        }
+        for w in &mut self.wireguard {
+            w.resolve_paths(base);
         }
     }
 }
@@ -475,6 +506,7 @@ mod tests {
             client_key: None,
             alpn: vec![],
             limits: Limits::default(),
+            transport: Transport::Tls,
         });
         cfg.resolve_paths(Path::new("/etc/pqgate"));
         let c = &cfg.connectors[0];

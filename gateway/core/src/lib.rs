@@ -5,9 +5,11 @@
 pub mod agile;
 pub mod base64;
 pub mod config;
+pub mod firewall;
 pub mod hex;
 pub mod metrics;
 pub mod offload;
+pub mod pqpsk;
 pub mod proxy_v2;
 pub mod route;
 pub mod spki;

@@ -23,6 +23,8 @@ pub const BACKEND_CONNECT_FAILURES: &str = "pqgate_backend_connect_failures_tota
 pub const CONFIG_RELOADS: &str = "pqgate_config_reloads_total";
 /// 1 while the process serves, 0 while it drains.
 pub const UP: &str = "pqgate_up";
+/// 1 while pqgate's nftables table is installed and verified, 0 otherwise.
+pub const FIREWALL_APPLIED: &str = "pqgate_firewall_applied";
 
 /// Direction label values for [`BYTES`].
 pub const DIRECTION_IN: &str = "client_to_backend";

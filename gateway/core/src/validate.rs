@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 
-use crate::config::{Config, ConnectorConfig, Limits, ListenerConfig, RouteConfig};
+use crate::config::{Config, ConnectorConfig, Limits, ListenerConfig, RouteConfig, Transport};
 use crate::route::is_valid_server_name;
 
 /// One problem with a config value.
@@ -52,6 +52,10 @@ pub fn validate(config: &Config) -> Vec<Issue> {
         v.check_profile_ref(&at, &c.profile, &profiles);
         v.check_connector(&at, c);
     }
+    v.issues
+        .extend(crate::wg::validate::check(&config.wireguard));
+    let firewall = crate::firewall::config::check(&config.firewall);
+    v.issues.extend(firewall);
     v.issues
 }
 
@@ -215,6 +219,47 @@ impl Validator {
         for (i, r) in l.routes.iter().enumerate() {
             self.check_route(&format!("{at}.route[{i}]"), r, &mut seen);
         }
+        if l.transport == Transport::Quic {
+            self.check_quic_listener(at, l);
+        }
+    }
+
+    /// What a QUIC listener cannot do: it carries only pqgate connectors' streams (fixed ALPN,
+    /// TLS 1.3, one certificate, a TCP backend), so SNI routes, the info page, PROXY headers,
+    /// TLS 1.2 and custom ALPN are refused rather than silently ignored.
+    fn check_quic_listener(&mut self, at: &str, l: &ListenerConfig) {
+        let quic = "with transport = \"quic\"";
+        if !l.routes.is_empty() {
+            self.push(
+                format!("{at}.route"),
+                format!("SNI routes are not supported {quic}"),
+            );
+        }
+        if l.backend == crate::config::Backend::BuiltinInfo {
+            self.push(
+                format!("{at}.backend"),
+                format!("{quic} the backend must be a TCP host:port"),
+            );
+        }
+        if l.proxy_protocol {
+            self.push(
+                format!("{at}.proxy_protocol"),
+                format!("PROXY v2 headers are not supported {quic}"),
+            );
+        }
+        self.check_quic_common(at, l.tls12, &l.alpn);
+    }
+
+    fn check_quic_common(&mut self, at: &str, tls12: bool, alpn: &[String]) {
+        if tls12 {
+            self.push(format!("{at}.tls12"), "QUIC is TLS 1.3 only: remove tls12");
+        }
+        if !alpn.is_empty() {
+            self.push(
+                format!("{at}.alpn"),
+                "with transport = \"quic\" the ALPN is fixed (pqgate-tcp/1): remove alpn",
+            );
+        }
     }
 
     fn check_route(&mut self, at: &str, r: &RouteConfig, seen: &mut HashMap<String, ()>) {
@@ -269,6 +314,9 @@ impl Validator {
             ),
             _ => {}
         }
+        if c.transport == Transport::Quic {
+            self.check_quic_common(at, c.tls12, &c.alpn);
+        }
         let name = c.server_name.as_deref().unwrap_or(&c.remote.host);
         let is_ip = name.parse::<std::net::IpAddr>().is_ok();
         if !is_ip && (!is_valid_server_name(name) || name.starts_with('*')) {
@@ -301,6 +349,7 @@ mod tests {
             client_auth: None,
             limits: Limits::default(),
             routes: vec![],
+            transport: Transport::Tls,
         }
     }
 
@@ -390,6 +439,7 @@ mod tests {
             client_key: None,
             alpn: vec![],
             limits: Limits::default(),
+            transport: Transport::Tls,
         });
         assert_eq!(
             keys(&cfg),
@@ -397,5 +447,43 @@ mod tests {
         );
         cfg.connectors[0].pin_sha256.clear();
         assert!(keys(&cfg).contains(&"connector[0].ca".to_owned()));
+        cfg.connectors[0].pin_sha256.clear();
+        cfg.connectors[0].transport = Transport::Quic;
+        cfg.connectors[0].alpn = vec!["h2".into()];
+        let quic = keys(&cfg);
+        assert!(quic.contains(&"connector[0].tls12".to_owned()), "{quic:?}");
+        assert!(quic.contains(&"connector[0].alpn".to_owned()), "{quic:?}");
+    }
+
+    #[test]
+    fn quic_listener_refuses_what_it_cannot_carry() {
+        let mut cfg = Config::default();
+        let mut l = listener("q", 9443);
+        l.transport = Transport::Quic;
+        cfg.listeners.push(l.clone());
+        l.backend = "127.0.0.1:80".parse().unwrap();
+        l.listen = SocketAddr::from(([127, 0, 0, 1], 9444));
+        l.name = "ok".into();
+        cfg.listeners.push(l.clone());
+        l.listen = SocketAddr::from(([127, 0, 0, 1], 9445));
+        l.name = "bad".into();
+        l.proxy_protocol = true;
+        l.alpn = vec!["h2".into()];
+        l.routes = vec![RouteConfig {
+            sni: "a.example".into(),
+            backend: None,
+            cert: Some("c.pem".into()),
+            key: Some("k.pem".into()),
+        }];
+        cfg.listeners.push(l);
+        assert_eq!(
+            keys(&cfg),
+            [
+                "listener[0].backend",
+                "listener[2].route",
+                "listener[2].proxy_protocol",
+                "listener[2].alpn"
+            ]
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! every block states why it is sound.
 
 pub mod batch;
+pub mod caps;
 pub mod netns;
 pub mod signal;
 pub mod tun;

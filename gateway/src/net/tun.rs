@@ -90,13 +90,13 @@ impl Tun {
     }
 
     fn open_queue(name: &str, offload: bool, multi: libc::c_int) -> io::Result<Self> {
-        if offload {
-            if let Ok(tun) = Self::open_flags(name, libc::IFF_VNET_HDR | multi) {
-                if let Some(offloads) = tun.enable_offloads() {
-                    return Ok(Self { offloads, ..tun });
-                }
-                // Drop it (the interface goes away) and make a plain one.
-            }
+        // Without TSO the offload-capable device is dropped (the interface goes away) and a
+        // plain one made.
+        if offload
+            && let Ok(tun) = Self::open_flags(name, libc::IFF_VNET_HDR | multi)
+            && let Some(offloads) = tun.enable_offloads()
+        {
+            return Ok(Self { offloads, ..tun });
         }
         Self::open_flags(name, multi)
     }

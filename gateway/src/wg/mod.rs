@@ -1,14 +1,17 @@
-//! `pqgate wg up FILE.conf`: a WireGuard interface from a wg-quick file, run in the foreground
-//! until SIGINT/SIGTERM, interoperable with stock WireGuard. gotatun's `noise::Tunn` is the
-//! protocol core; the TUN/UDP engine, the allowed-IPs table and the host setup are here.
-//!
-//! First slice of issue 4: blocking IO, one packet per syscall, a linear allowed-IPs scan. Not
-//! done yet: batching (recvmmsg/sendmmsg, GSO/GRO, TUN offloads), multiple queues, the TOML config model, metrics export, `wg import`, default-route (/0) policy routing.
+//! WireGuard interfaces driven by pqgate's engine over gotatun's `noise::Tunn`: one running
+//! interface (`interface`) built from either a wg-quick file (`pqgate wg up`) or a
+//! `[[wireguard]]` section (`pqgate run`, with live reload in `tunnels`), its host setup, the UAPI
+//! socket for the stock `wg` tool, per-peer metrics and `pqgate wg import`.
 
 pub mod engine;
+pub mod import;
+pub mod interface;
+pub mod keyfile;
+pub mod metrics;
 pub mod route;
 pub mod setup;
 pub mod shared_port;
+pub mod tunnels;
 pub mod uapi;
 pub mod up;
 
@@ -37,10 +40,10 @@ pub enum WgError {
         errors: pqgate_core::wg::QuickErrors,
     },
     /// A peer's endpoint did not resolve.
-    #[error("peer at line {line}: endpoint {endpoint:?}: {reason}")]
+    #[error("{peer}: endpoint {endpoint:?}: {reason}")]
     Endpoint {
-        /// Line of the `[Peer]` header.
-        line: usize,
+        /// Where the peer is written (`peer at line 7`, `wireguard[0].peer[1]`).
+        peer: String,
         /// The endpoint as written.
         endpoint: String,
         /// Why.

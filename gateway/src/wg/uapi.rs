@@ -14,7 +14,7 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, SystemTime};
 
@@ -325,13 +325,18 @@ fn serve(stream: UnixStream, engine: &Engine, iface: &str) -> io::Result<()> {
     }
 }
 
+/// Held while a configuration change is applied (a `set`, or a config reload), so that
+/// concurrent changes cannot interleave a key change with peer creation or route updates. One
+/// lock for the process: changes are rare and short.
+pub(crate) fn config_lock() -> MutexGuard<'static, ()> {
+    static SET: Mutex<()> = Mutex::new(());
+    SET.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Checks what this slice cannot change, applies the peer changes and updates host routes.
 /// Returns 0 or a positive errno.
 fn apply(engine: &Engine, iface: &str, req: &SetRequest) -> i32 {
-    // One `set` at a time (one interface per process), so concurrent clients cannot interleave
-    // a key change with peer creation or route updates.
-    static SET: Mutex<()> = Mutex::new(());
-    let _one = SET.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = config_lock();
     let port = engine.local_addr().map(|a| a.port()).unwrap_or(0);
     if req.listen_port.is_some_and(|p| p != port) {
         return EOPNOTSUPP;
@@ -350,21 +355,17 @@ fn apply(engine: &Engine, iface: &str, req: &SetRequest) -> i32 {
     }
 }
 
-fn update_routes(iface: &str, delta: &RouteDelta) -> i32 {
-    let mut errno = 0;
-    let family = |c: &IpCidr| if c.addr().is_ipv4() { "-4" } else { "-6" };
-    for c in delta.removed.iter().filter(|c| c.prefix() != 0) {
-        // The route may already be gone (removed by hand): not an error.
-        let _ = setup::ip(&[family(c), "route", "del", &c.to_string(), "dev", iface]);
-    }
-    for c in delta.added.iter().filter(|c| c.prefix() != 0) {
-        let args = [family(c), "route", "replace", &c.to_string(), "dev", iface];
-        if let Err(e) = setup::ip(&args) {
+/// Removes and adds host routes for a change of routed prefixes (/0 excluded); 0 or `EIO`.
+pub(crate) fn update_routes(iface: &str, delta: &RouteDelta) -> i32 {
+    // A route may already be gone (removed by hand): not an error.
+    let _ = setup::ip_batch(&setup::route_lines(iface, &delta.removed, "del"), true);
+    match setup::ip_batch(&setup::route_lines(iface, &delta.added, "replace"), false) {
+        Ok(()) => 0,
+        Err(e) => {
             eprintln!("pqgate: uapi: {e}");
-            errno = EIO;
+            EIO
         }
     }
-    errno
 }
 
 #[cfg(test)]
@@ -431,6 +432,7 @@ mod tests {
             rx_bytes: 4,
             persistent_keepalive: Some(25),
             allowed_ips: vec!["10.1.0.0/16".parse().unwrap()],
+            counts: Default::default(),
         };
         let text = format_get(&[1; 32], 51820, &[p]);
         assert_eq!(

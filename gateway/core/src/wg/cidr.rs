@@ -178,6 +178,20 @@ impl fmt::Display for IpCidr {
     }
 }
 
+/// Config files write prefixes as strings (`"10.0.0.1/24"`).
+impl<'de> serde::Deserialize<'de> for IpCidr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl serde::Serialize for IpCidr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -230,6 +230,45 @@ impl PresharedKey {
     }
 }
 
+/// Config files spell every key in base64; a secret never appears in an error.
+impl<'de> serde::Deserialize<'de> for Key32 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Public keys print as base64.
+impl serde::Serialize for Key32 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_base64())
+    }
+}
+
+/// What a secret key serializes to: `pqgate check` prints the effective config, and a secret must
+/// never reach its output.
+pub const REDACTED: &str = "(redacted)";
+
+macro_rules! secret_serde {
+    ($name:ident) => {
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = zeroize::Zeroizing::new(String::deserialize(d)?);
+                Self::from_base64(text.trim()).map_err(serde::de::Error::custom)
+            }
+        }
+
+        /// Always [`REDACTED`], never the key.
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(REDACTED)
+            }
+        }
+    };
+}
+secret_serde!(PrivateKey);
+secret_serde!(PresharedKey);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,6 +414,22 @@ mod tests {
         let mut secret = Secret([0xa5; KEY_LEN]);
         secret.wipe();
         assert_eq!(secret.0, [0; KEY_LEN]);
+    }
+
+    #[test]
+    fn serde_parses_base64_without_echoing_secrets() {
+        use serde::Deserialize;
+        use serde::de::value::{Error, StrDeserializer};
+        let de = StrDeserializer::<Error>::new(SAMPLE);
+        assert_eq!(
+            PrivateKey::deserialize(de).unwrap().expose(),
+            &sample_bytes()
+        );
+        let de = StrDeserializer::<Error>::new(SAMPLE);
+        assert_eq!(Key32::deserialize(de).unwrap().as_bytes(), &sample_bytes());
+        let bad = format!("{}*", &SAMPLE[..43]);
+        let err = PresharedKey::deserialize(StrDeserializer::<Error>::new(&bad)).unwrap_err();
+        assert!(!err.to_string().contains(&SAMPLE[..20]), "{err}");
     }
 
     #[test]

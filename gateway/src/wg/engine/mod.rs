@@ -342,9 +342,9 @@ impl Engine {
     /// `Endpoint::new_with_abstract_socket`). Once per engine.
     pub fn share_port_with_quic(&self) -> io::Result<SharedPort> {
         let (port, sender) = SharedPort::new(self.socks[0].try_clone()?)?;
-        self.quic
-            .set(sender)
-            .map_err(|_| io::Error::new(io::ErrorKind::AlreadyExists, "the port is already shared"))?;
+        self.quic.set(sender).map_err(|_| {
+            io::Error::new(io::ErrorKind::AlreadyExists, "the port is already shared")
+        })?;
         Ok(port)
     }
 

@@ -123,7 +123,7 @@ impl Engine {
 
 impl Table {
     /// [`Engine::apply`] on the table; `new_tunn` makes the protocol state of a new peer.
-    fn apply(
+    pub(super) fn apply(
         &mut self,
         replace_peers: bool,
         changes: &[PeerChange],
@@ -154,7 +154,7 @@ impl Table {
         delta.finish(&self.routes)
     }
 
-    fn by_key_ref(&self, public_key: &[u8; 32]) -> Option<(usize, PeerRef)> {
+    pub(super) fn by_key_ref(&self, public_key: &[u8; 32]) -> Option<(usize, PeerRef)> {
         let i = *self.by_key.get(public_key)?;
         Some((i, self.peers.get(i)?.clone()?))
     }

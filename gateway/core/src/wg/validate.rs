@@ -1,0 +1,176 @@
+//! Semantic checks on the `[[wireguard]]` sections: every problem with its key path
+//! (`wireguard[0].peer[2].public_key: ...`). Opens no file: key files are checked when read.
+
+use std::collections::HashMap;
+
+use super::config::{WireguardConfig, WireguardPeerConfig};
+use super::key::Key32;
+use super::quick::is_interface_name;
+use crate::validate::Issue;
+
+/// Smallest MTU Linux accepts on a link that carries IPv4 (RFC 791).
+const MTU_MIN: u16 = 68;
+/// Largest MTU whose packets still fit one UDP datagram over IPv6: 65,535 less the IPv6 (40)
+/// and UDP (8) headers and WireGuard's 32 bytes of framing and tag.
+const MTU_MAX: u16 = 65_455;
+
+/// Checks every `[[wireguard]]` section; returns every issue found (empty: valid).
+pub fn check(sections: &[WireguardConfig]) -> Vec<Issue> {
+    let mut issues = Vec::new();
+    let mut push = |key: String, message: String| issues.push(Issue { key, message });
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut ports: HashMap<u16, usize> = HashMap::new();
+    for (i, w) in sections.iter().enumerate() {
+        let at = format!("wireguard[{i}]");
+        if !is_interface_name(&w.name) {
+            push(
+                format!("{at}.name"),
+                format!(
+                    "{:?} is not an interface name: 1-15 characters (IFNAMSIZ) of \
+                     a-z A-Z 0-9 _ = + . -, not . or ..",
+                    w.name
+                ),
+            );
+        }
+        if let Some(first) = names.insert(&w.name, i) {
+            push(
+                format!("{at}.name"),
+                format!("{:?} is already the name of wireguard[{first}]", w.name),
+            );
+        }
+        let taken = (w.listen_port != 0)
+            .then(|| ports.insert(w.listen_port, i))
+            .flatten();
+        if let Some(first) = taken {
+            push(
+                format!("{at}.listen_port"),
+                format!("{} is already used by wireguard[{first}]", w.listen_port),
+            );
+        }
+        match (&w.private_key, &w.private_key_file) {
+            (Some(_), Some(_)) => push(
+                format!("{at}.private_key"),
+                "private_key and private_key_file are exclusive: choose one".to_owned(),
+            ),
+            (None, None) => push(
+                format!("{at}.private_key"),
+                "missing: set private_key (base64) or private_key_file".to_owned(),
+            ),
+            _ => {}
+        }
+        if !(MTU_MIN..=MTU_MAX).contains(&w.mtu) {
+            push(
+                format!("{at}.mtu"),
+                format!("{} is out of range ({MTU_MIN}-{MTU_MAX})", w.mtu),
+            );
+        }
+        check_peers(&at, &w.peers, &mut push);
+    }
+    issues
+}
+
+fn check_peers(at: &str, peers: &[WireguardPeerConfig], push: &mut impl FnMut(String, String)) {
+    let mut keys: HashMap<Key32, usize> = HashMap::new();
+    for (j, p) in peers.iter().enumerate() {
+        let at = format!("{at}.peer[{j}]");
+        if let Some(first) = keys.insert(p.public_key, j) {
+            push(
+                format!("{at}.public_key"),
+                format!("the same public key as peer[{first}]"),
+            );
+        }
+        if p.preshared_key.is_some() && p.preshared_key_file.is_some() {
+            push(
+                format!("{at}.preshared_key"),
+                "preshared_key and preshared_key_file are exclusive: choose one".to_owned(),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::config::DEFAULT_MTU;
+    use super::super::key::{PresharedKey, PrivateKey};
+    use super::*;
+
+    fn peer(k: u8) -> WireguardPeerConfig {
+        WireguardPeerConfig {
+            public_key: Key32::from_bytes([k; 32]),
+            preshared_key: None,
+            preshared_key_file: None,
+            allowed_ips: vec![],
+            endpoint: None,
+            persistent_keepalive: None,
+        }
+    }
+
+    fn wg(name: &str, port: u16) -> WireguardConfig {
+        WireguardConfig {
+            name: name.into(),
+            private_key: Some(PrivateKey::from_bytes([1; 32])),
+            private_key_file: None,
+            listen_port: port,
+            address: vec![],
+            mtu: DEFAULT_MTU,
+            fwmark: None,
+            peers: vec![peer(2), peer(3)],
+        }
+    }
+
+    fn keys(c: &[WireguardConfig]) -> Vec<String> {
+        check(c).into_iter().map(|i| i.key).collect()
+    }
+
+    #[test]
+    fn a_valid_section_has_no_issue() {
+        assert!(check(&[wg("wg0", 51820), wg("wg1", 0), wg("wg2", 0)]).is_empty());
+    }
+
+    #[test]
+    fn every_issue_names_its_key_path() {
+        let mut a = wg("wg0", 51820);
+        a.private_key_file = Some("k".into());
+        a.mtu = 40;
+        a.peers[1] = peer(2);
+        a.peers[1].preshared_key = Some(PresharedKey::from_bytes([5; 32]));
+        a.peers[1].preshared_key_file = Some("p".into());
+        let mut b = wg("wg0", 51820);
+        b.private_key = None;
+        let c = wg("a-very-long-name0", 0);
+        let d = wg("bad/name", 0);
+        assert_eq!(
+            keys(&[a, b, c, d]),
+            [
+                "wireguard[0].private_key",
+                "wireguard[0].mtu",
+                "wireguard[0].peer[1].public_key",
+                "wireguard[0].peer[1].preshared_key",
+                "wireguard[1].name",
+                "wireguard[1].listen_port",
+                "wireguard[1].private_key",
+                "wireguard[2].name",
+                "wireguard[3].name",
+            ]
+        );
+    }
+
+    #[test]
+    fn messages_say_what_is_wrong() {
+        let mut a = wg("wg0", 1);
+        a.peers.push(peer(3));
+        let issues = check(&[a.clone(), a]);
+        let text: Vec<String> = issues.iter().map(ToString::to_string).collect();
+        assert!(
+            text.contains(
+                &"wireguard[0].peer[2].public_key: the same public key as peer[1]".into()
+            ),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("wireguard[1].name: \"wg0\" is already")),
+            "{text:?}"
+        );
+    }
+}

@@ -1,0 +1,68 @@
+//! The PQ PSK channel driver: a quinn QUIC endpoint, mutually authenticated against a configured
+//! CA (and CRLs), runs the sans-IO rotation machine of `pqgate_core::pqpsk` per WireGuard peer
+//! and hands each derived PSK to a [`PskSink`] (the WireGuard engine, or a fake in tests).
+
+mod channel;
+mod crypto;
+mod node;
+mod peer;
+mod tls;
+
+use std::path::PathBuf;
+
+pub use node::Node;
+pub use pqgate_core::pqpsk::{Failure, PeerStatus, Psk, WgKey};
+
+/// Where derived PSKs go: the WireGuard engine for the peer with this public key.
+pub trait PskSink: Send + Sync + 'static {
+    /// Sets the peer's PSK for its next handshake; the running session keeps its keys.
+    fn install(&self, peer: WgKey, psk: Psk, epoch: u64);
+    /// Starts a handshake with the peer now (the initiator, once both sides hold the new PSK).
+    fn force_handshake(&self, peer: WgKey);
+    /// pq-required: the last PQ PSK expired; the peer must carry no more data until a new one.
+    fn expire(&self, peer: WgKey);
+}
+
+/// Why the channel could not start. Every variant names the config key at fault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PqPskError {
+    /// The configuration is invalid (see `pqgate_core::pqpsk::config::validate`).
+    #[error("{key}: {message}")]
+    Config {
+        /// Config key path.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Certificates, keys, CA or CRL files are unusable.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::BuildError),
+    /// A CRL file could not be read.
+    #[error("cannot read CRL {}: {source}", path.display())]
+    Crl {
+        /// The file.
+        path: PathBuf,
+        /// The PEM decoder's error.
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    /// A second KEM failed its self-test or key generation.
+    #[error("{key}: {source}")]
+    Kem {
+        /// Config key path.
+        key: String,
+        /// The registry's reason.
+        #[source]
+        source: pqgate_agility::plugin::PluginError,
+    },
+    /// The UDP socket could not be bound.
+    #[error("cannot bind the QUIC endpoint on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,238 @@
+//! The channel's QUIC TLS configs: mutual TLS against the configured CA and CRLs, key exchange
+//! and suites from the profile (post-quantum groups only), the provider from the registry (never
+//! a process default), TLS 1.3 only, one ALPN. Also the subject-name check of a client
+//! certificate, done after the Hello names the peer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pqgate_agility::{KxPolicy, ProviderSpec, Registry, builtin_profile};
+use pqgate_core::pqpsk::KdfHash;
+use pqgate_core::pqpsk::config::PqPskConfig;
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, ServerName};
+
+use super::PqPskError;
+use crate::tls::{BuildError, material};
+
+/// The channel's ALPN protocol id.
+pub const ALPN: &[u8] = b"pqgate-psk/1";
+
+/// Keep-alive on an idle channel: well under the idle timeout, so a live peer never times out.
+const KEEP_ALIVE: Duration = Duration::from_secs(2);
+
+/// A channel silent for this long is lost (a cut link is noticed within this time).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The QUIC configs of one node.
+pub struct ChannelTls {
+    /// Accepting side (client certificates required).
+    pub server: quinn::ServerConfig,
+    /// Connecting side (server certificate checked against the CA, CRLs and the peer's name).
+    pub client: quinn::ClientConfig,
+    /// The derivation hash of the profile.
+    pub hash: KdfHash,
+}
+
+fn load_crls(c: &PqPskConfig) -> Result<Vec<CertificateRevocationListDer<'static>>, PqPskError> {
+    let mut crls = Vec::new();
+    for path in &c.crl {
+        let crl_err = |source| PqPskError::Crl {
+            path: path.clone(),
+            source,
+        };
+        let bytes =
+            std::fs::read(path).map_err(|e| crl_err(rustls_pki_types::pem::Error::Io(e)))?;
+        // DER starts with a SEQUENCE tag; anything else is read as PEM.
+        if bytes.first() == Some(&0x30) {
+            crls.push(CertificateRevocationListDer::from(bytes));
+            continue;
+        }
+        let before = crls.len();
+        for crl in CertificateRevocationListDer::pem_slice_iter(&bytes) {
+            crls.push(crl.map_err(crl_err)?);
+        }
+        if crls.len() == before {
+            return Err(crl_err(rustls_pki_types::pem::Error::NoItemsFound));
+        }
+    }
+    Ok(crls)
+}
+
+/// The initial-packet suite RFC 9001 fixes (AES-128-GCM), kept apart from the negotiated suites
+/// so a profile without it (cnsa2: AES-256-GCM only) still works.
+fn initial_suite() -> Option<rustls::quic::Suite> {
+    rustls::crypto::aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256
+        .tls13()?
+        .quic_suite()
+}
+
+fn transport() -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.keep_alive_interval(Some(KEEP_ALIVE));
+    t.max_idle_timeout(IDLE_TIMEOUT.try_into().ok());
+    // One control stream per connection, opened by the initiator.
+    t.max_concurrent_bidi_streams(1u8.into());
+    t.max_concurrent_uni_streams(0u8.into());
+    Arc::new(t)
+}
+
+fn provider(c: &PqPskConfig, registry: &Registry) -> Result<Arc<CryptoProvider>, PqPskError> {
+    let profile = builtin_profile(&c.profile).ok_or_else(|| PqPskError::Config {
+        key: "pqpsk.profile".into(),
+        message: format!("unknown profile {:?}", c.profile),
+    })?;
+    let spec = ProviderSpec {
+        policy: KxPolicy::HybridRequired,
+        tls12: false,
+    };
+    registry
+        .provider_for(spec, &profile)
+        .map_err(|e| BuildError::policy("pqpsk.profile".into(), e).into())
+}
+
+/// Builds both sides' configs for `c`.
+pub fn build(c: &PqPskConfig, registry: &Registry) -> Result<ChannelTls, PqPskError> {
+    let provider = provider(c, registry)?;
+    let roots =
+        material::load_roots(&c.ca).map_err(|e| BuildError::material("pqpsk.ca".into(), e))?;
+    let crls = load_crls(c)?;
+    let verifier_err = |e: rustls::server::VerifierBuilderError| {
+        BuildError::verifier("pqpsk.ca".into(), e.to_string())
+    };
+    let mut client_verifier =
+        WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone());
+    let mut server_verifier = WebPkiServerVerifier::builder_with_provider(roots, provider.clone());
+    if !crls.is_empty() {
+        // Leaf certificates are checked; one whose status no CRL covers is refused.
+        client_verifier = client_verifier
+            .with_crls(crls.clone())
+            .only_check_end_entity_revocation();
+        server_verifier = server_verifier
+            .with_crls(crls)
+            .only_check_end_entity_revocation();
+    }
+    let client_verifier = client_verifier.build().map_err(verifier_err)?;
+    let server_verifier = server_verifier.build().map_err(verifier_err)?;
+    let certs = material::load_certs(&c.cert, "certificate")
+        .map_err(|e| BuildError::material("pqpsk.cert".into(), e))?;
+    let key =
+        material::load_key(&c.key).map_err(|e| BuildError::material("pqpsk.key".into(), e))?;
+    let tls_err = |e| PqPskError::from(BuildError::tls("pqpsk".into(), e));
+    let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(tls_err)?
+        .with_client_cert_verifier(client_verifier)
+        .with_single_cert(certs.clone(), key.clone_key())
+        .map_err(tls_err)?;
+    server.alpn_protocols = vec![ALPN.to_vec()];
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(tls_err)?
+        .with_webpki_verifier(server_verifier)
+        .with_client_auth_cert(certs, key)
+        .map_err(tls_err)?;
+    client.alpn_protocols = vec![ALPN.to_vec()];
+    let no_initial = || BuildError::verifier("pqpsk".into(), "no QUIC initial suite".into());
+    let initial = initial_suite().ok_or_else(no_initial)?;
+    let server =
+        QuicServerConfig::with_initial(Arc::new(server), initial).map_err(|_| no_initial())?;
+    let client =
+        QuicClientConfig::with_initial(Arc::new(client), initial).map_err(|_| no_initial())?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(server));
+    server.transport_config(transport());
+    let mut client = quinn::ClientConfig::new(Arc::new(client));
+    client.transport_config(transport());
+    let hash = if c.profile == "cnsa2" {
+        KdfHash::Sha384
+    } else {
+        KdfHash::Sha256
+    };
+    Ok(ChannelTls {
+        server,
+        client,
+        hash,
+    })
+}
+
+/// Whether the end-entity certificate a client presented is valid for `name` (the chain, dates
+/// and revocation were checked in the handshake).
+pub fn client_cert_matches(conn: &quinn::Connection, name: &str) -> bool {
+    let Some(identity) = conn.peer_identity() else {
+        return false;
+    };
+    let Ok(chain) = identity.downcast::<Vec<CertificateDer<'static>>>() else {
+        return false;
+    };
+    let (Some(leaf), Ok(name)) = (chain.first(), ServerName::try_from(name)) else {
+        return false;
+    };
+    webpki::EndEntityCert::try_from(leaf)
+        .and_then(|cert| cert.verify_is_valid_for_subject_name(&name))
+        .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_with_crls(crl: Vec<std::path::PathBuf>) -> PqPskConfig {
+        PqPskConfig {
+            ca: "ca.pem".into(),
+            crl,
+            cert: "c.pem".into(),
+            key: "k.pem".into(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            rotation_interval_secs: 120,
+            mode: Default::default(),
+            second_kem: Default::default(),
+            profile: "pq-hybrid".into(),
+            peer: Vec::new(),
+        }
+    }
+
+    fn make_crl() -> rcgen::CertificateRevocationList {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let issuer = rcgen::Issuer::new(params, key);
+        rcgen::CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2024, 1, 1),
+            next_update: rcgen::date_time_ymd(2100, 1, 1),
+            crl_number: rcgen::SerialNumber::from(7u64),
+            issuing_distribution_point: None,
+            revoked_certs: Vec::new(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        }
+        .signed_by(&issuer)
+        .unwrap()
+    }
+
+    #[test]
+    fn crls_load_from_pem_and_der_and_garbage_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let crl = make_crl();
+        let pem = dir.join("crl.pem");
+        let der = dir.join("crl.der");
+        let junk = dir.join("junk.pem");
+        std::fs::write(&pem, crl.pem().unwrap()).unwrap();
+        std::fs::write(&der, crl.der()).unwrap();
+        std::fs::write(&junk, "not a CRL").unwrap();
+        let loaded = load_crls(&config_with_crls(vec![pem, der.clone()])).unwrap();
+        assert_eq!(loaded.len(), 2);
+        assert_eq!(loaded[0].as_ref(), loaded[1].as_ref());
+        assert!(matches!(
+            load_crls(&config_with_crls(vec![junk])),
+            Err(PqPskError::Crl { .. })
+        ));
+        assert!(matches!(
+            load_crls(&config_with_crls(vec![dir.join("missing.pem")])),
+            Err(PqPskError::Crl { .. })
+        ));
+    }
+}

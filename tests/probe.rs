@@ -1,0 +1,148 @@
+//! `pqgate probe` against real pqgate listeners: the group it reports is what the server chose
+//! (hybrid when offered, classical when the server only has classical groups), certificates are
+//! verified against --ca (and refused under the wrong CA), and --require-pq fails a classical
+//! session.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+
+fn probe(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pqgate"))
+        .arg("probe")
+        .args(args)
+        .output()
+        .expect("running pqgate probe")
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!(
+            "probe output is not JSON ({e}): {text}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+#[test]
+fn reports_the_hybrid_group_and_verifies_the_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path(), "main");
+    let leaf = pki.server("server");
+    let port = free_port();
+    let admin = admin_addr();
+    let cfg =
+        admin_toml(admin) + &listener_toml("edge", port, "builtin:info", &leaf, "hybrid-required");
+    let _gw = Gateway::start(dir.path(), "gw", &cfg, admin);
+    let target = format!("127.0.0.1:{port}");
+    let ca = pki.ca_path("main");
+
+    let out = probe(&[
+        &target,
+        "--ca",
+        path(&ca),
+        "--sni",
+        "localhost",
+        "--json",
+        "--require-pq",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let r = json(&out);
+    assert_eq!(r["group"], "X25519MLKEM768");
+    assert_eq!(r["post_quantum"], true);
+    assert_eq!(r["protocol"], "TLSv1.3");
+    assert_eq!(r["verified"], true);
+    assert_eq!(r["server_name"], "localhost");
+
+    // The text form says the same.
+    let out = probe(&[&target, "--ca", path(&ca), "--sni", "localhost"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        text.contains("X25519MLKEM768") && text.contains("post-quantum yes"),
+        "{text}"
+    );
+
+    // A different CA: the certificate is refused, nothing is reported as negotiated.
+    let other_dir = dir.path().join("other");
+    std::fs::create_dir(&other_dir).unwrap();
+    let other = Pki::new(&other_dir, "other");
+    let out = probe(&[
+        &target,
+        "--ca",
+        path(&other.ca_path("other")),
+        "--sni",
+        "localhost",
+    ]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("certificate"), "{err}");
+
+    // The name is verified too.
+    let out = probe(&[&target, "--ca", path(&ca), "--sni", "wrong.example"]);
+    assert!(!out.status.success(), "{out:?}");
+
+    // Without a trust anchor the probe refuses to run; --insecure skips verification only.
+    let out = probe(&[&target]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--insecure"));
+    let out = probe(&[&target, "--insecure", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let r = json(&out);
+    assert_eq!(r["verified"], false);
+    assert_eq!(r["group"], "X25519MLKEM768");
+}
+
+#[test]
+fn reports_a_classical_group_and_require_pq_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path(), "main");
+    let leaf = pki.server("server");
+    let port = free_port();
+    let admin = admin_addr();
+    // A server that has only X25519: the probe offers the hybrid first and must fall back.
+    let cfg = admin_toml(admin)
+        + "[[profile]]\nname = \"x25519-only\"\ngroups = [\"X25519\"]\n\
+           suites = [\"TLS13_AES_128_GCM_SHA256\"]\n\n"
+        + &listener_toml("edge", port, "builtin:info", &leaf, "hybrid-preferred")
+        + "profile = \"x25519-only\"\n";
+    let _gw = Gateway::start(dir.path(), "gw", &cfg, admin);
+    let target = format!("127.0.0.1:{port}");
+
+    let out = probe(&[&target, "--insecure", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let r = json(&out);
+    assert_eq!(r["group"], "X25519");
+    assert_eq!(r["post_quantum"], false);
+    assert_eq!(r["suite"], "TLS13_AES_128_GCM_SHA256");
+
+    let out = probe(&[&target, "--insecure", "--require-pq"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not post-quantum"));
+}
+
+#[test]
+fn a_port_that_does_not_speak_tls_is_an_error() {
+    let admin = admin_addr();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let pki = Pki::new(dir.path(), "main");
+    let leaf = pki.server("server");
+    let cfg =
+        admin_toml(admin) + &listener_toml("edge", port, "builtin:info", &leaf, "hybrid-required");
+    let _gw = Gateway::start(dir.path(), "gw", &cfg, admin);
+    // The admin endpoint speaks plain HTTP.
+    let out = probe(&[&admin.to_string(), "--insecure", "--timeout-secs", "5"]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TLS handshake"));
+}

@@ -1,0 +1,707 @@
+//! WireGuard from the TOML config: `pqgate wg import` of a wg-quick file, then `pqgate run` of
+//! the result against Debian's wireguard-go (ping, byte-exact TCP both ways, per-peer metrics
+//! and a garbage drop reason on the admin endpoint, only CAP_NET_ADMIN left, clean SIGTERM
+//! teardown); SIGHUP adding and removing peers while an untouched peer keeps its session; a key
+//! file open to others refused by `check`, at start and on reload (the running tunnel stays).
+//! Runs as root in network namespaces joined by veth pairs; every wait is bounded and Drop
+//! tears everything down, even on panic.
+
+mod common;
+
+use common::sys::*;
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use pqgate::net::netns;
+
+const PQ_PORT: u16 = 51830;
+const PEER_PORT: u16 = 51831;
+const TRANSFER: usize = 4 << 20;
+const ADMIN: &str = "127.0.0.1:9851";
+
+fn tools_ready() -> bool {
+    if !is_root() {
+        eprintln!("SKIPPED: wg_config needs root (ip netns, /dev/net/tun)");
+        return false;
+    }
+    ["wireguard-go", "wg", "ping", "ip", "timeout"]
+        .iter()
+        .all(|t| have(t))
+}
+
+/// A wireguard-go peer in its own namespace, joined to pqgate's namespace by a veth pair.
+struct Peer {
+    ns: String,
+    ifname: String,
+    private: String,
+    public: String,
+    /// pqgate's end of the veth (`10.99.N.1`) and the peer's (`10.99.N.2`).
+    n: u8,
+    tunnel_ip: String,
+    child: Option<Child>,
+}
+
+/// pqgate's namespace and its peers; everything removed on drop.
+struct Lab {
+    tag: String,
+    ns: String,
+    ifname: String,
+    dir: tempfile::TempDir,
+    peers: Vec<Peer>,
+    pqgate: Option<Child>,
+    log: PathBuf,
+}
+
+impl Lab {
+    fn new(tag: &str) -> Self {
+        let pid = std::process::id();
+        let lab = Lab {
+            tag: tag.to_owned(),
+            ns: format!("pqwc-{pid}-{tag}"),
+            ifname: format!("wc{tag}{pid}"),
+            dir: tempfile::tempdir().expect("tempdir"),
+            peers: Vec::new(),
+            pqgate: None,
+            log: PathBuf::new(),
+        };
+        ok(&["ip", "netns", "add", &lab.ns]);
+        ok(&["ip", "-n", &lab.ns, "link", "set", "dev", "lo", "up"]);
+        lab
+    }
+
+    /// Adds peer number `n` (namespace, veth, keys); wireguard-go is started separately.
+    fn add_peer(&mut self, n: u8) -> usize {
+        let pid = std::process::id();
+        let (private, public) = wg_key_pair();
+        let peer = Peer {
+            ns: format!("pqwc-{pid}-{}{n}", self.tag),
+            ifname: format!("wp{}{n}{pid}", self.tag),
+            private,
+            public,
+            n,
+            tunnel_ip: format!("10.100.0.{}", n + 1),
+            child: None,
+        };
+        // Pushed before anything can fail, so Drop removes the namespace.
+        self.peers.push(peer);
+        let peer = self.peers.last().expect("just pushed");
+        ok(&["ip", "netns", "add", &peer.ns]);
+        let (va, vb) = (
+            format!("va{}{n}{pid}", self.tag),
+            format!("vb{}{n}{pid}", self.tag),
+        );
+        ok(&[
+            "ip", "link", "add", &va, "netns", &self.ns, "type", "veth", "peer", "name", &vb,
+            "netns", &peer.ns,
+        ]);
+        for (ns, dev, host) in [(&self.ns, &va, 1), (&peer.ns, &vb, 2)] {
+            let addr = format!("10.99.{n}.{host}/24");
+            ok(&["ip", "-n", ns, "address", "add", &addr, "dev", dev]);
+            ok(&["ip", "-n", ns, "link", "set", "dev", dev, "up"]);
+            ok(&["ip", "-n", ns, "link", "set", "dev", "lo", "up"]);
+        }
+        self.peers.len() - 1
+    }
+
+    /// Starts wireguard-go for peer `i`, with pqgate (public key `pq_public`) as its peer.
+    fn start_wireguard_go(&mut self, i: usize, pq_public: &str) {
+        let p = &self.peers[i];
+        let child = Command::new("ip")
+            .args(["netns", "exec", &p.ns, "wireguard-go", "-f", &p.ifname])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawning wireguard-go");
+        let sock = PathBuf::from(format!("/var/run/wireguard/{}.sock", p.ifname));
+        self.peers[i].child = Some(child);
+        let p = &self.peers[i];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !sock.exists() {
+            assert!(Instant::now() < deadline, "no {sock:?}");
+            thread::sleep(Duration::from_millis(50));
+        }
+        let conf = format!(
+            "[Interface]\nPrivateKey = {}\nListenPort = {PEER_PORT}\n\n[Peer]\nPublicKey = \
+             {pq_public}\nAllowedIPs = 10.100.0.1/32\nEndpoint = 10.99.{}.1:{PQ_PORT}\n",
+            p.private, p.n
+        );
+        let path = self.dir.path().join(format!("peer{}.conf", p.n));
+        std::fs::write(&path, conf).expect("writing the peer config");
+        let path = path.to_string_lossy().into_owned();
+        ok(&[
+            "ip", "netns", "exec", &p.ns, "wg", "setconf", &p.ifname, &path,
+        ]);
+        let addr = format!("{}/24", p.tunnel_ip);
+        ok(&["ip", "-n", &p.ns, "address", "add", &addr, "dev", &p.ifname]);
+        ok(&["ip", "-n", &p.ns, "link", "set", "dev", &p.ifname, "up"]);
+    }
+
+    /// pqgate's `[Peer]` section for peer `i`, wg-quick style.
+    fn quick_peer(&self, i: usize) -> String {
+        let p = &self.peers[i];
+        format!(
+            "\n[Peer]\nPublicKey = {}\nAllowedIPs = {}/32\nEndpoint = 10.99.{}.2:{PEER_PORT}\n",
+            p.public, p.tunnel_ip, p.n
+        )
+    }
+
+    /// pqgate's `[[wireguard.peer]]` for peer `i`.
+    fn toml_peer(&self, i: usize) -> String {
+        let p = &self.peers[i];
+        format!(
+            "\n[[wireguard.peer]]\npublic_key = \"{}\"\nallowed_ips = [\"{}/32\"]\n\
+             endpoint = \"10.99.{}.2:{PEER_PORT}\"\n",
+            p.public, p.tunnel_ip, p.n
+        )
+    }
+
+    fn exec(&self, ns: &str, args: &[&str]) -> std::process::Output {
+        let mut all = vec!["ip", "netns", "exec", ns];
+        all.extend_from_slice(args);
+        run(20, &all)
+    }
+
+    /// Starts `pqgate run -c config` in pqgate's namespace, stderr to a log file.
+    fn start_pqgate(&mut self, config: &Path) {
+        self.log = self.dir.path().join("pqgate.log");
+        let log = std::fs::File::create(&self.log).expect("log file");
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns,
+                env!("CARGO_BIN_EXE_pqgate"),
+                "run",
+                "-c",
+            ])
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawning pqgate");
+        self.pqgate = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while http_get(&self.ns, "/healthz").is_none_or(|r| !r.starts_with("HTTP/1.1 200")) {
+            self.assert_pqgate_alive();
+            assert!(
+                Instant::now() < deadline,
+                "pqgate not ready:\n{}",
+                self.log_text()
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn assert_pqgate_alive(&self) {
+        if let Some(c) = &self.pqgate {
+            assert!(
+                Path::new(&format!("/proc/{}", c.id())).exists(),
+                "pqgate exited early:\n{}",
+                self.log_text()
+            );
+        }
+    }
+
+    /// The pid of pqgate itself (`ip netns exec` execs it, so the child's pid).
+    fn pqgate_pid(&self) -> u32 {
+        self.pqgate.as_ref().expect("pqgate running").id()
+    }
+
+    /// Sends SIGHUP and waits until the log shows one more reload outcome than before.
+    fn reload(&self) -> String {
+        let count = |t: &str| {
+            t.matches("configuration reloaded").count() + t.matches("reload rejected").count()
+        };
+        let before = count(&self.log_text());
+        ok(&["kill", "-HUP", &self.pqgate_pid().to_string()]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = self.log_text();
+            if count(&text) > before {
+                return text;
+            }
+            self.assert_pqgate_alive();
+            assert!(Instant::now() < deadline, "no reload outcome:\n{text}");
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops pqgate with SIGTERM; asserts a clean exit that removed the interface and socket.
+    fn stop_pqgate(&mut self) {
+        let mut child = self.pqgate.take().expect("pqgate running");
+        ok(&["kill", "-TERM", &child.id().to_string()]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while child.try_wait().expect("try_wait").is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        let status = child.wait().expect("pqgate status");
+        assert!(status.success(), "pqgate: {status}\n{}", self.log_text());
+        let gone = run(
+            5,
+            &["ip", "-n", &self.ns, "link", "show", "dev", &self.ifname],
+        );
+        assert!(!gone.status.success(), "{} still exists", self.ifname);
+        let sock = format!("/var/run/wireguard/{}.sock", self.ifname);
+        assert!(!Path::new(&sock).exists(), "{sock} left behind");
+    }
+
+    fn ping(&self, to: &str, tries: u32) {
+        for _ in 0..tries {
+            if self
+                .exec(&self.ns, &["ping", "-c", "1", "-W", "1", to])
+                .status
+                .success()
+            {
+                return;
+            }
+            self.assert_pqgate_alive();
+        }
+        panic!(
+            "no ping reply from {to} in {tries} tries:\n{}",
+            self.log_text()
+        );
+    }
+
+    /// `wg show IFACE latest-handshakes` over pqgate's UAPI socket: public key -> seconds.
+    fn latest_handshakes(&self) -> Vec<(String, u64)> {
+        let out = ok(&["wg", "show", &self.ifname, "latest-handshakes"]);
+        out.lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                Some((f.next()?.to_owned(), f.next()?.parse().ok()?))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let children = self.peers.iter_mut().filter_map(|p| p.child.take());
+        for mut child in children.chain(self.pqgate.take()) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for p in &self.peers {
+            let _ = std::fs::remove_file(format!("/var/run/wireguard/{}.sock", p.ifname));
+            let _ = run(10, &["ip", "netns", "del", &p.ns]);
+        }
+        let _ = std::fs::remove_file(format!("/var/run/wireguard/{}.sock", self.ifname));
+        let _ = run(10, &["ip", "netns", "del", &self.ns]);
+    }
+}
+
+/// One HTTP GET to the admin endpoint inside `ns`; the whole response, or None.
+fn http_get(ns: &str, path: &str) -> Option<String> {
+    let (ns, path) = (ns.to_owned(), path.to_owned());
+    thread::spawn(move || {
+        netns::enter_thread(&ns).ok()?;
+        let addr: SocketAddr = ADMIN.parse().ok()?;
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        Some(text)
+    })
+    .join()
+    .ok()
+    .flatten()
+}
+
+/// The value of the sample of `metric` whose labels include every `labels` pair.
+fn sample(metrics: &str, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        let rest = l.strip_prefix(metric)?.strip_prefix('{')?;
+        let (label_text, value) = rest.split_once("} ")?;
+        labels
+            .iter()
+            .all(|(k, v)| label_text.contains(&format!("{k}=\"{v}\"")))
+            .then(|| value.trim().parse().ok())
+            .flatten()
+    })
+}
+
+/// Polls the metrics (sampled each second) until `pred` holds on them; bounded.
+fn wait_metrics(ns: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = http_get(ns, "/metrics").unwrap_or_default();
+        if pred(&text) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metrics never showed {what}:\n{text}"
+        );
+        thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    let mut x: u32 = 0x2545_f491;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// Sends `TRANSFER` bytes from `from_ns` to a listener in `to_ns` on `addr`; checks them.
+fn tcp_transfer(from_ns: &str, to_ns: &str, addr: SocketAddr) {
+    let data = pattern(TRANSFER);
+    let to_ns = to_ns.to_owned();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let server = thread::spawn(move || -> Vec<u8> {
+        netns::enter_thread(&to_ns).expect("server namespace");
+        let listener = TcpListener::bind(addr).expect("binding");
+        ready_tx.send(()).expect("ready");
+        let (mut conn, _) = listener.accept().expect("accepting");
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        let mut got = Vec::with_capacity(TRANSFER);
+        conn.read_to_end(&mut got).expect("reading");
+        got
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("listener ready");
+    let (from_ns, sent) = (from_ns.to_owned(), data.clone());
+    let client = thread::spawn(move || {
+        netns::enter_thread(&from_ns).expect("client namespace");
+        let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect");
+        conn.set_write_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        conn.write_all(&sent).expect("sending");
+        conn.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    });
+    client.join().expect("client thread");
+    let got = server.join().expect("server thread");
+    assert_eq!(got.len(), data.len(), "transfer length to {addr}");
+    assert!(got == data, "transfer to {addr} corrupted");
+}
+
+/// Junk datagrams at pqgate's port from `ns` (source `from`).
+fn send_garbage(ns: &str, from: &str, to: &str) {
+    let (ns, from, to) = (ns.to_owned(), from.to_owned(), to.to_owned());
+    thread::spawn(move || {
+        netns::enter_thread(&ns).expect("namespace");
+        let sock = UdpSocket::bind(format!("{from}:0")).expect("binding");
+        for len in [0usize, 1, 7, 33, 200, 1400] {
+            let mut d = pattern(len);
+            if let Some(first) = d.first_mut() {
+                *first = 9; // no WireGuard message type
+            }
+            let _ = sock.send_to(&d, &to);
+        }
+    })
+    .join()
+    .expect("garbage thread");
+}
+
+fn write_mode(path: &Path, text: &str, mode: u32) {
+    std::fs::write(path, text).expect("writing");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// `wg import` (keys to files) of a wg-quick file, `pqgate run` of the TOML against
+/// wireguard-go: traffic, metrics, capabilities, teardown.
+#[test]
+fn imported_config_runs_against_wireguard_go() {
+    if !tools_ready() {
+        return;
+    }
+    let mut lab = Lab::new("i");
+    let (pq_private, pq_public) = wg_key_pair();
+    let b = lab.add_peer(1);
+    lab.start_wireguard_go(b, &pq_public);
+    let conf = lab.dir.path().join(format!("{}.conf", lab.ifname));
+    let quick = format!(
+        "[Interface]\nPrivateKey = {pq_private}\nListenPort = {PQ_PORT}\nAddress = \
+         10.100.0.1/24\nDNS = 10.100.0.53\n{}",
+        lab.quick_peer(b)
+    );
+    write_mode(&conf, &quick, 0o600);
+    let toml = lab.dir.path().join("imported.toml");
+    let keys = lab.dir.path().join("keys");
+    let out = run(
+        20,
+        &[
+            env!("CARGO_BIN_EXE_pqgate"),
+            "wg",
+            "import",
+            &conf.to_string_lossy(),
+            "-o",
+            &toml.to_string_lossy(),
+            "--key-dir",
+            &keys.to_string_lossy(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "wg import: {stderr}");
+    assert!(
+        stderr.contains("DNS"),
+        "the ignored DNS key is not warned about: {stderr}"
+    );
+    let text = std::fs::read_to_string(&toml).expect("imported TOML");
+    assert!(
+        !text.contains(&pq_private),
+        "the private key was inlined:\n{text}"
+    );
+    assert!(text.contains("private_key_file"), "{text}");
+    lab.start_pqgate(&toml);
+
+    let status = std::fs::read_to_string(format!("/proc/{}/status", lab.pqgate_pid()))
+        .expect("pqgate status");
+    let eff = status
+        .lines()
+        .find(|l| l.starts_with("CapEff:"))
+        .expect("CapEff");
+    assert_eq!(
+        eff.split_whitespace().nth(1),
+        Some("0000000000001000"),
+        "{status}"
+    );
+
+    let ns_b = lab.peers[b].ns.clone();
+    lab.ping("10.100.0.2", 20);
+    tcp_transfer(&ns_b, &lab.ns, "10.100.0.1:5301".parse().expect("addr"));
+    tcp_transfer(&lab.ns, &ns_b, "10.100.0.2:5302".parse().expect("addr"));
+    let (iface, peer) = (lab.ifname.clone(), lab.peers[b].public.clone());
+    let labels = [("interface", iface.as_str()), ("peer", peer.as_str())];
+    let floor = TRANSFER as f64;
+    let m = wait_metrics(&lab.ns, "per-peer bytes", |m| {
+        sample(m, "pqgate_wg_peer_rx_bytes_total", &labels).is_some_and(|v| v > floor)
+            && sample(m, "pqgate_wg_peer_tx_bytes_total", &labels).is_some_and(|v| v > floor)
+    });
+    let handshakes = sample(&m, "pqgate_wg_peer_handshakes_total", &labels);
+    assert!(handshakes.is_some_and(|h| h >= 1.0), "{m}");
+    let age = sample(&m, "pqgate_wg_peer_last_handshake_age_seconds", &labels);
+    assert!(age.is_some_and(|a| a >= 0.0), "{m}");
+    assert!(sample(&m, "pqgate_wg_peer_rx_packets_total", &labels).is_some_and(|p| p > 0.0));
+
+    let garbage = [("interface", iface.as_str()), ("reason", "garbage")];
+    let before = sample(&m, "pqgate_wg_drops_total", &garbage).unwrap_or(0.0);
+    send_garbage(&ns_b, "10.99.1.2", &format!("10.99.1.1:{PQ_PORT}"));
+    wait_metrics(&lab.ns, "garbage drops", |m| {
+        sample(m, "pqgate_wg_drops_total", &garbage).is_some_and(|v| v > before)
+    });
+    lab.ping("10.100.0.2", 5);
+    lab.stop_pqgate();
+}
+
+/// SIGHUP adds one peer and removes another while an untouched peer keeps its session; a
+/// key file opened to others makes the next reload fail and changes nothing.
+#[test]
+fn reload_changes_peers_live_and_a_bad_reload_changes_nothing() {
+    if !tools_ready() {
+        return;
+    }
+    let mut lab = Lab::new("r");
+    let (pq_private, pq_public) = wg_key_pair();
+    let (old, keep, new) = (lab.add_peer(1), lab.add_peer(2), lab.add_peer(3));
+    for i in [old, keep, new] {
+        lab.start_wireguard_go(i, &pq_public);
+    }
+    let key_file = lab.dir.path().join("pq.key");
+    write_mode(&key_file, &format!("{pq_private}\n"), 0o640);
+    let sections: Vec<String> = (0..lab.peers.len()).map(|i| lab.toml_peer(i)).collect();
+    let head = format!(
+        "[[wireguard]]\nname = \"{}\"\nprivate_key_file = \"{}\"\nlisten_port = {PQ_PORT}\n\
+         address = [\"10.100.0.1/24\"]\n",
+        lab.ifname,
+        key_file.display()
+    );
+    let config = |peers: &[usize]| {
+        let mut t = head.clone();
+        for &i in peers {
+            let _ = write!(t, "{}", sections[i]);
+        }
+        t
+    };
+    let path = lab.dir.path().join("pqgate.toml");
+    write_mode(&path, &config(&[old, keep]), 0o600);
+    lab.start_pqgate(&path);
+    let (ip_old, ip_keep, ip_new) = (
+        lab.peers[old].tunnel_ip.clone(),
+        lab.peers[keep].tunnel_ip.clone(),
+        lab.peers[new].tunnel_ip.clone(),
+    );
+    lab.ping(&ip_old, 20);
+    lab.ping(&ip_keep, 20);
+    let keep_key = lab.peers[keep].public.clone();
+    let handshake_of = |lab: &Lab| {
+        lab.latest_handshakes()
+            .into_iter()
+            .find(|(k, _)| *k == keep_key)
+            .map(|(_, t)| t)
+    };
+    let first = handshake_of(&lab).expect("the kept peer is listed");
+    assert!(first > 0, "no handshake with the kept peer");
+    // wireguard-go's own view of the same session, independent of pqgate's reporting.
+    let (keep_ns, keep_if) = (lab.peers[keep].ns.clone(), lab.peers[keep].ifname.clone());
+    let peer_view = || {
+        ok(&[
+            "ip",
+            "netns",
+            "exec",
+            &keep_ns,
+            "wg",
+            "show",
+            &keep_if,
+            "latest-handshakes",
+        ])
+    };
+    let peer_first = peer_view();
+    // Handshake times have one-second resolution: a session reset by the reload must show.
+    thread::sleep(Duration::from_millis(2500));
+
+    // A ping to the kept peer runs across the reload.
+    let (ns, target) = (lab.ns.clone(), ip_keep.clone());
+    let pinger = thread::spawn(move || {
+        let ping = [
+            "ip", "netns", "exec", &ns, "ping", "-c", "16", "-i", "0.25", "-W", "1",
+        ];
+        let mut args = ping.to_vec();
+        args.push(&target);
+        run(30, &args)
+    });
+    thread::sleep(Duration::from_millis(700));
+    write_mode(&path, &config(&[keep, new]), 0o600);
+    let log = lab.reload();
+    assert!(!log.contains("reload rejected"), "{log}");
+    let pinged = pinger.join().expect("pinger");
+    let ping_out = String::from_utf8_lossy(&pinged.stdout);
+    assert!(
+        pinged.status.success(),
+        "ping across the reload: {ping_out}"
+    );
+    lab.ping(&ip_new, 20);
+    lab.ping(&ip_keep, 5);
+    let gone = lab.exec(&lab.ns, &["ping", "-c", "1", "-W", "1", &ip_old]);
+    assert!(!gone.status.success(), "the removed peer still answers");
+    // Host routes follow the peers' allowed IPs.
+    let route = |ip: &str| okw(&format!("ip -n {} route show {ip}/32", lab.ns));
+    assert!(
+        route(&ip_new).contains(&lab.ifname),
+        "no route to the added peer"
+    );
+    assert!(
+        route(&ip_old).trim().is_empty(),
+        "the removed peer's route stayed"
+    );
+    let listed: Vec<String> = lab
+        .latest_handshakes()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert!(listed.contains(&lab.peers[new].public), "{listed:?}");
+    assert!(!listed.contains(&lab.peers[old].public), "{listed:?}");
+    assert_eq!(
+        handshake_of(&lab),
+        Some(first),
+        "the kept peer's session was reset"
+    );
+    assert_eq!(peer_view(), peer_first, "wireguard-go saw a new handshake");
+
+    // A key file others may read: the reload is refused, naming the file and the key.
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    write_mode(&path, &config(&[keep]), 0o600);
+    let log = lab.reload();
+    let path_text = key_file.display().to_string();
+    assert!(log.contains("reload rejected"), "{log}");
+    assert!(log.contains("wireguard[0].private_key_file"), "{log}");
+    assert!(log.contains(&path_text) && log.contains("0644"), "{log}");
+    lab.ping(&ip_new, 5);
+    lab.ping(&ip_keep, 5);
+    assert_eq!(
+        handshake_of(&lab),
+        Some(first),
+        "a rejected reload touched the kept peer"
+    );
+    assert_eq!(peer_view(), peer_first, "wireguard-go saw a new handshake");
+    lab.stop_pqgate();
+}
+
+/// `check` and `run` refuse a world-readable private key file, naming file and key.
+#[test]
+fn key_files_open_to_others_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("wg.key");
+    write_mode(
+        &key,
+        "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=\n",
+        0o604,
+    );
+    let config = dir.path().join("pqgate.toml");
+    let text = format!(
+        "[admin]\nenabled = false\n\n[[wireguard]]\nname = \"wgbad0\"\nprivate_key_file = \"{}\"\n",
+        key.display()
+    );
+    write_mode(&config, &text, 0o600);
+    let path = config.to_string_lossy().into_owned();
+    for cmd in ["check", "run"] {
+        let out = run(30, &[env!("CARGO_BIN_EXE_pqgate"), cmd, "-c", &path]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{cmd} accepted it: {stderr}");
+        assert!(
+            stderr.contains("wireguard[0].private_key_file"),
+            "{cmd}: {stderr}"
+        );
+        assert!(
+            stderr.contains(&key.display().to_string()),
+            "{cmd}: {stderr}"
+        );
+        assert!(stderr.contains("0604"), "{cmd}: {stderr}");
+    }
+    // Group-readable is the service model, and check never prints a key.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let inline = dir.path().join("inline.toml");
+    let psk = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=";
+    let text = format!(
+        "{text}\n[[wireguard.peer]]\npublic_key = \"{psk}\"\npreshared_key = \"{psk}\"\n\
+         allowed_ips = [\"10.1.0.0/16\"]\n"
+    );
+    write_mode(&inline, &text.replace("wgbad0", "wgok0"), 0o600);
+    let out = run(
+        30,
+        &[
+            env!("CARGO_BIN_EXE_pqgate"),
+            "check",
+            "-c",
+            &inline.to_string_lossy(),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("[[wireguard]]") && stdout.contains("(redacted)"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches(psk).count(),
+        1,
+        "the PSK was printed:\n{stdout}"
+    );
+}
