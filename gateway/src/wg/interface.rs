@@ -61,6 +61,19 @@ pub fn peer_config(p: &PeerSpec) -> Result<PeerConfig, WgError> {
     })
 }
 
+/// Most queues (TUN queues and UDP sockets, a thread each per direction) an interface uses.
+const MAX_QUEUES: usize = 4;
+
+/// One queue per CPU, at most [`MAX_QUEUES`]: the kernel keeps each flow on one TUN queue and
+/// each peer on one socket, so more queues add parallelism across flows and peers without
+/// reordering any of them.
+fn queue_count() -> usize {
+    thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, MAX_QUEUES)
+}
+
 impl Interface {
     /// Brings the interface up. Returns it with warnings (skipped routes). On error, whatever
     /// was created is removed again.
@@ -72,19 +85,23 @@ impl Interface {
             .collect::<Result<Vec<_>, _>>()?;
         let name = spec.name.clone();
         let port = spec.listen_port;
-        let sock = udp::bind(port).map_err(|source| WgError::Bind { port, source })?;
+        let queues = queue_count();
+        let socks =
+            udp::bind_many(port, queues).map_err(|source| WgError::Bind { port, source })?;
         if let Some(mark) = spec.fwmark {
-            setup::set_fwmark(&sock, mark).map_err(|source| WgError::Io {
-                what: "setting the fwmark",
-                source,
-            })?;
+            for sock in &socks {
+                setup::set_fwmark(sock, mark).map_err(|source| WgError::Io {
+                    what: "setting the fwmark",
+                    source,
+                })?;
+            }
         }
-        let tun = Tun::open(&name).map_err(|source| WgError::Tun {
+        let tuns = Tun::open_queues(&name, true, queues).map_err(|source| WgError::Tun {
             name: name.clone(),
             source,
         })?;
         let warnings = setup::configure(&name, spec.mtu, &spec.addresses, &spec.routes())?;
-        let engine = Engine::new(tun, sock, spec.mtu, *spec.private_key.expose(), peers)
+        let engine = Engine::with_queues(tuns, socks, spec.mtu, *spec.private_key.expose(), peers)
             .map(Arc::new)
             .map_err(|source| WgError::Io {
                 what: "starting the engine",

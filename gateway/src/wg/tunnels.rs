@@ -108,7 +108,8 @@ fn start_one(spec: InterfaceSpec) -> Result<Interface, TunnelError> {
         tracing::warn!(interface = %name, "{w}");
     }
     let port = iface.engine().local_addr().map(|a| a.port()).unwrap_or(0);
-    tracing::info!(interface = %name, port, peers, "wireguard interface up");
+    let data_path = iface.engine().describe_data_path();
+    tracing::info!(interface = %name, port, peers, data_path, "wireguard interface up");
     Ok(iface)
 }
 
@@ -143,6 +144,12 @@ impl Tunnels {
     /// Whether none runs.
     pub fn is_empty(&self) -> bool {
         self.running.is_empty()
+    }
+
+    /// The engine of the running interface `name`.
+    pub fn engine(&self, name: &str) -> Option<Arc<super::engine::Engine>> {
+        let iface = self.running.iter().find(|r| r.name() == name)?;
+        Some(Arc::clone(iface.engine()))
     }
 
     fn publish(&self) {

@@ -66,6 +66,7 @@ pub fn run(path: &str) -> Result<(), WgError> {
         "pqgate: interface {name} up: UDP port {}, MTU {mtu}, {peers} peer(s)",
         port.port()
     );
+    eprintln!("pqgate: data path: {}", iface.engine().describe_data_path());
     if let Some(p) = iface.uapi_path() {
         eprintln!("pqgate: UAPI socket {}", p.display());
     }

@@ -348,6 +348,21 @@ impl Engine {
         Ok(port)
     }
 
+    /// The data path's shape in one line: queues and offloads in use.
+    pub fn describe_data_path(&self) -> String {
+        let (tun, gso, gro) = self.offloads();
+        let on = |b: bool| if b { "on" } else { "off" };
+        format!(
+            "{} queue(s); offloads: TUN vnet-hdr {}, TSO {}, USO {}; UDP GSO {}, GRO {}",
+            self.tuns.len(),
+            on(tun.vnet_hdr),
+            on(tun.tso),
+            on(tun.uso),
+            on(gso),
+            on(gro)
+        )
+    }
+
     /// TUN queues and UDP sockets in use.
     pub fn queues(&self) -> (usize, usize) {
         (self.tuns.len(), self.socks.len())
