@@ -122,6 +122,19 @@ fn start_pair_with(
     b_alg: &'static rcgen::SignatureAlgorithm,
     verify: Verify,
 ) -> Pair {
+    start_pair_full(dir, backend, profile, b_alg, verify, ("", ""))
+}
+
+/// As [`start_pair_with`], with extra keys for B's `[listener.limits]` and A's
+/// `[connector.limits]` (each line ending in a newline).
+fn start_pair_full(
+    dir: &std::path::Path,
+    backend: SocketAddr,
+    profile: &str,
+    b_alg: &'static rcgen::SignatureAlgorithm,
+    verify: Verify,
+    (b_limits, a_limits): (&str, &str),
+) -> Pair {
     let pki = Pki::new(dir, "site");
     let b_leaf = pki.issue("gw-b", &["gw-b.test"], b_alg);
     let a_leaf = pki.issue("gw-a", &["gw-a.test"], &rcgen::PKCS_ECDSA_P384_SHA384);
@@ -136,7 +149,8 @@ fn start_pair_with(
             "hybrid-required",
         )
         + &format!(
-            "transport = \"quic\"\nprofile = \"{profile}\"\n[listener.client_auth]\nca = \"{}\"\n",
+            "transport = \"quic\"\nprofile = \"{profile}\"\n[listener.client_auth]\nca = \"{}\"\n\
+             [listener.limits]\n{b_limits}",
             pki.ca_path("site").display()
         );
     let b = Gateway::start(dir, "gw-b", &cfg_b, admin_b);
@@ -159,7 +173,7 @@ fn start_pair_with(
              policy = \"hybrid-required\"\ntransport = \"quic\"\nprofile = \"{profile}\"\n\
              {verify}\
              client_cert = \"{}\"\nclient_key = \"{}\"\n\
-             [connector.limits]\nidle_timeout_secs = 5\n",
+             [connector.limits]\nidle_timeout_secs = 5\n{a_limits}",
             a_leaf.cert.display(),
             a_leaf.key.display()
         );
@@ -655,4 +669,55 @@ async fn connector_verifies_the_listener_by_pin() {
         "{m}"
     );
     assert_eq!(handshakes(&bad.a, CONNECTOR, "ok"), 0.0, "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listener_max_connections_caps_concurrent_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend_addr = backend.local_addr().unwrap();
+    tokio::spawn(hashing_server(backend));
+    let limits = ("max_connections = 2\n", "connect_timeout_secs = 1\n");
+    let alg = &rcgen::PKCS_ML_DSA_65;
+    let pair = start_pair_full(
+        dir.path(),
+        backend_addr,
+        "pq-hybrid",
+        alg,
+        Verify::Ca,
+        limits,
+    );
+
+    // Two streams open and held (no FIN yet).
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(("127.0.0.1", pair.app_port))
+            .await
+            .unwrap();
+        s.write_all(b"held").await.unwrap();
+        held.push(s);
+    }
+    let streams = "pqgate_quic_active_streams{listener=\"from-a\"}";
+    assert_eq!(
+        wait_metric(&pair.b, streams, 2.0),
+        2.0,
+        "{}",
+        pair.b.metrics()
+    );
+    // A third gets no stream credit: the connector gives up after connect_timeout_secs.
+    let r = hashed_roundtrip(pair.app_port, 51, 1024).await;
+    assert!(r.is_err(), "a third concurrent stream must not be carried");
+    assert_eq!(pair.b.metric(streams), 2.0, "{}", pair.b.metrics());
+    // One held connection ends: the next one is carried.
+    let mut first = held.remove(0);
+    first.shutdown().await.unwrap();
+    let mut digest = Vec::new();
+    tokio::time::timeout(EXCHANGE_LIMIT, first.read_to_end(&mut digest))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(digest.len(), 32);
+    hashed_roundtrip(pair.app_port, 52, 1024)
+        .await
+        .unwrap_or_else(|e| panic!("after a slot freed: {e}\n{}", pair.a.log_text()));
 }
