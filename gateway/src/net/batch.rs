@@ -40,7 +40,7 @@ pub struct Offloads {
 impl Offloads {
     /// Turns UDP GRO on where the kernel has it and probes for GSO.
     pub fn probe(sock: &UdpSocket) -> Self {
-        let gro = setsockopt(sock, libc::SOL_UDP, UDP_GRO, 1).is_ok();
+        let gro = udp::setsockopt_level(sock, libc::SOL_UDP, UDP_GRO, 1).is_ok();
         let gso = getsockopt(sock, libc::SOL_UDP, UDP_SEGMENT).is_ok();
         Self {
             gso: AtomicBool::new(gso),
@@ -56,30 +56,6 @@ impl Offloads {
     /// Receiving coalesced datagrams is on.
     pub fn gro(&self) -> bool {
         self.gro
-    }
-}
-
-fn setsockopt(
-    sock: &UdpSocket,
-    level: libc::c_int,
-    opt: libc::c_int,
-    value: libc::c_int,
-) -> io::Result<()> {
-    // SAFETY: the fd is open for the lifetime of `sock`; the value is a live c_int whose exact
-    // size is passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            level,
-            opt,
-            (&value as *const libc::c_int).cast(),
-            mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
     }
 }
 

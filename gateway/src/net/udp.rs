@@ -93,7 +93,8 @@ fn setsockopt_int(sock: &UdpSocket, opt: libc::c_int, value: libc::c_int) -> io:
     setsockopt_level(sock, libc::SOL_SOCKET, opt, value)
 }
 
-fn setsockopt_level(
+/// `setsockopt` with an `int` value (shared with the batching code).
+pub(crate) fn setsockopt_level(
     sock: &UdpSocket,
     level: libc::c_int,
     opt: libc::c_int,

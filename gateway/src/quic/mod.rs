@@ -13,7 +13,6 @@ pub mod listener;
 pub mod record;
 pub mod stream;
 pub mod tls;
-mod verify;
 
 use pqgate_core::metrics::HandshakeOutcome;
 use quinn::{ConnectionError, TransportErrorCode};

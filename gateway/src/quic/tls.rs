@@ -25,7 +25,7 @@ use rustls::sign::CertifiedKey;
 
 use super::ALPN;
 use super::record::{RecordingClient, RecordingServer, recording_provider};
-use super::verify::RemoteVerifier;
+use crate::tls::client_config::RemoteVerifier;
 use crate::tls::server_config::check_cert_scheme;
 use crate::tls::{BuildError, material};
 

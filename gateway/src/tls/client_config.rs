@@ -90,11 +90,15 @@ pub fn build_connector_tls(
 /// Verifies the remote with WebPKI (when a CA is configured) and then the SPKI pins (when any
 /// are configured). With pins alone, trust is in the key, as with SSH: names and dates are not
 /// checked, the handshake signature is.
+/// Shared by the TLS and the QUIC connectors.
 #[derive(Debug)]
-struct RemoteVerifier {
-    webpki: Option<Arc<WebPkiServerVerifier>>,
-    pins: Vec<[u8; 32]>,
-    algorithms: WebPkiSupportedAlgorithms,
+pub struct RemoteVerifier {
+    /// The CA check, when a CA is configured.
+    pub webpki: Option<Arc<WebPkiServerVerifier>>,
+    /// SHA-256 digests of accepted SubjectPublicKeyInfos.
+    pub pins: Vec<[u8; 32]>,
+    /// Signature algorithms of the provider.
+    pub algorithms: WebPkiSupportedAlgorithms,
 }
 
 impl RemoteVerifier {
