@@ -104,8 +104,14 @@ impl Lab {
         ok(&["ip", "-n", &b, "link", "set", "dev", &dev, "up"]);
     }
 
-    /// Starts `pqgate wg up` in `a`.
-    fn start_pqgate(&mut self, private: &str, peer_public: &str, psk: Option<&str>) {
+    /// Starts `pqgate wg up [extra]` in `a`.
+    fn start_pqgate(
+        &mut self,
+        private: &str,
+        peer_public: &str,
+        psk: Option<&str>,
+        extra: &[&str],
+    ) {
         let psk_line = psk
             .map(|k| format!("PresharedKey = {k}\n"))
             .unwrap_or_default();
@@ -119,6 +125,7 @@ impl Lab {
         std::fs::write(&path, conf).expect("writing a.conf");
         let child = self
             .exec(&self.a, &[env!("CARGO_BIN_EXE_pqgate"), "wg", "up"])
+            .args(extra)
             .arg(&path)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -272,7 +279,8 @@ fn counter(summary: &str, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn interop(tag: char, with_psk: bool) {
+/// `extra` goes to `pqgate wg up`; `data_path` must appear in its "data path:" line.
+fn interop(tag: char, with_psk: bool, extra: &[&str], data_path: &str) {
     if !is_root() {
         eprintln!("SKIPPED: wg_interop needs root (ip netns, /dev/net/tun)");
         return;
@@ -288,7 +296,7 @@ fn interop(tag: char, with_psk: bool) {
     let psk = with_psk.then(|| ok(&["wg", "genpsk"]).trim().to_owned());
     let mut lab = Lab::new(tag);
     lab.start_wireguard_go(&priv_b, &pub_a, psk.as_deref());
-    lab.start_pqgate(&priv_a, &pub_b, psk.as_deref());
+    lab.start_pqgate(&priv_a, &pub_b, psk.as_deref(), extra);
     let (a, b) = (lab.a.clone(), lab.b.clone());
     // Without a PSK pqgate initiates; with one, wireguard-go does.
     match with_psk {
@@ -361,6 +369,14 @@ fn interop(tag: char, with_psk: bool) {
     );
     assert!(counter(&stderr, "garbage") > 0, "{stderr}");
     assert!(counter(&stderr, "bad source") > 0, "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("data path:"))
+        .unwrap_or_default();
+    assert!(
+        line.contains(data_path),
+        "expected {data_path:?} in: {line}"
+    );
     let gone = run(5, &["ip", "-n", &a, "link", "show", "dev", &lab.if_a]);
     assert!(
         !gone.status.success(),
@@ -369,12 +385,19 @@ fn interop(tag: char, with_psk: bool) {
     );
 }
 
+/// The offloaded data path (TSO on this kernel, multi-queue when there are CPUs for it).
 #[test]
 fn pqgate_and_wireguard_go_without_psk() {
-    interop('n', false);
+    interop('n', false, &[], "TSO on");
 }
 
+/// The plain data path: one packet per read/write, no GSO/GRO, one queue.
 #[test]
 fn pqgate_and_wireguard_go_with_psk() {
-    interop('p', true);
+    interop(
+        'p',
+        true,
+        &["--no-offload", "--queues", "1"],
+        "1 queue(s); offloads: TUN vnet-hdr off, TSO off, USO off; UDP GSO off, GRO off",
+    );
 }

@@ -85,6 +85,12 @@ enum WgCommand {
     Up {
         /// wg-quick(8) file, named IFNAME.conf.
         file: PathBuf,
+        /// Plain one-packet IO: no TUN TSO/USO, no UDP GSO/GRO (for debugging).
+        #[arg(long)]
+        no_offload: bool,
+        /// TUN queues and UDP sockets (default: one per CPU, at most 4).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=4))]
+        queues: Option<u16>,
     },
     /// Convert a wg-quick file to a `[[wireguard]]` config block (stdout, or -o FILE written
     /// 0600); keys inline unless --key-dir.
@@ -143,8 +149,19 @@ fn main() -> ExitCode {
             .map_err(Into::into),
         Command::CapsProbe { keep, bind } => caps_probe(&keep, bind),
         Command::Wg {
-            command: WgCommand::Up { file },
-        } => pqgate::wg::up::run(&file.to_string_lossy())
+            command:
+                WgCommand::Up {
+                    file,
+                    no_offload,
+                    queues,
+                },
+        } => pqgate::wg::up::run(
+            &file.to_string_lossy(),
+            pqgate::wg::interface::DataPathOptions {
+                offload: !no_offload,
+                queues: queues.map(usize::from),
+            },
+        )
             .map(|()| ExitCode::SUCCESS)
             .map_err(Into::into),
         Command::Wg {

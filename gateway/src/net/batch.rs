@@ -48,6 +48,14 @@ impl Offloads {
         }
     }
 
+    /// Neither offload (plain one-datagram messages), whatever the kernel has.
+    pub fn disabled() -> Self {
+        Self {
+            gso: AtomicBool::new(false),
+            gro: false,
+        }
+    }
+
     /// Sending with `UDP_SEGMENT` is on.
     pub fn gso(&self) -> bool {
         self.gso.load(Ordering::Relaxed)

@@ -64,13 +64,35 @@ pub fn peer_config(p: &PeerSpec) -> Result<PeerConfig, WgError> {
 /// Most queues (TUN queues and UDP sockets, a thread each per direction) an interface uses.
 const MAX_QUEUES: usize = 4;
 
+/// How the data path is built: operators can turn the kernel offloads off (to rule them out
+/// when debugging, or where a middlebox mishandles them) and fix the number of queues.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataPathOptions {
+    /// TUN virtio-net header with TSO/USO, UDP GSO/GRO, each where the kernel has it.
+    pub offload: bool,
+    /// Queues (TUN queues and UDP sockets); `None`: one per CPU, at most [`MAX_QUEUES`].
+    pub queues: Option<usize>,
+}
+
+impl Default for DataPathOptions {
+    fn default() -> Self {
+        Self {
+            offload: true,
+            queues: None,
+        }
+    }
+}
+
 /// One queue per CPU, at most [`MAX_QUEUES`]: the kernel keeps each flow on one TUN queue and
 /// each peer on one socket, so more queues add parallelism across flows and peers without
 /// reordering any of them.
-fn queue_count() -> usize {
-    thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+fn queue_count(asked: Option<usize>) -> usize {
+    asked
+        .unwrap_or_else(|| {
+            thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
         .clamp(1, MAX_QUEUES)
 }
 
@@ -78,6 +100,14 @@ impl Interface {
     /// Brings the interface up. Returns it with warnings (skipped routes). On error, whatever
     /// was created is removed again.
     pub fn start(spec: InterfaceSpec) -> Result<(Self, Vec<String>), WgError> {
+        Self::start_with(spec, DataPathOptions::default())
+    }
+
+    /// [`Interface::start`] with explicit data-path options.
+    pub fn start_with(
+        spec: InterfaceSpec,
+        options: DataPathOptions,
+    ) -> Result<(Self, Vec<String>), WgError> {
         let peers = spec
             .peers
             .iter()
@@ -85,7 +115,7 @@ impl Interface {
             .collect::<Result<Vec<_>, _>>()?;
         let name = spec.name.clone();
         let port = spec.listen_port;
-        let queues = queue_count();
+        let queues = queue_count(options.queues);
         let socks =
             udp::bind_many(port, queues).map_err(|source| WgError::Bind { port, source })?;
         if let Some(mark) = spec.fwmark {
@@ -96,17 +126,25 @@ impl Interface {
                 })?;
             }
         }
-        let tuns = Tun::open_queues(&name, true, queues).map_err(|source| WgError::Tun {
-            name: name.clone(),
-            source,
-        })?;
-        let warnings = setup::configure(&name, spec.mtu, &spec.addresses, &spec.routes())?;
-        let engine = Engine::with_queues(tuns, socks, spec.mtu, *spec.private_key.expose(), peers)
-            .map(Arc::new)
-            .map_err(|source| WgError::Io {
-                what: "starting the engine",
+        let tuns =
+            Tun::open_queues(&name, options.offload, queues).map_err(|source| WgError::Tun {
+                name: name.clone(),
                 source,
             })?;
+        let warnings = setup::configure(&name, spec.mtu, &spec.addresses, &spec.routes())?;
+        let engine = Engine::with_queues(
+            tuns,
+            socks,
+            options.offload,
+            spec.mtu,
+            *spec.private_key.expose(),
+            peers,
+        )
+        .map(Arc::new)
+        .map_err(|source| WgError::Io {
+            what: "starting the engine",
+            source,
+        })?;
         let mut iface = Self {
             spec,
             engine,

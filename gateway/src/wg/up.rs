@@ -9,7 +9,7 @@ use pqgate_core::wg::{InterfaceSpec, QuickConfig};
 
 use super::WgError;
 use super::engine::Counters;
-use super::interface::Interface;
+use super::interface::{DataPathOptions, Interface};
 use crate::net::caps::{self, Cap};
 use crate::net::signal;
 
@@ -35,7 +35,7 @@ pub fn read_quick(path: &str) -> Result<(String, QuickConfig), WgError> {
 }
 
 /// Runs the interface described by the wg-quick file at `path` until a termination signal.
-pub fn run(path: &str) -> Result<(), WgError> {
+pub fn run(path: &str, options: DataPathOptions) -> Result<(), WgError> {
     let (name, config) = read_quick(path)?;
     let spec = InterfaceSpec::from_quick(&name, &config);
     // Before any thread exists, so that every thread inherits the blocked mask.
@@ -54,7 +54,7 @@ pub fn run(path: &str) -> Result<(), WgError> {
         source: std::io::Error::other(e),
     })?;
     let (mtu, peers) = (spec.mtu, spec.peers.len());
-    let (iface, warnings) = Interface::start(spec)?;
+    let (iface, warnings) = Interface::start_with(spec, options)?;
     for w in warnings {
         eprintln!("pqgate: warning: {w}");
     }

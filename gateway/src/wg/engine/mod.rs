@@ -248,15 +248,16 @@ impl Engine {
         private_key: [u8; 32],
         peers: Vec<PeerConfig>,
     ) -> io::Result<Self> {
-        Self::with_queues(vec![tun], vec![sock], mtu, private_key, peers)
+        Self::with_queues(vec![tun], vec![sock], true, mtu, private_key, peers)
     }
 
     /// Builds the engine over the queues of one TUN ([`Tun::open_queues`]) and sockets bound to
     /// one port ([`crate::net::udp::bind_many`]): one outbound thread per TUN queue and one
-    /// inbound thread per socket.
+    /// inbound thread per socket. `udp_offload`: use UDP GSO/GRO where the kernel has them.
     pub fn with_queues(
         tuns: Vec<Tun>,
         socks: Vec<UdpSocket>,
+        udp_offload: bool,
         mtu: u16,
         private_key: [u8; 32],
         peers: Vec<PeerConfig>,
@@ -271,7 +272,11 @@ impl Engine {
         let mut udp_offloads = Vec::with_capacity(socks.len());
         for sock in &socks {
             sock.set_read_timeout(Some(TICK))?;
-            udp_offloads.push(Offloads::probe(sock));
+            udp_offloads.push(if udp_offload {
+                Offloads::probe(sock)
+            } else {
+                Offloads::disabled()
+            });
         }
         let keys = Keys::new(private_key);
         let snapshot = keys.clone();
