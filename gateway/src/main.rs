@@ -162,8 +162,8 @@ fn main() -> ExitCode {
                 queues: queues.map(usize::from),
             },
         )
-            .map(|()| ExitCode::SUCCESS)
-            .map_err(Into::into),
+        .map(|()| ExitCode::SUCCESS)
+        .map_err(Into::into),
         Command::Wg {
             command:
                 WgCommand::Import {
