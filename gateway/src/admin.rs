@@ -1,5 +1,5 @@
-//! The admin endpoint: `GET /metrics` (Prometheus text) and `GET /healthz` (200 while serving,
-//! 503 while draining). A deliberately tiny HTTP/1.1 responder with bounded reads and connections.
+//! The admin endpoint: `GET /metrics` (Prometheus text), `GET /healthz` (200 while serving,
+//! 503 while draining) and `GET /status` (the PQ PSK channels as JSON). A deliberately tiny HTTP/1.1 responder with bounded reads and connections.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,11 +18,15 @@ const MAX_HEAD_BYTES: usize = 4096;
 /// A scraper must send its request within this.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Renders the `GET /status` body (JSON).
+pub type StatusFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
 /// Serves the admin endpoint until `stop` turns true.
 pub async fn serve(
     listener: TcpListener,
     metrics: PrometheusHandle,
     shared: Arc<Shared>,
+    status: StatusFn,
     mut stop: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS));
@@ -42,10 +46,11 @@ pub async fn serve(
             },
             _ = stop.changed() => return,
         };
-        let (metrics, shared) = (metrics.clone(), shared.clone());
+        let (metrics, shared, status) = (metrics.clone(), shared.clone(), status.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            let _ = tokio::time::timeout(REQUEST_TIMEOUT, answer(stream, &metrics, &shared)).await;
+            let answered = answer(stream, &metrics, &shared, &status);
+            let _ = tokio::time::timeout(REQUEST_TIMEOUT, answered).await;
         });
     }
 }
@@ -54,6 +59,7 @@ async fn answer(
     mut stream: TcpStream,
     metrics: &PrometheusHandle,
     shared: &Shared,
+    status: &StatusFn,
 ) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 512];
@@ -103,6 +109,10 @@ async fn answer(
             .await
         }
         b"/healthz" => reply(&mut stream, "200 OK", "text/plain", "ok\n").await,
+        b"/status" => {
+            let body = format!("{}\n", status());
+            reply(&mut stream, "200 OK", "application/json", &body).await
+        }
         _ => reply(&mut stream, "404 Not Found", "text/plain", "not found\n").await,
     }
 }

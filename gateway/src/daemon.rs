@@ -53,6 +53,9 @@ pub enum DaemonError {
     /// The firewall could not be applied (nft's message included).
     #[error("firewall: {0}")]
     Firewall(#[from] crate::firewall::FirewallError),
+    /// A `[wireguard.pq]` channel could not start.
+    #[error(transparent)]
+    Pq(#[from] crate::wg::pq::PqError),
 }
 
 /// One running listener or connector.
@@ -86,6 +89,8 @@ pub struct Daemon {
     restart_only: RestartOnly,
     /// The `[[wireguard]]` interfaces; `None` once shut down.
     tunnels: Option<Tunnels>,
+    /// The PQ PSK channels of interfaces with `[wireguard.pq]`.
+    pq: crate::wg::pq::PqTunnels,
 }
 
 /// The settings a reload cannot change.
@@ -132,10 +137,11 @@ impl Daemon {
             admin_stop: None,
             drain_timeout: Duration::from_secs(config.service.drain_timeout_secs),
             admin_addr: None,
-            registry,
             firewall: crate::firewall::Firewall::default(),
             restart_only: RestartOnly::of(config),
             tunnels: None,
+            pq: crate::wg::pq::PqTunnels::new(Arc::clone(&registry)),
+            registry,
         };
         // Bind the admin socket first (a taken port fails the start early) but serve /healthz
         // only once every listener is bound: a 200 then means "serving".
@@ -151,10 +157,13 @@ impl Daemon {
         };
         // WireGuard interfaces first: /healthz answers 200 only once they are up too.
         daemon.tunnels = Some(Tunnels::start(wg_specs, config.admin.enabled)?);
+        daemon.sync_pq(&config.wireguard).await?;
         daemon.apply(built, &loaded)?;
         if let Some(socket) = admin_socket {
             let (tx, rx) = watch::channel(false);
-            tokio::spawn(crate::admin::serve(socket, metrics, shared, rx));
+            let board = daemon.pq.board();
+            let status: crate::admin::StatusFn = Arc::new(move || board.json(unix_ms()));
+            tokio::spawn(crate::admin::serve(socket, metrics, shared, status, rx));
             daemon.admin_stop = Some(tx);
             daemon.admin_addr = Some(config.admin.listen);
             tracing::info!(addr = %config.admin.listen, "admin endpoint listening");
@@ -196,7 +205,10 @@ impl Daemon {
         notify::reloading();
         tracing::info!("reloading configuration");
         match self.try_reload() {
-            Ok(()) => {
+            Ok(wireguard) => {
+                if let Err(e) = self.sync_pq(&wireguard).await {
+                    tracing::error!("{e}");
+                }
                 counter!(m::CONFIG_RELOADS, "outcome" => "ok").increment(1);
                 tracing::info!(status = %self.status(), "configuration reloaded");
             }
@@ -208,7 +220,29 @@ impl Daemon {
         notify::notify(&format!("READY=1\nSTATUS={}", self.status()));
     }
 
-    fn try_reload(&mut self) -> Result<(), DaemonError> {
+    /// Starts, updates or stops the `[wireguard.pq]` channels to match `sections`; the first
+    /// channel that cannot start is the error (the others are synced).
+    async fn sync_pq(
+        &mut self,
+        sections: &[pqgate_core::wg::WireguardConfig],
+    ) -> Result<(), DaemonError> {
+        let Some(tunnels) = self.tunnels.as_ref() else {
+            return Ok(());
+        };
+        let (warnings, errors) = self.pq.sync(sections, tunnels).await;
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
+        let mut errors = errors.into_iter();
+        let first = errors.next();
+        for e in errors {
+            tracing::error!("{e}");
+        }
+        first.map_or(Ok(()), |e| Err(e.into()))
+    }
+
+    /// Loads and applies a new config; returns its `[[wireguard]]` sections for the PQ sync.
+    fn try_reload(&mut self) -> Result<Vec<pqgate_core::wg::WireguardConfig>, DaemonError> {
         let loaded = config_load::load(self.config_path.as_deref())?;
         let built = build(&loaded, SelfSignedMode::Generate, &self.registry)?;
         // WireGuard in two steps around the listener swap: `stage` (endpoints resolved, new
@@ -231,7 +265,7 @@ impl Daemon {
             );
         }
         self.drain_timeout = Duration::from_secs(loaded.config.service.drain_timeout_secs);
-        Ok(())
+        Ok(loaded.config.wireguard)
     }
 
     /// Binds every new address first, then installs the firewall, then swaps states, starts new
@@ -311,6 +345,7 @@ impl Daemon {
             drain_timeout,
             tunnels,
             mut firewall,
+            pq,
             ..
         } = self;
         drop(listeners);
@@ -326,12 +361,20 @@ impl Daemon {
             counter!(m::CONNECTIONS, "listener" => "all", "outcome" => ConnectionOutcome::Drained.label())
                 .increment(left as u64);
         }
+        pq.shutdown().await;
         if let Some(t) = tunnels {
             t.shutdown();
         }
         drop(admin_stop);
         firewall.stop();
     }
+}
+
+/// Unix time in milliseconds (0 before 1970).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Binds the addresses that no running endpoint of this kind holds already.

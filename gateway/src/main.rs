@@ -1,4 +1,4 @@
-//! The `pqgate` command line: `run`, `check`, `pin`, `crypto` and `wg`.
+//! The `pqgate` command line: `run`, `check`, `status`, `pin`, `crypto` and `wg`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +37,16 @@ enum Command {
     Pin {
         /// PEM certificate file; the first certificate is used.
         cert: PathBuf,
+    },
+    /// The PQ PSK channels of the running daemon, per interface and peer: epoch, last rotation,
+    /// KEMs, failures, mode and whether data may flow.
+    Status {
+        /// The daemon's admin endpoint.
+        #[arg(long, default_value = "127.0.0.1:9851")]
+        admin: std::net::SocketAddr,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Handshake once with a TLS server and print the protocol, suite and group it chose, and
     /// whether the key exchange is post-quantum.
@@ -138,6 +148,7 @@ fn main() -> ExitCode {
         Command::Run { config } => run(config),
         Command::Check { config } => check(config),
         Command::Pin { cert } => pin(cert),
+        Command::Status { admin, json } => status(admin, json),
         Command::Probe(args) => pqgate::probe::cli(&args).map_err(Into::into),
         Command::Crypto { command } => crypto(command),
         Command::Firewall { command } => pqgate::firewall::cli::run(command).map_err(Into::into),
@@ -238,7 +249,10 @@ fn run_capabilities(config: &pqgate_core::config::Config) -> Vec<pqgate::net::ca
     let any_low = config.listeners.iter().any(|l| low(l.listen.port()))
         || config.connectors.iter().any(|c| low(c.listen.port()))
         || (config.admin.enabled && low(config.admin.listen.port()))
-        || config.wireguard.iter().any(|w| low(w.listen_port));
+        || config.wireguard.iter().any(|w| {
+            let pq_port = w.pq.as_ref().and_then(|p| p.listen).map_or(0, |a| a.port());
+            low(w.listen_port) || low(pq_port)
+        });
     match any_low {
         true => vec![Cap::NET_ADMIN, Cap::NET_BIND_SERVICE],
         false => vec![Cap::NET_ADMIN],
@@ -344,6 +358,15 @@ fn wg_import(
 ) -> anyhow::Result<ExitCode> {
     if let Some(text) = pqgate::wg::import::import(file, output, key_dir)? {
         print!("{text}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status(admin: std::net::SocketAddr, json: bool) -> anyhow::Result<ExitCode> {
+    let v = pqgate::wg::pq::fetch_status(admin)?;
+    match json {
+        true => println!("{}", serde_json::to_string_pretty(&v)?),
+        false => print!("{}", pqgate::wg::pq::render_text(&v)),
     }
     Ok(ExitCode::SUCCESS)
 }

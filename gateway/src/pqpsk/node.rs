@@ -174,6 +174,18 @@ impl Node {
         registry: &Registry,
         sink: Arc<dyn PskSink>,
     ) -> Result<Self, PqPskError> {
+        Self::start_on(c, local, registry, sink, None).await
+    }
+
+    /// As [`Node::start`], but on the WireGuard tunnel's own UDP port when `shared` is given
+    /// (`c.listen` is then not bound; the endpoint never greases the QUIC fixed bit).
+    pub async fn start_on(
+        c: &PqPskConfig,
+        local: WgKey,
+        registry: &Registry,
+        sink: Arc<dyn PskSink>,
+        shared: Option<crate::wg::shared_port::SharedPort>,
+    ) -> Result<Self, PqPskError> {
         if let Some(issue) = model::validate("pqpsk", c).into_iter().next() {
             return Err(config_err(issue.key, issue.message));
         }
@@ -194,12 +206,24 @@ impl Node {
         let peers: Vec<Arc<Peer>> = planned.iter().map(|(p, _)| p.clone()).collect();
         let keys = Arc::new(StaticKeys::default());
         prepare_keys(&keys, &peers).await?;
-        let endpoint = quinn::Endpoint::server(channel_tls.server, c.listen).map_err(|source| {
-            PqPskError::Bind {
-                addr: c.listen,
-                source,
+        let bind_err = |source| PqPskError::Bind {
+            addr: c.listen,
+            source,
+        };
+        let endpoint = match shared {
+            None => quinn::Endpoint::server(channel_tls.server, c.listen).map_err(bind_err)?,
+            Some(port) => {
+                let mut config = quinn::EndpointConfig::default();
+                config.grease_quic_bit(false);
+                quinn::Endpoint::new_with_abstract_socket(
+                    config,
+                    Some(channel_tls.server),
+                    Arc::new(port),
+                    Arc::new(quinn::TokioRuntime),
+                )
+                .map_err(bind_err)?
             }
-        })?;
+        };
         let inner = Arc::new(Inner {
             endpoint,
             client: channel_tls.client,

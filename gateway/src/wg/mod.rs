@@ -8,6 +8,7 @@ pub mod import;
 pub mod interface;
 pub mod keyfile;
 pub mod metrics;
+pub mod pq;
 pub mod route;
 pub mod setup;
 pub mod shared_port;

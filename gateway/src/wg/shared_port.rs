@@ -93,10 +93,15 @@ impl AsyncUdpSocket for SharedPort {
     fn try_send(&self, transmit: &Transmit) -> io::Result<()> {
         let to = udp::to_socket_family(self.sock_is_v6, transmit.destination);
         // One datagram per transmit (max_transmit_segments is 1).
-        match send_nowait(&self.sock, transmit.contents, to) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
-            r => r,
+        // Like quinn-udp: a send error drops the datagram (a full buffer, EPERM from a firewall
+        // rule, an unreachable route) and QUIC's loss recovery or idle timeout copes. Returning
+        // it would end quinn's connection driver and leave the connection hanging.
+        if let Err(e) = send_nowait(&self.sock, transmit.contents, to)
+            && e.kind() != io::ErrorKind::WouldBlock
+        {
+            tracing::debug!(%to, "QUIC datagram not sent: {e}");
         }
+        Ok(())
     }
 
     fn poll_recv(
@@ -129,7 +134,9 @@ impl AsyncUdpSocket for SharedPort {
             let len = datagram.len().min(bufs[filled].len());
             bufs[filled][..len].copy_from_slice(&datagram[..len]);
             meta[filled] = RecvMeta {
-                addr: src,
+                // In the socket's family, as quinn keeps its peers' addresses (a v4 source
+                // would not match a connection opened to the v4-mapped address on a v6 socket).
+                addr: udp::to_socket_family(self.sock_is_v6, src),
                 len,
                 stride: len,
                 ecn: None,

@@ -71,6 +71,11 @@ fn spec(
                 .ok(),
             (None, None) => None,
         };
+        // pq-required: a PSK nobody holds until the first PQ PSK replaces it.
+        let psk = match super::pq::required(w, p) {
+            true => Some(super::pq::blocking_psk()),
+            false => psk,
+        };
         psks.push(psk);
     }
     Some(InterfaceSpec::from_config(i, w, private_key?, psks))

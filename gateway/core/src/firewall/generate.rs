@@ -64,7 +64,7 @@ pub struct UdpService {
 /// `listen_port` (ephemeral port) gets no rule: it only initiates, and replies pass as
 /// established traffic.
 pub fn udp_services(config: &Config) -> Vec<UdpService> {
-    config
+    let wireguard = config
         .wireguard
         .iter()
         .filter(|w| w.listen_port != 0)
@@ -73,8 +73,18 @@ pub fn udp_services(config: &Config) -> Vec<UdpService> {
             port: w.listen_port,
             addr: None,
             kind: UdpKind::WireGuard,
+        });
+    // A `[wireguard.pq]` channel on its own port (sharing the tunnel's port needs no rule).
+    let pq = config.wireguard.iter().filter_map(|w| {
+        let a = w.pq.as_ref()?.listen.filter(|a| a.port() != 0)?;
+        Some(UdpService {
+            label: format!("wireguard {} pq", w.name),
+            port: a.port(),
+            addr: (!a.ip().is_unspecified()).then_some(a.ip()),
+            kind: UdpKind::Quic,
         })
-        .collect()
+    });
+    wireguard.chain(pq).collect()
 }
 
 /// A TCP port pqgate serves, from a listener, connector or the admin endpoint.
@@ -363,4 +373,57 @@ fn forward_rules(config: &Config) -> Vec<Rule> {
         ));
     }
     rules
+}
+
+#[cfg(test)]
+mod pq_tests {
+    use super::*;
+
+    fn wireguard(pq_listen: Option<&str>) -> crate::wg::WireguardConfig {
+        let pq = crate::wg::config::WgPqConfig {
+            ca: "ca.pem".into(),
+            crl: vec![],
+            cert: "c.pem".into(),
+            key: "k.pem".into(),
+            listen: pq_listen.map(|a| a.parse().expect("addr")),
+            rotation_interval_secs: 120,
+            mode: Default::default(),
+            second_kem: Default::default(),
+            profile: "pq-hybrid".into(),
+        };
+        crate::wg::WireguardConfig {
+            name: "wg0".into(),
+            private_key: None,
+            private_key_file: Some("wg.key".into()),
+            listen_port: 51820,
+            address: vec![],
+            mtu: crate::wg::config::DEFAULT_MTU,
+            fwmark: None,
+            pq: Some(pq),
+            peers: vec![],
+        }
+    }
+
+    #[test]
+    fn a_separate_pq_port_is_a_quic_service_a_shared_one_is_not() {
+        let shared = Config {
+            wireguard: vec![wireguard(None)],
+            ..Config::default()
+        };
+        assert_eq!(
+            udp_services(&shared).len(),
+            1,
+            "sharing needs no extra rule"
+        );
+        let separate = Config {
+            wireguard: vec![wireguard(Some("192.0.2.1:4433"))],
+            ..Config::default()
+        };
+        let services = udp_services(&separate);
+        assert_eq!(services.len(), 2);
+        assert_eq!(services[1].port, 4433);
+        assert_eq!(services[1].kind, UdpKind::Quic);
+        assert_eq!(services[1].addr, Some("192.0.2.1".parse().expect("ip")));
+        assert_eq!(services[1].label, "wireguard wg0 pq");
+    }
 }

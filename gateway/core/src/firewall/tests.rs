@@ -210,6 +210,7 @@ fn wireguard(name: &str, listen_port: u16) -> crate::wg::WireguardConfig {
         address: vec![],
         mtu: crate::wg::config::DEFAULT_MTU,
         fwmark: None,
+        pq: None,
         peers: vec![],
     }
 }

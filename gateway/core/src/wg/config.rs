@@ -2,6 +2,7 @@
 //! serde fills them from TOML and environment. Secrets are zeroizing key types that serialize as
 //! `(redacted)`; semantic checks are in [`super::validate`], key files are read by the daemon.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -9,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::cidr::IpCidr;
 use super::key::{Key32, PresharedKey, PrivateKey};
 use crate::config::HostPort;
+use crate::pqpsk::{PqMode, PqPskConfig, PqPskPeer, SecondKem};
 
 /// MTU when the config sets none (wg-quick's value for an IPv6 underlay; never too large).
 pub const DEFAULT_MTU: u16 = 1420;
@@ -41,6 +43,9 @@ pub struct WireguardConfig {
     /// Firewall mark on the tunnel's UDP packets; absent or 0 for none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fwmark: Option<u32>,
+    /// `[wireguard.pq]`: post-quantum PSKs over QUIC for the peers that have a `pq` table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pq: Option<WgPqConfig>,
     /// The peers.
     #[serde(default, rename = "peer")]
     pub peers: Vec<WireguardPeerConfig>,
@@ -67,6 +72,9 @@ pub struct WireguardPeerConfig {
     /// Keepalive interval in seconds; absent or 0 for none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persistent_keepalive: Option<u16>,
+    /// `[wireguard.peer.pq]`: this peer is a pqgate peer keyed over the interface's PQ channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pq: Option<WgPeerPq>,
 }
 
 impl WireguardConfig {
@@ -81,5 +89,162 @@ impl WireguardConfig {
         for peer in &mut self.peers {
             fix(&mut peer.preshared_key_file);
         }
+        if let Some(pq) = self.pq.as_mut() {
+            for p in [&mut pq.ca, &mut pq.cert, &mut pq.key]
+                .into_iter()
+                .chain(pq.crl.iter_mut())
+            {
+                if p.is_relative() {
+                    *p = base.join(&*p);
+                }
+            }
+        }
+    }
+}
+
+/// `[wireguard.pq]`: the interface's PQ PSK channel (QUIC, mutual certificates).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WgPqConfig {
+    /// CA bundle (PEM) that peer certificates must chain to.
+    pub ca: PathBuf,
+    /// Certificate revocation lists (PEM or DER).
+    #[serde(default)]
+    pub crl: Vec<PathBuf>,
+    /// This node's certificate chain (PEM).
+    pub cert: PathBuf,
+    /// This node's private key (PEM).
+    pub key: PathBuf,
+    /// A separate UDP address for QUIC; absent (the default): share the tunnel's UDP port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// Seconds per epoch (PSK lifetime).
+    #[serde(default = "default_interval")]
+    pub rotation_interval_secs: u64,
+    /// Default mode of the pq peers.
+    #[serde(default)]
+    pub mode: PqMode,
+    /// Default second KEM of the pq peers.
+    #[serde(default)]
+    pub second_kem: SecondKem,
+    /// Channel profile: `pq-hybrid` or `cnsa2`.
+    #[serde(default = "default_profile")]
+    pub profile: String,
+}
+
+/// `[wireguard.peer.pq]`: how to reach and authenticate a pqgate peer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WgPeerPq {
+    /// The DNS name the peer's certificate must carry.
+    pub name: String,
+    /// The peer's QUIC address; default: its `endpoint` (its tunnel port, when it shares it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<SocketAddr>,
+    /// Overrides the interface's `mode`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<PqMode>,
+    /// Overrides the interface's `second_kem` (both ends must agree).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_kem: Option<SecondKem>,
+}
+
+fn default_interval() -> u64 {
+    crate::pqpsk::config::DEFAULT_INTERVAL_SECS
+}
+
+fn default_profile() -> String {
+    "pq-hybrid".into()
+}
+
+/// Address standing in for `listen` when the channel shares the tunnel's port (never bound).
+pub const SHARED_PORT: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::UNSPECIFIED,
+    0,
+));
+
+impl WgPqConfig {
+    /// The channel's config for the peers of `peers` that have a `pq` table (others are plain
+    /// WireGuard peers). A peer's address is its `pq.address`, else `endpoint(peer)`.
+    pub fn channel(
+        &self,
+        peers: &[WireguardPeerConfig],
+        endpoint: impl Fn(&WireguardPeerConfig) -> Option<SocketAddr>,
+    ) -> PqPskConfig {
+        let peer = peers
+            .iter()
+            .filter_map(|p| p.pq.as_ref().map(|q| (p, q)))
+            .map(|(p, q)| PqPskPeer {
+                public_key: p.public_key.to_string(),
+                address: q.address.or_else(|| endpoint(p)),
+                name: q.name.clone(),
+                mode: q.mode,
+                second_kem: q.second_kem,
+            })
+            .collect();
+        PqPskConfig {
+            ca: self.ca.clone(),
+            crl: self.crl.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            listen: self.listen.unwrap_or(SHARED_PORT),
+            rotation_interval_secs: self.rotation_interval_secs,
+            mode: self.mode,
+            second_kem: self.second_kem,
+            profile: self.profile.clone(),
+            peer,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_channel_takes_only_pq_peers_and_defaults_their_address() {
+        let pq: WgPqConfig = WgPqConfig {
+            ca: "ca.pem".into(),
+            crl: vec![],
+            cert: "c.pem".into(),
+            key: "k.pem".into(),
+            listen: None,
+            rotation_interval_secs: 3,
+            mode: PqMode::Preferred,
+            second_kem: SecondKem::None,
+            profile: "cnsa2".into(),
+        };
+        let peer = |k: u8, pq: Option<WgPeerPq>| WireguardPeerConfig {
+            public_key: Key32::from_bytes([k; 32]),
+            preshared_key: None,
+            preshared_key_file: None,
+            allowed_ips: vec![],
+            endpoint: None,
+            persistent_keepalive: None,
+            pq,
+        };
+        let named = |address: Option<SocketAddr>| WgPeerPq {
+            name: "b.example".into(),
+            address,
+            mode: Some(PqMode::Required),
+            second_kem: None,
+        };
+        let own: SocketAddr = "192.0.2.9:4433".parse().expect("addr");
+        let peers = [
+            peer(1, None),
+            peer(2, Some(named(None))),
+            peer(3, Some(named(Some(own)))),
+        ];
+        let endpoint: SocketAddr = "192.0.2.2:51820".parse().expect("addr");
+        let c = pq.channel(&peers, |p| {
+            (p.public_key == Key32::from_bytes([2; 32])).then_some(endpoint)
+        });
+        assert_eq!(c.listen, SHARED_PORT);
+        assert_eq!((c.rotation_interval_secs, c.mode), (3, PqMode::Preferred));
+        assert_eq!(c.peer.len(), 2, "the plain peer stays out");
+        assert_eq!(c.peer[0].public_key, Key32::from_bytes([2; 32]).to_string());
+        assert_eq!(c.peer[0].address, Some(endpoint), "default: the endpoint");
+        assert_eq!(c.peer[1].address, Some(own), "pq.address wins");
+        assert_eq!(c.peer[1].mode, Some(PqMode::Required));
     }
 }

@@ -284,6 +284,7 @@ mod tests {
             address: vec!["10.0.0.1/24".parse().unwrap()],
             mtu: DEFAULT_MTU,
             fwmark: Some(0),
+            pq: None,
             peers: vec![super::super::config::WireguardPeerConfig {
                 public_key: q.peers[0].public_key,
                 preshared_key: None,
@@ -291,6 +292,7 @@ mod tests {
                 allowed_ips: vec!["10.0.0.2/32".parse().unwrap()],
                 endpoint: Some("[::1]:9".parse().unwrap()),
                 persistent_keepalive: Some(0),
+                pq: None,
             }],
         };
         let zero = Some(PresharedKey::from_bytes([0; 32]));

@@ -65,8 +65,43 @@ pub fn check(sections: &[WireguardConfig]) -> Vec<Issue> {
             );
         }
         check_peers(&at, &w.peers, &mut push);
+        check_pq(&at, w, &mut push);
     }
     issues
+}
+
+/// `[wireguard.pq]` through the channel's own checks, and each peer's `pq` table.
+fn check_pq(at: &str, w: &WireguardConfig, push: &mut impl FnMut(String, String)) {
+    if let Some(pq) = &w.pq {
+        let channel = pq.channel(&[], |_| None);
+        for issue in crate::pqpsk::config::validate(&format!("{at}.pq"), &channel) {
+            push(issue.key, issue.message);
+        }
+        if pq
+            .listen
+            .is_some_and(|a| a.port() != 0 && a.port() == w.listen_port)
+        {
+            push(
+                format!("{at}.pq.listen"),
+                "is the tunnel's own port: leave listen out to share it".to_owned(),
+            );
+        }
+    }
+    for (j, p) in w.peers.iter().enumerate() {
+        let Some(q) = &p.pq else { continue };
+        if w.pq.is_none() {
+            push(
+                format!("{at}.peer[{j}].pq"),
+                "needs the interface's [wireguard.pq] table".to_owned(),
+            );
+        }
+        if !crate::route::is_valid_server_name(&q.name) {
+            push(
+                format!("{at}.peer[{j}].pq.name"),
+                format!("{:?} is not a valid DNS name", q.name),
+            );
+        }
+    }
 }
 
 fn check_peers(at: &str, peers: &[WireguardPeerConfig], push: &mut impl FnMut(String, String)) {
@@ -102,6 +137,7 @@ mod tests {
             allowed_ips: vec![],
             endpoint: None,
             persistent_keepalive: None,
+            pq: None,
         }
     }
 
@@ -114,6 +150,7 @@ mod tests {
             address: vec![],
             mtu: DEFAULT_MTU,
             fwmark: None,
+            pq: None,
             peers: vec![peer(2), peer(3)],
         }
     }
@@ -151,6 +188,48 @@ mod tests {
                 "wireguard[1].private_key",
                 "wireguard[2].name",
                 "wireguard[3].name",
+            ]
+        );
+    }
+
+    #[test]
+    fn pq_tables_are_checked_with_their_key_paths() {
+        let mut a = wg("wg0", 51820);
+        a.peers[0].pq = Some(super::super::config::WgPeerPq {
+            name: "b.example".into(),
+            address: None,
+            mode: None,
+            second_kem: None,
+        });
+        a.peers[1].pq = Some(super::super::config::WgPeerPq {
+            name: "not a name".into(),
+            ..a.peers[0].pq.clone().expect("set")
+        });
+        assert_eq!(
+            keys(std::slice::from_ref(&a)),
+            [
+                "wireguard[0].peer[0].pq",
+                "wireguard[0].peer[1].pq",
+                "wireguard[0].peer[1].pq.name"
+            ]
+        );
+        a.pq = Some(super::super::config::WgPqConfig {
+            ca: "ca.pem".into(),
+            crl: vec![],
+            cert: "c.pem".into(),
+            key: "k.pem".into(),
+            listen: Some("0.0.0.0:51820".parse().expect("addr")),
+            rotation_interval_secs: 0,
+            mode: Default::default(),
+            second_kem: Default::default(),
+            profile: "pq-hybrid".into(),
+        });
+        assert_eq!(
+            keys(&[a]),
+            [
+                "wireguard[0].pq.rotation_interval_secs",
+                "wireguard[0].pq.listen",
+                "wireguard[0].peer[1].pq.name"
             ]
         );
     }

@@ -1,0 +1,629 @@
+//! PQ PSKs on `[[wireguard]]` interfaces end to end: two `pqgate run` peers (A, B) in network
+//! namespaces with `[wireguard.pq]` sharing the tunnel's UDP port rotate a PSK every 2 s while a
+//! 20-per-second ping and a TCP transfer run: no ping lost, the transfer byte-exact, and the
+//! stock `wg show IFACE preshared-keys` (over pqgate's UAPI socket) shows a new PSK each epoch,
+//! the same on both sides. Cutting the QUIC channel with nft in B's namespace (UDP on the tunnel
+//! port whose first payload byte has the QUIC fixed bit 0x40) stops data under pq-required once
+//! the last PQ PSK expires and data resumes when the rule goes; after a reload that makes the
+//! peer pq-preferred (a live peer change), the same cut leaves the pings going. A stock
+//! wireguard-go peer (C) with a static PSK on A's interface keeps working throughout. Root and
+//! netns only; every wait is bounded and Drop tears everything down.
+
+mod common;
+
+use common::sys::*;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use pqgate::net::netns;
+
+/// The tunnel port of A and B (each in its own namespace) and of the wireguard-go peer.
+const PORT: u16 = 51910;
+const C_PORT: u16 = 51911;
+/// Rotation interval: short, so the test sees several epochs and an expiry quickly.
+const INTERVAL_SECS: u64 = 2;
+const ADMIN: &str = "127.0.0.1:9851";
+const TRANSFER: usize = 2 << 20;
+/// Upper bound on every wait for a state (debug build, two shared cores).
+const WAIT: Duration = Duration::from_secs(30);
+
+fn tools_ready() -> bool {
+    if !is_root() {
+        assert!(
+            std::env::var_os("REQUIRE_INTEROP_TOOLS").is_none(),
+            "wg_pq needs root (REQUIRE_INTEROP_TOOLS is set)"
+        );
+        eprintln!("SKIPPED: wg_pq needs root (ip netns, /dev/net/tun, nft)");
+        return false;
+    }
+    ["wireguard-go", "wg", "ping", "ip", "nft", "timeout"]
+        .iter()
+        .all(|t| have(t))
+}
+
+/// One side: namespace, interface, keys, process.
+struct Side {
+    ns: String,
+    ifname: String,
+    private: String,
+    public: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+/// The three namespaces and their processes; all removed on drop.
+struct Lab {
+    a: Side,
+    b: Side,
+    c: Side,
+    psk_c: String,
+    dir: tempfile::TempDir,
+    extra: Vec<Child>,
+}
+
+fn side(tag: &str, dir: &Path) -> Side {
+    let pid = std::process::id();
+    let (private, public) = wg_key_pair();
+    let s = Side {
+        ns: format!("pqwq-{pid}-{tag}"),
+        ifname: format!("q{tag}{pid}"),
+        private,
+        public,
+        child: None,
+        log: dir.join(format!("{tag}.log")),
+    };
+    ok(&["ip", "netns", "add", &s.ns]);
+    ok(&["ip", "-n", &s.ns, "link", "set", "dev", "lo", "up"]);
+    s
+}
+
+fn veth(n: u8, one: &Side, two: &Side) {
+    let pid = std::process::id();
+    let (va, vb) = (format!("vq{n}a{pid}"), format!("vq{n}b{pid}"));
+    ok(&[
+        "ip", "link", "add", &va, "netns", &one.ns, "type", "veth", "peer", "name", &vb, "netns",
+        &two.ns,
+    ]);
+    for (ns, dev, host) in [(&one.ns, &va, 1), (&two.ns, &vb, 2)] {
+        let addr = format!("10.98.{n}.{host}/24");
+        ok(&["ip", "-n", ns, "address", "add", &addr, "dev", dev]);
+        ok(&["ip", "-n", ns, "link", "set", "dev", dev, "up"]);
+    }
+}
+
+fn exec(ns: &str, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["ip", "netns", "exec", ns];
+    all.extend_from_slice(args);
+    run(30, &all)
+}
+
+fn log_text(s: &Side) -> String {
+    std::fs::read_to_string(&s.log).unwrap_or_default()
+}
+
+fn http_get(ns: &str, path: &str) -> Option<String> {
+    let (ns, path) = (ns.to_owned(), path.to_owned());
+    thread::spawn(move || {
+        netns::enter_thread(&ns).ok()?;
+        let addr: SocketAddr = ADMIN.parse().ok()?;
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        Some(text)
+    })
+    .join()
+    .ok()
+    .flatten()
+}
+
+/// The `/status` entry of `peer` on `side`'s interface.
+fn peer_status(side: &Side, peer: &str) -> Option<serde_json::Value> {
+    let text = http_get(&side.ns, "/status")?;
+    let body = text.split_once("\r\n\r\n")?.1;
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let ifaces = v["interfaces"].as_array()?;
+    let iface = ifaces
+        .iter()
+        .find(|i| i["interface"] == side.ifname.as_str())?;
+    let peers = iface["peers"].as_array()?;
+    peers.iter().find(|p| p["public_key"] == peer).cloned()
+}
+
+impl Lab {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b, c) = (
+            side("a", dir.path()),
+            side("b", dir.path()),
+            side("c", dir.path()),
+        );
+        let psk_c = ok(&["wg", "genpsk"]).trim().to_owned();
+        let lab = Lab {
+            a,
+            b,
+            c,
+            psk_c,
+            dir,
+            extra: Vec::new(),
+        };
+        veth(1, &lab.a, &lab.b);
+        veth(2, &lab.a, &lab.c);
+        lab
+    }
+
+    /// The config of A (`to_c`: with the wireguard-go peer) or B, its pq peer in `mode`.
+    fn config(&self, me: &Side, other: &Side, n: u8, mode: &str, to_c: bool) -> PathBuf {
+        let pki = self.dir.path();
+        let (mine, theirs) = if n == 1 { ("a", "b") } else { ("b", "a") };
+        let other_ip = if n == 1 { "10.98.1.2" } else { "10.98.1.1" };
+        let mut t = format!(
+            "[[wireguard]]\nname = \"{}\"\nprivate_key = \"{}\"\nlisten_port = {PORT}\n\
+             address = [\"10.101.0.{n}/24\"]\n\n[wireguard.pq]\nca = \"{ca}\"\n\
+             cert = \"{mine}-cert.pem\"\nkey = \"{mine}-key.pem\"\n\
+             rotation_interval_secs = {INTERVAL_SECS}\n\n[[wireguard.peer]]\n\
+             public_key = \"{}\"\nallowed_ips = [\"10.101.0.{}/32\"]\n\
+             endpoint = \"{other_ip}:{PORT}\"\n\n[wireguard.peer.pq]\nname = \"{theirs}.pq.test\"\n\
+             mode = \"{mode}\"\n",
+            me.ifname,
+            me.private,
+            other.public,
+            3 - n,
+            ca = pki.join("pq-ca.pem").display(),
+        );
+        if to_c {
+            t.push_str(&format!(
+                "\n[[wireguard.peer]]\npublic_key = \"{}\"\npreshared_key = \"{}\"\n\
+                 allowed_ips = [\"10.101.0.3/32\"]\nendpoint = \"10.98.2.2:{C_PORT}\"\n",
+                self.c.public, self.psk_c
+            ));
+        }
+        let path = pki.join(format!("{mine}.toml"));
+        std::fs::write(&path, t).expect("config");
+        path
+    }
+
+    fn start(&mut self, which: u8, config: &Path) {
+        let s = if which == 1 { &mut self.a } else { &mut self.b };
+        let log = std::fs::File::create(&s.log).expect("log");
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &s.ns,
+                env!("CARGO_BIN_EXE_pqgate"),
+                "run",
+                "-c",
+            ])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawning pqgate");
+        s.child = Some(child);
+    }
+
+    fn wait_healthy(&self, s: &Side) {
+        let deadline = Instant::now() + WAIT;
+        while http_get(&s.ns, "/healthz").is_none_or(|r| !r.starts_with("HTTP/1.1 200")) {
+            assert_alive(s);
+            assert!(Instant::now() < deadline, "not ready:\n{}", log_text(s));
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn start_c(&mut self) {
+        let c = &self.c;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &c.ns, "wireguard-go", "-f", &c.ifname])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawning wireguard-go");
+        self.c.child = Some(child);
+        let c = &self.c;
+        let sock = PathBuf::from(format!("/var/run/wireguard/{}.sock", c.ifname));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !sock.exists() {
+            assert!(Instant::now() < deadline, "no {sock:?}");
+            thread::sleep(Duration::from_millis(50));
+        }
+        let conf = format!(
+            "[Interface]\nPrivateKey = {}\nListenPort = {C_PORT}\n\n[Peer]\nPublicKey = {}\n\
+             PresharedKey = {}\nAllowedIPs = 10.101.0.1/32\nEndpoint = 10.98.2.1:{PORT}\n",
+            c.private, self.a.public, self.psk_c
+        );
+        let path = self.dir.path().join("c.conf");
+        std::fs::write(&path, conf).expect("c.conf");
+        let path = path.to_string_lossy().into_owned();
+        ok(&[
+            "ip", "netns", "exec", &c.ns, "wg", "setconf", &c.ifname, &path,
+        ]);
+        ok(&[
+            "ip",
+            "-n",
+            &c.ns,
+            "address",
+            "add",
+            "10.101.0.3/24",
+            "dev",
+            &c.ifname,
+        ]);
+        ok(&["ip", "-n", &c.ns, "link", "set", "dev", &c.ifname, "up"]);
+    }
+
+    fn reload(&self, s: &Side) {
+        let count = |t: &str| t.matches("configuration reloaded").count();
+        let before = count(&log_text(s));
+        let pid = s.child.as_ref().expect("running").id().to_string();
+        ok(&["kill", "-HUP", &pid]);
+        let deadline = Instant::now() + WAIT;
+        while count(&log_text(s)) == before {
+            assert_alive(s);
+            assert!(Instant::now() < deadline, "no reload:\n{}", log_text(s));
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until A's and B's status of each other satisfies `pred`.
+    fn wait_status(&self, what: &str, pred: impl Fn(&serde_json::Value) -> bool) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let sa = peer_status(&self.a, &self.b.public);
+            let sb = peer_status(&self.b, &self.a.public);
+            if sa.as_ref().is_some_and(&pred) && sb.as_ref().is_some_and(&pred) {
+                return;
+            }
+            assert_alive(&self.a);
+            assert_alive(&self.b);
+            if Instant::now() >= deadline {
+                // For the failure message: drops and PQ counters on both sides.
+                for s in [&self.a, &self.b] {
+                    let m = http_get(&s.ns, "/metrics").unwrap_or_default();
+                    let pick = |l: &&str| l.contains("wg_drops") || l.contains("pqpsk");
+                    let lines: Vec<&str> = m.lines().filter(pick).collect();
+                    eprintln!("{} metrics: {lines:#?}", s.ifname);
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never {what}: A {sa:?}\nB {sb:?}\nA log:\n{}\nB log:\n{}",
+                log_text(&self.a),
+                log_text(&self.b)
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn ping_once(&self, from: &Side, to: &str) -> bool {
+        exec(&from.ns, &["ping", "-c", "1", "-W", "1", to])
+            .status
+            .success()
+    }
+
+    fn ping_within(&self, from: &Side, to: &str, tries: u32) {
+        for _ in 0..tries {
+            if self.ping_once(from, to) {
+                return;
+            }
+        }
+        panic!(
+            "no reply from {to}:\nA:\n{}\nB:\n{}",
+            log_text(&self.a),
+            log_text(&self.b)
+        );
+    }
+
+    /// Cuts (or restores) the QUIC channel in B's namespace: UDP to or from the tunnel port whose
+    /// first payload byte has the QUIC fixed bit.
+    fn cut_channel(&self, cut: bool) {
+        let table = format!("pqwq{}", std::process::id());
+        if !cut {
+            ok(&[
+                "ip", "netns", "exec", &self.b.ns, "nft", "delete", "table", "inet", &table,
+            ]);
+            return;
+        }
+        let rules = format!(
+            "table inet {table} {{\n chain in {{ type filter hook input priority -10; \
+             udp dport {PORT} @th,64,8 & 0x40 == 0x40 drop; }}\n chain out {{ type filter hook \
+             output priority -10; udp sport {PORT} @th,64,8 & 0x40 == 0x40 drop; }}\n}}\n"
+        );
+        let path = self.dir.path().join("cut.nft");
+        std::fs::write(&path, rules).expect("nft file");
+        let path = path.to_string_lossy().into_owned();
+        ok(&["ip", "netns", "exec", &self.b.ns, "nft", "-f", &path]);
+    }
+}
+
+fn assert_alive(s: &Side) {
+    if let Some(c) = &s.child {
+        assert!(
+            Path::new(&format!("/proc/{}", c.id())).exists(),
+            "{} exited early:\n{}",
+            s.ifname,
+            log_text(s)
+        );
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let sides = [&mut self.a, &mut self.b, &mut self.c];
+        let children = sides.into_iter().filter_map(|s| s.child.take());
+        for mut child in children.chain(self.extra.drain(..)) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for s in [&self.a, &self.b, &self.c] {
+            let _ = std::fs::remove_file(format!("/var/run/wireguard/{}.sock", s.ifname));
+            let _ = run(10, &["ip", "netns", "del", &s.ns]);
+        }
+    }
+}
+
+/// `pqgate status [--json]` run in `side`'s namespace (its admin endpoint is the default).
+fn status_cli(side: &Side, json: bool) -> String {
+    let mut args = vec![env!("CARGO_BIN_EXE_pqgate"), "status"];
+    if json {
+        args.push("--json");
+    }
+    let out = exec(&side.ns, &args);
+    assert!(out.status.success(), "pqgate status: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `wg show IFACE preshared-keys`: the PSK of `peer`.
+fn psk_of(ifname: &str, peer: &str) -> Option<String> {
+    let out = run(5, &["wg", "show", ifname, "preshared-keys"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once('\t')?;
+        (k == peer).then(|| v.trim().to_owned())
+    })
+}
+
+/// (transmitted, received) from ping's summary.
+fn ping_counts(text: &str) -> (u64, u64) {
+    let line = text
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or_default();
+    let nums: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (
+        nums.first().copied().unwrap_or(0),
+        nums.get(1).copied().unwrap_or(0),
+    )
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    let mut x: u32 = 0x9e37_79b9;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// Sends [`TRANSFER`] bytes from `from_ns` to `addr` in `to_ns`, paced to last a few epochs;
+/// returns what arrived.
+fn transfer(from_ns: &str, to_ns: &str, addr: SocketAddr) -> thread::JoinHandle<Vec<u8>> {
+    let to_ns = to_ns.to_owned();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let server = thread::spawn(move || -> Vec<u8> {
+        netns::enter_thread(&to_ns).expect("server namespace");
+        let listener = TcpListener::bind(addr).expect("binding");
+        ready_tx.send(()).expect("ready");
+        let (mut conn, _) = listener.accept().expect("accepting");
+        conn.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        let mut got = Vec::with_capacity(TRANSFER);
+        conn.read_to_end(&mut got).expect("reading");
+        got
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("listener ready");
+    let from_ns = from_ns.to_owned();
+    thread::spawn(move || {
+        netns::enter_thread(&from_ns).expect("client namespace");
+        let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect");
+        conn.set_write_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        // 64 chunks 100 ms apart: the transfer spans about three rotations.
+        for chunk in pattern(TRANSFER).chunks(TRANSFER / 64) {
+            conn.write_all(chunk).expect("sending");
+            thread::sleep(Duration::from_millis(100));
+        }
+    });
+    server
+}
+
+#[test]
+fn pq_psks_rotate_hitless_and_fail_closed() {
+    if !tools_ready() {
+        return;
+    }
+    let mut lab = Lab::new();
+    let pki = common::Pki::new(lab.dir.path(), "pq");
+    for n in ["a", "b"] {
+        let names = [format!("{n}.pq.test")];
+        pki.issue(n, &[&names[0]], &rcgen::PKCS_ECDSA_P256_SHA256);
+    }
+    let (a_conf, b_conf) = (
+        lab.config(&lab.a, &lab.b, 1, "pq-required", true),
+        lab.config(&lab.b, &lab.a, 2, "pq-required", false),
+    );
+    lab.start(1, &a_conf);
+    lab.start(2, &b_conf);
+    lab.wait_healthy(&lab.a);
+    lab.wait_healthy(&lab.b);
+    lab.start_c();
+    // (c) The stock peer with its static PSK answers, and keeps answering below.
+    lab.ping_within(&lab.c, "10.101.0.1", 10);
+    let c_ping = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.c.ns,
+            "ping",
+            "-i",
+            "0.1",
+            "10.101.0.1",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ping from C");
+    let c_ping_pid = c_ping.id();
+    lab.extra.push(c_ping);
+
+    // (a) Rotations under load.
+    lab.wait_status("a PQ PSK", |p| {
+        p["data_allowed"] == true && p["epoch"].is_u64()
+    });
+    lab.ping_within(&lab.a, "10.101.0.2", 10);
+    let flood = Command::new("ip")
+        .args([
+            "netns", "exec", &lab.a.ns, "ping", "-q", "-i", "0.05", "-c", "160",
+        ])
+        .arg("10.101.0.2")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ping flood");
+    let received = transfer(
+        &lab.a.ns,
+        &lab.b.ns,
+        "10.101.0.2:5201".parse().expect("addr"),
+    );
+    let mut seen: Vec<(Option<String>, Option<String>)> = Vec::new();
+    let sample_until = Instant::now() + Duration::from_secs(INTERVAL_SECS * 4);
+    while Instant::now() < sample_until {
+        seen.push((
+            psk_of(&lab.a.ifname, &lab.b.public),
+            psk_of(&lab.b.ifname, &lab.a.public),
+        ));
+        thread::sleep(Duration::from_millis(200));
+    }
+    let out = flood.wait_with_output().expect("ping flood result");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (sent, got) = ping_counts(&text);
+    assert!(sent >= 160 && got == sent, "pings lost at rotation: {text}");
+    let data = received.join().expect("transfer");
+    assert!(
+        data == pattern(TRANSFER),
+        "transfer differs ({} bytes)",
+        data.len()
+    );
+    let on_a: Vec<&String> = seen.iter().filter_map(|(a, _)| a.as_ref()).collect();
+    let on_b: Vec<&String> = seen.iter().filter_map(|(_, b)| b.as_ref()).collect();
+    let mut distinct = on_a.clone();
+    distinct.dedup();
+    assert!(
+        distinct.len() >= 3,
+        "PSK did not change each epoch: {seen:?}"
+    );
+    for k in &distinct {
+        assert!(on_b.contains(k), "B never held A's PSK {k}: {seen:?}");
+        assert_ne!(k.as_str(), "(none)", "no PSK installed: {seen:?}");
+    }
+    eprintln!(
+        "rotation under load: {got}/{sent} pings, {} bytes exact, {} distinct PSKs in {} samples",
+        data.len(),
+        distinct.len(),
+        seen.len()
+    );
+
+    // `pqgate status` (text and JSON) and the per-peer metrics carry the interface.
+    let text = status_cli(&lab.a, false);
+    assert!(
+        text.contains(&format!("interface {} (profile pq-hybrid", lab.a.ifname))
+            && text.contains(&format!("peer {} (b.pq.test) pq-required", lab.b.public))
+            && text.contains("data allowed"),
+        "{text}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&status_cli(&lab.a, true)).expect("JSON");
+    let peer = &v["interfaces"][0]["peers"][0];
+    assert!(
+        peer["epoch"].is_u64() && peer["rotations"].as_u64() >= Some(3),
+        "{v}"
+    );
+    assert_eq!(peer["kems"], serde_json::json!(["X25519MLKEM768"]), "{v}");
+    let allowed = |want: &str| {
+        let m = http_get(&lab.a.ns, "/metrics").unwrap_or_default();
+        m.lines().any(|l| {
+            l.starts_with("pqgate_pqpsk_data_allowed{")
+                && l.contains(&format!("interface=\"{}\"", lab.a.ifname))
+                && l.contains(&lab.b.public)
+                && l.ends_with(want)
+        })
+    };
+    assert!(allowed(" 1"), "no data_allowed 1 metric for the peer");
+
+    // (b) pq-required: cut the channel; data stops once the last PQ PSK expires, then resumes.
+    lab.cut_channel(true);
+    lab.wait_status("expired (pq-required)", |p| p["data_allowed"] == false);
+    let text = status_cli(&lab.a, false);
+    assert!(text.contains("data BLOCKED"), "{text}");
+    assert!(
+        !lab.ping_once(&lab.a, "10.101.0.2") && !lab.ping_once(&lab.a, "10.101.0.2"),
+        "data still flows after the last PQ PSK expired"
+    );
+    lab.cut_channel(false);
+    lab.wait_status("a PQ PSK again", |p| p["data_allowed"] == true);
+    lab.ping_within(&lab.a, "10.101.0.2", 10);
+
+    // pq-preferred by reload (a live peer change on both sides): the same cut leaves data going.
+    lab.config(&lab.a, &lab.b, 1, "pq-preferred", true);
+    lab.config(&lab.b, &lab.a, 2, "pq-preferred", false);
+    lab.reload(&lab.a);
+    lab.reload(&lab.b);
+    lab.wait_status("pq-preferred with a PQ PSK", |p| {
+        p["mode"] == "pq-preferred" && p["epoch"].is_u64() && p["channel_up"] == true
+    });
+    lab.ping_within(&lab.a, "10.101.0.2", 10);
+    lab.cut_channel(true);
+    lab.wait_status("expired (pq-preferred)", |p| p["expired"] == true);
+    let out = exec(
+        &lab.a.ns,
+        &["ping", "-q", "-i", "0.1", "-c", "20", "10.101.0.2"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (sent, got) = ping_counts(&text);
+    assert!(sent == 20 && got == sent, "pq-preferred stopped: {text}");
+    lab.cut_channel(false);
+
+    // (c) The wireguard-go peer never lost a reply (the one in flight at SIGINT aside).
+    ok(&["kill", "-INT", &c_ping_pid.to_string()]);
+    let c_ping = lab.extra.pop().expect("C's ping");
+    let out = c_ping.wait_with_output().expect("C's ping result");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (sent, got) = ping_counts(&text);
+    assert!(
+        sent > 50 && got + 1 >= sent,
+        "the static-PSK peer lost pings: {text}"
+    );
+    eprintln!("static-PSK wireguard-go peer: {got}/{sent} pings");
+    let status = http_get(&lab.a.ns, "/status").unwrap_or_default();
+    assert!(
+        !status.contains(&lab.c.public),
+        "a plain peer is in the PQ status: {status}"
+    );
+}
