@@ -72,7 +72,7 @@ GT_ARGS=()
 [[ $GT_BUF == default ]] || GT_ARGS=(--udp-buffer "$GT_BUF")
 DATE=$(date -u +%Y-%m-%d)
 if [[ -z $OUT ]]; then
-  OUT=$REPO/benches/results/wg-$DATE$( ((QUICK)) && echo -quick).md
+  OUT=$REPO/benches/results/wg-$DATE$( ((QUICK)) && echo -quick || true).md
 fi
 WORK=$(mktemp -d /tmp/pqgate-wgbench.XXXXXX)
 T0=$(date +%s)

@@ -99,10 +99,10 @@ update_disk 3
 qemu-system-x86_64 -machine q35 -m 1024 -smp 2 -nodefaults -display none -accel tcg -cpu max \
     -drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd \
     -drive "if=pflash,format=raw,unit=1,file=$work/vars.fd" \
-    -drive "file=$work/disk.raw,if=virtio,format=raw" \
+    -drive "file=$work/disk.raw,if=none,id=sys,format=raw" -device virtio-blk-pci,drive=sys,bootindex=0 \
     -device pcie-root-port,id=rp1,chassis=1,slot=1 -device pcie-root-port,id=rp2,chassis=2,slot=2 \
     -monitor "unix:$work/mon.sock,server,nowait" \
-    -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$p_admin-:9851" -device virtio-net-pci,netdev=n0 \
+    -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$p_admin-:9851" -device virtio-net-pci,netdev=n0,romfile= \
     -device virtio-rng-pci -serial "file:$work/serial.log" &
 qemu_pid=$!
 
@@ -113,7 +113,7 @@ offer 2 1
 wait_for 'pqgate-update: installed; rebooting' 1 || fail "version 2 not installed"
 wait_for "$welcome 2 " 1 || fail "version 2 did not boot"
 healthz || fail "version 2 not healthy"
-wait_for 'Finished systemd-bless-boot.service' 1 || fail "version 2 not marked good"
+wait_for 'Finished systemd-bless-boot' 1 || fail "version 2 not marked good"
 echo "PASS update: 1 -> 2 installed by systemd-sysupdate, booted, healthy, blessed"
 
 # Unplug version 2's disk (the guest's PCIe hot-plug takes a few seconds), offer version 3.
@@ -134,8 +134,10 @@ p = json.load(sys.stdin)["partitiontable"]["partitions"]
 print(next(x["start"] for x in p if x["type"].upper() == "C12A7328-F81F-11D2-BA4B-00A0C93EC93B") * 512)')
 entries=$(mdir -i "$work/disk.raw@@$esp_start" -b ::/loader/entries | sed 's#.*/##' | sort | tr '\n' ' ')
 log "entries: $entries"
-case " $entries " in
-    *" pqgate_2.conf "*" pqgate_3+0-1.conf "*) echo "PASS entries: 2 good, 3 marked bad" ;;
-    *) fail "unexpected boot entries: $entries" ;;
-esac
+has() { printf '%s\n' $entries | grep -qx "$1"; }
+if has pqgate_2.conf && has 'pqgate_3+0-1.conf'; then
+    echo "PASS entries: 2 good (blessed), 3 marked bad (+0-1: no tries left, one failed)"
+else
+    fail "unexpected boot entries: $entries"
+fi
 log "done"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds version VERSION of the A/B appliance (image/ab/mkosi): the full disk image
+# Builds version VERSION of the A/B appliance (image/ab/mkosi, with image/mkosi/mkosi.extra
+# and this version's binary, units and os-release as extra trees): the full disk image
 # (pqgate_VERSION.raw: ESP with systemd-boot, root slot A = this version, empty slot B, /var)
 # and the update artifacts systemd-sysupdate installs (pqgate_VERSION.root.raw,
 # .root-verity.raw, .conf), all in image/build/ab/VERSION. --bad builds a version whose
@@ -44,8 +45,6 @@ OS
 if [ "$bad" = --bad ]; then
     # Fails `pqgate check` (ExecStartPre): pqgate never answers /healthz.
     printf '[listener\nthis is not TOML\n' > "$extra/etc/pqgate/pqgate.toml"
-else
-    cp "$repo/image/ab/mkosi/mkosi.extra/etc/pqgate/pqgate.toml" "$extra/etc/pqgate/pqgate.toml"
 fi
 
 step "mkosi build"
@@ -57,6 +56,7 @@ mkosi -C "$repo/image/ab/mkosi" \
     --cache-dir="$build/cache" \
     --package-cache-dir="$repo/image/build/pkgcache" \
     --incremental=yes \
+    --extra-tree="$repo/image/mkosi/mkosi.extra" \
     --extra-tree="$extra" \
     --initrd="$initrd" \
     --force \
