@@ -7,7 +7,7 @@ use super::{
     Chain, ChainKind, CtState, Family, FirewallError, Hook, L4, Match, Meter, Policy, Rule,
     Ruleset, Verdict,
 };
-use crate::config::Config;
+use crate::config::{Config, Transport};
 use crate::wg::IpCidr;
 
 /// Priority of the filter chains (nft's `filter`).
@@ -84,7 +84,18 @@ pub fn udp_services(config: &Config) -> Vec<UdpService> {
             kind: UdpKind::Quic,
         })
     });
-    wireguard.chain(pq).collect()
+    // A `transport = "quic"` listener receives QUIC on UDP at its address.
+    let quic = config
+        .listeners
+        .iter()
+        .filter(|l| l.transport == Transport::Quic && !l.listen.ip().is_loopback())
+        .map(|l| UdpService {
+            label: format!("listener {}", l.name),
+            port: l.listen.port(),
+            addr: (!l.listen.ip().is_unspecified()).then_some(l.listen.ip()),
+            kind: UdpKind::Quic,
+        });
+    wireguard.chain(pq).chain(quic).collect()
 }
 
 /// A TCP port pqgate serves, from a listener, connector or the admin endpoint.
@@ -100,6 +111,7 @@ fn tcp_services(config: &Config) -> Vec<TcpService> {
     let listeners = config
         .listeners
         .iter()
+        .filter(|l| l.transport == Transport::Tls)
         .map(|l| (format!("listener {}", l.name), l.listen));
     let connectors = config
         .connectors

@@ -216,6 +216,23 @@ fn wireguard(name: &str, listen_port: u16) -> crate::wg::WireguardConfig {
 }
 
 #[test]
+fn a_quic_listener_opens_udp_not_tcp() {
+    let mut cfg = Config::default();
+    let mut quic = listener("tunnel", "0.0.0.0:4433");
+    quic.transport = crate::config::Transport::Quic;
+    cfg.listeners.push(quic);
+    let lines = input_lines(&cfg);
+    assert!(
+        lines.contains(&"udp dport 4433 accept comment \"listener tunnel\"".to_owned()),
+        "{lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("tcp dport 4433")),
+        "{lines:?}"
+    );
+}
+
+#[test]
 fn wireguard_ports_open_and_their_initiations_are_limited() {
     let mut cfg = Config {
         wireguard: vec![wireguard("wg0", 51820), wireguard("wg9", 0)],
