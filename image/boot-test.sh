@@ -22,7 +22,8 @@ accel=${BOOT_ACCEL:-tcg}
 cpu=${BOOT_CPU:-max}
 probe=${PROBE_BIN:-}
 if [ -z "$probe" ]; then
-    for b in "$repo/target/release/pqgate" "$repo/target/debug/pqgate"; do
+    target="${CARGO_TARGET_DIR:-$repo/target}"
+    for b in "$target/release/pqgate" "$target/debug/pqgate"; do
         [ -x "$b" ] && probe=$b && break
     done
 fi

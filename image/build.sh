@@ -28,7 +28,7 @@ if [ "$install" = 1 ]; then
     "$repo/image/install-tools.sh"
 fi
 
-bin="$repo/target/release/pqgate"
+bin="${CARGO_TARGET_DIR:-$repo/target}/release/pqgate"
 if [ "$cargo_build" = 1 ]; then
     step "cargo build --release"
     (cd "$repo" && cargo build --release -j2 --locked --bin pqgate)

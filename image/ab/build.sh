@@ -21,7 +21,7 @@ command -v bootctl >/dev/null || {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         -t bookworm-backports systemd-boot systemd-boot-efi
 }
-bin="$repo/target/release/pqgate"
+bin="${CARGO_TARGET_DIR:-$repo/target}/release/pqgate"
 [ -x "$bin" ] || { echo "ab build: $bin missing: run image/build.sh first" >&2; exit 1; }
 # The initrd comes from the direct-boot image (bookworm's systemd 252): mkosi 24's default
 # initrd cannot be built against backports' systemd 254 (it asks for systemd-cryptsetup, a
