@@ -140,10 +140,10 @@ impl Engine {
             return;
         };
         let idx = p.header.receiver_idx.get();
-        let Some((i, peer)) = self.peer_for_index(idx, cache) else {
+        let Some((i, peer_ref)) = self.peer_for_index(idx, cache) else {
             return bump(&self.counters.unknown_peer);
         };
-        let mut peer = lock(&peer);
+        let mut peer = lock(&peer_ref);
         match peer.tunn.handle_incoming_packet(message) {
             TunnResult::Done => {}
             TunnResult::Err(e) => self.count_error(&e),
@@ -157,14 +157,15 @@ impl Engine {
                 if inner.is_empty() {
                     return; // keepalive
                 }
-                let allowed = route::source(&inner)
-                    .is_some_and(|s| peer.allowed_ips.iter().any(|c| c.contains(s)));
+                // Cryptokey routing: the source's longest-prefix match must be this peer. The
+                // table is read with the peer unlocked (`apply` takes table, then peer).
+                drop(peer);
+                let allowed =
+                    route::source(&inner).is_some_and(|s| self.table().routes.allows(s, i));
                 if !allowed {
-                    drop(peer);
                     return bump(&self.counters.bad_source);
                 }
-                peer.stats.rx_packets += 1;
-                drop(peer);
+                lock(&peer_ref).stats.rx_packets += 1;
                 deliver(&inner);
             }
         }

@@ -1,8 +1,10 @@
-//! The packet engine of one WireGuard interface: a TUN reader (IP packet -> allowed-IPs lookup ->
-//! `Tunn` -> UDP), a UDP reader (datagram -> cookie/mac1 check -> peer by key or receiver index
-//! -> `Tunn` -> source check -> TUN) and a timer thread (`update_timers` every 100 ms). Peer
-//! state sits behind one mutex per peer. Bad datagrams and packets are counted and dropped,
-//! never a panic; endpoints follow authenticated packets (roaming).
+//! The packet engine of one WireGuard interface: per queue a TUN reader (IP packets -> allowed-IPs
+//! lookup -> `Tunn` -> batched UDP) and a UDP reader (datagrams -> peer by receiver index ->
+//! `Tunn` -> source check -> coalesced TUN writes), a handshake thread (cookie/mac1 check -> peer
+//! by key or receiver index -> `Tunn`) and a timer thread (`update_timers` every 100 ms for
+//! active peers, every 2 s for idle ones). Peer state sits behind one mutex per peer. Bad
+//! datagrams and packets are counted and dropped, never a panic; endpoints follow authenticated
+//! packets (roaming).
 //!
 //! Layout: this file holds the shared state; `peers` the peer set and its changes,
 //! `datapath` the outbound path (TUN -> UDP), `inbound` UDP -> TUN, `handshake` the handshake
