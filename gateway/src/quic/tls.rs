@@ -15,17 +15,15 @@ use std::time::Duration;
 
 use pqgate_agility::{Profile, ProviderSpec, Registry};
 use pqgate_core::config::{ClientAuthMode, ConnectorConfig, Limits, ListenerConfig};
-use pqgate_core::hex;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{TransportConfig, VarInt};
-use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 
 use super::ALPN;
 use super::record::{RecordingClient, RecordingServer, recording_provider};
-use crate::tls::client_config::RemoteVerifier;
+use crate::tls::client_config::remote_verifier;
 use crate::tls::server_config::check_cert_scheme;
 use crate::tls::{BuildError, material};
 
@@ -161,27 +159,7 @@ pub fn client_config(
         tls12: false,
     };
     let provider = provider(at, spec, registry, profile)?;
-    let webpki = match &c.ca {
-        Some(ca) => {
-            let roots = material::load_roots(ca)
-                .map_err(|e| BuildError::material(format!("{at}.ca"), e))?;
-            let v = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
-                .build()
-                .map_err(|e| BuildError::verifier(format!("{at}.ca"), e.to_string()))?;
-            Some(v)
-        }
-        None => None,
-    };
-    let pins = c
-        .pin_sha256
-        .iter()
-        .filter_map(|p| hex::decode(p)?.try_into().ok())
-        .collect();
-    let verifier = Arc::new(RemoteVerifier {
-        webpki,
-        pins,
-        algorithms: provider.signature_verification_algorithms,
-    });
+    let verifier = remote_verifier(at, c, &provider)?;
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| BuildError::tls(at.to_owned(), e))?

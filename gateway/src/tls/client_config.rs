@@ -39,27 +39,7 @@ pub fn build_connector_tls(
     let provider = registry
         .provider_for(spec, profile)
         .map_err(|e| BuildError::policy(format!("{at}.profile"), e))?;
-    let webpki = match &c.ca {
-        Some(ca) => {
-            let roots = material::load_roots(ca)
-                .map_err(|e| BuildError::material(format!("{at}.ca"), e))?;
-            let v = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
-                .build()
-                .map_err(|e| BuildError::verifier(format!("{at}.ca"), e.to_string()))?;
-            Some(v)
-        }
-        None => None,
-    };
-    let pins = c
-        .pin_sha256
-        .iter()
-        .filter_map(|p| hex::decode(p)?.try_into().ok())
-        .collect();
-    let verifier = Arc::new(RemoteVerifier {
-        webpki,
-        pins,
-        algorithms: provider.signature_verification_algorithms,
-    });
+    let verifier = remote_verifier(at, c, &provider)?;
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(protocol_versions(c.tls12))
         .map_err(|e| BuildError::tls(at.to_owned(), e))?
@@ -85,6 +65,36 @@ pub fn build_connector_tls(
         config: Arc::new(config),
         server_name,
     })
+}
+
+/// The verifier of connector `c` (at key path `at`): its CA (WebPKI) and/or its SPKI pins,
+/// over `provider`'s signature algorithms.
+pub fn remote_verifier(
+    at: &str,
+    c: &ConnectorConfig,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<RemoteVerifier>, BuildError> {
+    let webpki = match &c.ca {
+        Some(ca) => {
+            let roots = material::load_roots(ca)
+                .map_err(|e| BuildError::material(format!("{at}.ca"), e))?;
+            let v = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+                .build()
+                .map_err(|e| BuildError::verifier(format!("{at}.ca"), e.to_string()))?;
+            Some(v)
+        }
+        None => None,
+    };
+    let pins = c
+        .pin_sha256
+        .iter()
+        .filter_map(|p| hex::decode(p)?.try_into().ok())
+        .collect();
+    Ok(Arc::new(RemoteVerifier {
+        webpki,
+        pins,
+        algorithms: provider.signature_verification_algorithms,
+    }))
 }
 
 /// Verifies the remote with WebPKI (when a CA is configured) and then the SPKI pins (when any
