@@ -18,6 +18,14 @@ pub fn bind(port: u16) -> io::Result<UdpSocket> {
     Ok(sock)
 }
 
+/// Binds `addr` exactly (no dual-stack fallback) and sizes its buffers like the tunnel socket.
+pub fn bind_addr(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let sock = UdpSocket::bind(addr)?;
+    set_buffer(&sock, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF)?;
+    set_buffer(&sock, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)?;
+    Ok(sock)
+}
+
 /// Binds `count` sockets to one port with SO_REUSEPORT (the first picks the port when `port`
 /// is 0): the kernel spreads peers over them by address hash, so one peer's datagrams always
 /// reach the same socket. With `count` 1 this is [`bind`].

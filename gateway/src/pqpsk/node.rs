@@ -211,7 +211,18 @@ impl Node {
             source,
         };
         let endpoint = match shared {
-            None => quinn::Endpoint::server(channel_tls.server, c.listen).map_err(bind_err)?,
+            // Its own socket with large buffers: 1,000 channels (re)connecting at once would
+            // overflow the default receive buffer (benches/results/pqpsk-rotation-*.md).
+            None => {
+                let sock = crate::net::udp::bind_addr(c.listen).map_err(bind_err)?;
+                quinn::Endpoint::new(
+                    quinn::EndpointConfig::default(),
+                    Some(channel_tls.server),
+                    sock,
+                    Arc::new(quinn::TokioRuntime),
+                )
+                .map_err(bind_err)?
+            }
             Some(port) => {
                 let mut config = quinn::EndpointConfig::default();
                 config.grease_quic_bit(false);

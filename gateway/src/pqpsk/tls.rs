@@ -22,11 +22,20 @@ use crate::tls::{BuildError, material};
 /// The channel's ALPN protocol id.
 pub const ALPN: &[u8] = b"pqgate-psk/1";
 
-/// Keep-alive on an idle channel: well under the idle timeout, so a live peer never times out.
-const KEEP_ALIVE: Duration = Duration::from_secs(2);
+/// Keep-alive bounds on an idle channel. Keep-alives cost more CPU than the rotations
+/// themselves (benches/results/pqpsk-rotation-*.md: ~1.7% of a core per side for 1,000 channels
+/// at 2 s), so the interval grows with the rotation interval: an eighth of it, 2-15 s.
+const KEEP_ALIVE_MIN: Duration = Duration::from_secs(2);
+const KEEP_ALIVE_MAX: Duration = Duration::from_secs(15);
 
-/// A channel silent for this long is lost (a cut link is noticed within this time).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A channel silent for this many keep-alive intervals is lost (a cut link is noticed within
+/// that time: 10 s at short intervals, 75 s at the default 120 s, well inside a PSK's lifetime).
+const IDLE_KEEP_ALIVES: u32 = 5;
+
+/// The keep-alive interval for a rotation interval.
+fn keep_alive(rotation_interval_secs: u64) -> Duration {
+    Duration::from_secs(rotation_interval_secs / 8).clamp(KEEP_ALIVE_MIN, KEEP_ALIVE_MAX)
+}
 
 /// The QUIC configs of one node.
 pub struct ChannelTls {
@@ -71,10 +80,11 @@ fn initial_suite() -> Option<rustls::quic::Suite> {
         .quic_suite()
 }
 
-fn transport() -> Arc<quinn::TransportConfig> {
+fn transport(rotation_interval_secs: u64) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
-    t.keep_alive_interval(Some(KEEP_ALIVE));
-    t.max_idle_timeout(IDLE_TIMEOUT.try_into().ok());
+    let keep_alive = keep_alive(rotation_interval_secs);
+    t.keep_alive_interval(Some(keep_alive));
+    t.max_idle_timeout((keep_alive * IDLE_KEEP_ALIVES).try_into().ok());
     // One control stream per connection, opened by the initiator.
     t.max_concurrent_bidi_streams(1u8.into());
     t.max_concurrent_uni_streams(0u8.into());
@@ -144,9 +154,9 @@ pub fn build(c: &PqPskConfig, registry: &Registry) -> Result<ChannelTls, PqPskEr
     let client =
         QuicClientConfig::with_initial(Arc::new(client), initial).map_err(|_| no_initial())?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(server));
-    server.transport_config(transport());
+    server.transport_config(transport(c.rotation_interval_secs));
     let mut client = quinn::ClientConfig::new(Arc::new(client));
-    client.transport_config(transport());
+    client.transport_config(transport(c.rotation_interval_secs));
     let hash = if c.profile == "cnsa2" {
         KdfHash::Sha384
     } else {
@@ -179,6 +189,15 @@ pub fn client_cert_matches(conn: &quinn::Connection, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keep_alive_follows_the_rotation_interval_within_bounds() {
+        assert_eq!(keep_alive(1), Duration::from_secs(2));
+        assert_eq!(keep_alive(2), Duration::from_secs(2));
+        assert_eq!(keep_alive(80), Duration::from_secs(10));
+        assert_eq!(keep_alive(120), Duration::from_secs(15));
+        assert_eq!(keep_alive(3600), Duration::from_secs(15));
+    }
 
     fn config_with_crls(crl: Vec<std::path::PathBuf>) -> PqPskConfig {
         PqPskConfig {
