@@ -262,6 +262,17 @@ pub(super) async fn run(
     }
 }
 
+/// Runs `f`, which may do KEM work (HQC ~5 ms, a McEliece decapsulation ~30 ms), without
+/// stalling the other tasks of a multi-threaded runtime: `block_in_place` hands this worker's
+/// queue to another thread meanwhile. On a current-thread runtime it simply runs.
+fn off_the_async_workers<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// Feeds one event (and the `ChannelLost` that a failed send causes) and carries out the actions.
 async fn step(inner: &Inner, peer: &Peer, chan: &mut Option<Chan>, event: Event) {
     let mut queue = VecDeque::from([event]);
@@ -269,13 +280,13 @@ async fn step(inner: &Inner, peer: &Peer, chan: &mut Option<Chan>, event: Event)
         if matches!(ev, Event::ChannelLost) {
             metrics::counter!(METRIC_FAILURES, "reason" => Failure::Channel.label()).increment(1);
         }
-        let actions = {
+        let actions = off_the_async_workers(|| {
             let crypto = ConnCrypto {
                 conn: chan.as_ref().map(|c| &c.conn),
                 keys: &inner.keys,
             };
             peer.lock().handle(now_ms(), ev, &crypto)
-        };
+        });
         for a in actions {
             if let Some(lost) = act(inner, peer, chan, a).await {
                 queue.push_back(lost);
