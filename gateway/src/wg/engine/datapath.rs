@@ -117,6 +117,20 @@ impl Engine {
             return bump(&self.counters.no_route);
         };
         let mut peer = lock(&peer);
+        if let Some(sealed) = Self::agile_seal(&mut peer, ip) {
+            let endpoint = peer.endpoint;
+            match (sealed, endpoint) {
+                (Ok(d), Some(to)) => {
+                    peer.stats.tx_packets += 1;
+                    let to = udp::to_socket_family(self.sock_is_v6, to);
+                    out.batch.push(to, d);
+                }
+                (Ok(_), None) => bump(&self.counters.no_endpoint),
+                // No key yet or the usage limit reached: the channel re-keys; never fall back.
+                (Err(_), _) => bump(&self.counters.protocol),
+            }
+            return;
+        }
         let sent = peer
             .tunn
             .handle_outgoing_packet(Packet::from_bytes(BytesMut::from(ip)), Some(&mut out.mtu));

@@ -47,7 +47,7 @@ impl Engine {
         at != 0 && self.millis().saturating_sub(at) < UNDER_LOAD_HOLD.as_millis() as u64
     }
 
-    fn millis(&self) -> u64 {
+    pub(super) fn millis(&self) -> u64 {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 

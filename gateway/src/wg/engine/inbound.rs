@@ -96,6 +96,7 @@ impl Engine {
     ) {
         match d.first() {
             Some(&MESSAGE_DATA) => self.data(d, src, cache, deliver),
+            Some(&pqgate_core::agile::MSG_TYPE) => self.agile_data(d, src, deliver),
             Some(1..=3) => self.enqueue_handshake(d, src, queue),
             Some(&b) if is_quic(b) => self.to_quic(d, src),
             _ => bump(&self.counters.garbage),

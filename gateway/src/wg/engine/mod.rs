@@ -10,6 +10,8 @@
 //! `datapath` the outbound path (TUN -> UDP), `inbound` UDP -> TUN, `handshake` the handshake
 //! thread and under-load cookies, `timers` the timer thread.
 
+mod agile;
+pub use agile::{AgileError, AgileInstall};
 mod datapath;
 mod handshake;
 mod inbound;
@@ -67,6 +69,8 @@ struct Peer {
     stats: PeerCounts,
     /// What the timer thread last saw of this peer (how often it needs ticking).
     watch: timers::Watch,
+    /// Agile tunnel keys, when the PQ channel installed some: data goes agile-sealed.
+    agile: Option<agile::AgileSession>,
 }
 
 /// One peer's packet and handshake counts (under the peer's lock).
@@ -233,6 +237,8 @@ pub struct Engine {
     /// When the handshake queue was last backed up (ms since `started`).
     loaded_at_ms: AtomicU64,
     started: Instant,
+    /// Agile receiver index -> peer slot.
+    agile_index: Mutex<HashMap<u32, usize>>,
     /// Where QUIC datagrams on the tunnel port go, once a QUIC endpoint shares it.
     quic: OnceLock<QuicSender>,
     /// Set to make every thread return.
@@ -296,6 +302,7 @@ impl Engine {
             handshakes_queued: AtomicUsize::new(0),
             loaded_at_ms: AtomicU64::new(0),
             started: Instant::now(),
+            agile_index: Mutex::new(HashMap::new()),
             quic: OnceLock::new(),
             stop: AtomicBool::new(false),
             counters: Counters::default(),
@@ -382,6 +389,10 @@ impl Engine {
 
     fn peer(&self, i: usize) -> Option<PeerRef> {
         self.table().peers.get(i).cloned().flatten()
+    }
+
+    fn agile_index(&self) -> MutexGuard<'_, HashMap<u32, usize>> {
+        self.agile_index.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn index_map(&self) -> MutexGuard<'_, HashMap<u32, usize>> {

@@ -116,7 +116,7 @@ impl Engine {
         true
     }
 
-    fn peer_by_key(&self, public_key: &[u8; 32]) -> Option<(usize, PeerRef)> {
+    pub(super) fn peer_by_key(&self, public_key: &[u8; 32]) -> Option<(usize, PeerRef)> {
         self.table().by_key_ref(public_key)
     }
 }
@@ -169,6 +169,7 @@ impl Table {
             last_handshake: None,
             stats: PeerCounts::default(),
             watch: Watch::new(Instant::now()),
+            agile: None,
         }));
         let i = self.peers.len();
         self.peers.push(Some(Arc::clone(&p)));
