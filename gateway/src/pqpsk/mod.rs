@@ -13,6 +13,9 @@ use std::path::PathBuf;
 pub use node::Node;
 pub use pqgate_core::pqpsk::{Failure, PeerStatus, Psk, WgKey};
 
+/// The channel's TLS exporter: `(label, context, out)`, false when it failed.
+pub type Exporter<'a> = dyn Fn(&[u8], &[u8], &mut [u8]) -> bool + 'a;
+
 /// Where derived PSKs go: the WireGuard engine for the peer with this public key.
 pub trait PskSink: Send + Sync + 'static {
     /// Sets the peer's PSK for its next handshake; the running session keeps its keys.
@@ -21,6 +24,10 @@ pub trait PskSink: Send + Sync + 'static {
     fn force_handshake(&self, peer: WgKey);
     /// pq-required: the last PQ PSK expired; the peer must carry no more data until a new one.
     fn expire(&self, peer: WgKey);
+    /// After `install` of `epoch`: agile tunnel keys for the peer, if it is configured for them.
+    /// `export(label, context, out)` fills `out` from the channel's TLS exporter (false on
+    /// failure); `initiator` says which side of the channel this node is.
+    fn install_agile(&self, _peer: WgKey, _epoch: u64, _initiator: bool, _export: &Exporter<'_>) {}
 }
 
 /// Why the channel could not start. Every variant names the config key at fault.

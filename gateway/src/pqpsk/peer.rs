@@ -308,6 +308,15 @@ async fn act(inner: &Inner, peer: &Peer, chan: &mut Option<Chan>, a: Action) -> 
         }
         Action::Install { epoch, psk } => {
             inner.sink.install(peer.remote, psk, epoch);
+            if let Some(c) = chan.as_ref() {
+                let initiator = peer.lock().role() == Role::Initiator;
+                let conn = &c.conn;
+                inner
+                    .sink
+                    .install_agile(peer.remote, epoch, initiator, &|label, context, out| {
+                        conn.export_keying_material(out, label, context).is_ok()
+                    });
+            }
             metrics::counter!(METRIC_ROTATIONS).increment(1);
             tracing::info!(peer = %who, epoch, "PQ PSK installed");
         }

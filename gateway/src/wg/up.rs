@@ -105,7 +105,7 @@ pub fn summary(c: &Counters) -> String {
     format!(
         "rx {} packets, tx {} datagrams; dropped: garbage {}, unknown peer {}, replay {}, \
          decrypt {}, protocol {}, no route {}, no endpoint {}, bad source {}, queue full {}, \
-         io errors {}; cookies sent {}",
+         io errors {}; cookies sent {}; agile rx {} tx {}",
         c.rx_packets.load(Ordering::Relaxed),
         c.tx_datagrams.load(Ordering::Relaxed),
         c.garbage.load(Ordering::Relaxed),
@@ -119,5 +119,7 @@ pub fn summary(c: &Counters) -> String {
         c.queue_full.load(Ordering::Relaxed),
         c.io_errors.load(Ordering::Relaxed),
         c.cookies_sent.load(Ordering::Relaxed),
+        c.agile_rx.load(Ordering::Relaxed),
+        c.agile_tx.load(Ordering::Relaxed),
     )
 }

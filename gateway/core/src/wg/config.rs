@@ -147,6 +147,11 @@ pub struct WgPeerPq {
     /// Overrides the interface's `second_kem` (both ends must agree).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub second_kem: Option<SecondKem>,
+    /// Agile tunnel: the registry AEAD (e.g. `AES-256-GCM`, `SM4-GCM` from a plugin) that
+    /// protects this peer's data packets, keyed per epoch from the channel (both ends must agree:
+    /// the name is bound into the keys, so a mismatch fails authentication, never weakens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agile: Option<String>,
 }
 
 fn default_interval() -> u64 {
@@ -224,6 +229,7 @@ mod tests {
             pq,
         };
         let named = |address: Option<SocketAddr>| WgPeerPq {
+            agile: None,
             name: "b.example".into(),
             address,
             mode: Some(PqMode::Required),

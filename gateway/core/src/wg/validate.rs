@@ -196,12 +196,14 @@ mod tests {
     fn pq_tables_are_checked_with_their_key_paths() {
         let mut a = wg("wg0", 51820);
         a.peers[0].pq = Some(super::super::config::WgPeerPq {
+            agile: None,
             name: "b.example".into(),
             address: None,
             mode: None,
             second_kem: None,
         });
         a.peers[1].pq = Some(super::super::config::WgPeerPq {
+            agile: None,
             name: "not a name".into(),
             ..a.peers[0].pq.clone().expect("set")
         });

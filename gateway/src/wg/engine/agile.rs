@@ -11,7 +11,8 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use pqgate_agility::plugin::AeadAlgorithm;
 use pqgate_core::agile::{
-    HEADER_LEN, InstallError, Limits, OpenError, Opener, SealError, Sealer, SessionKeys,
+    DirectionKeys, HEADER_LEN, InstallError, Limits, OpenError, Opener, SealError, Sealer,
+    SessionKeys,
 };
 
 use super::{Engine, Peer, bump, lock};
@@ -35,6 +36,10 @@ pub struct AgileInstall {
     pub local_index: u32,
     /// The index we put in packets to the peer (it chose it).
     pub remote_index: u32,
+    /// Send under the new key at once (the channel's initiator: the peer installed first);
+    /// otherwise only after the first packet under it arrives, so nothing is sent that the peer
+    /// cannot open yet.
+    pub send_now: bool,
 }
 
 /// Why agile keys could not be installed.
@@ -56,6 +61,8 @@ pub(super) struct AgileSession {
     sealer: Sealer,
     opener: Opener,
     aead_name: String,
+    /// A send key waiting for the peer's first packet of its epoch: (epoch, index, keys).
+    pending: Option<(u64, u32, DirectionKeys)>,
 }
 
 impl Engine {
@@ -89,22 +96,35 @@ impl Engine {
                 )?,
                 opener: Opener::new(Arc::clone(&install.aead), install.limits, GRACE_MS),
                 aead_name: name,
+                pending: None,
             },
         };
         let mut session = session;
+        let AgileInstall {
+            epoch,
+            keys,
+            local_index,
+            remote_index,
+            send_now,
+            ..
+        } = install;
         let installed = session
             .opener
-            .install(now, install.epoch, install.local_index, &install.keys.recv)
+            .install(now, epoch, local_index, &keys.recv)
             .and_then(|()| {
-                session
-                    .sealer
-                    .install(install.epoch, install.remote_index, &install.keys.send)
+                if send_now {
+                    session.pending = None;
+                    session.sealer.install(epoch, remote_index, &keys.send)
+                } else {
+                    session.pending = Some((epoch, remote_index, keys.send));
+                    Ok(())
+                }
             });
         let still_used: Vec<u32> = session.opener.indices().collect();
         p.agile = Some(session);
         installed?;
         map.retain(|idx, owner| *owner != i || still_used.contains(idx));
-        map.insert(install.local_index, i);
+        map.insert(local_index, i);
         Ok(())
     }
 
@@ -125,9 +145,10 @@ impl Engine {
         p.agile.as_ref()?.sealer.epoch()
     }
 
-    /// Seals `ip` for a peer with agile keys; `None` when the peer has none (use WireGuard).
+    /// Seals `ip` for a peer with an agile send key; `None` when it has none yet (before the
+    /// first epoch is confirmed by the peer's first agile packet): WireGuard carries it.
     pub(super) fn agile_seal(peer: &mut Peer, ip: &[u8]) -> Option<Result<BytesMut, SealError>> {
-        let session = peer.agile.as_mut()?;
+        let session = peer.agile.as_mut().filter(|s| s.sealer.epoch().is_some())?;
         let mut out = Vec::with_capacity(session.sealer.sealed_len(ip.len()));
         Some(
             session
@@ -161,6 +182,16 @@ impl Engine {
             Ok(o) => o,
             Err(e) => return self.count_agile_error(&e),
         };
+        // The peer sends under its newest epoch: ours may follow now.
+        if session
+            .pending
+            .as_ref()
+            .is_some_and(|(epoch, _, _)| *epoch == opened.epoch)
+            && let Some((epoch, index, keys)) = session.pending.take()
+            && session.sealer.install(epoch, index, &keys).is_err()
+        {
+            bump(&self.counters.protocol);
+        }
         p.endpoint = Some(src);
         drop(p);
         if opened.len == 0 {
@@ -172,6 +203,7 @@ impl Engine {
             return bump(&self.counters.bad_source);
         }
         lock(&peer).stats.rx_packets += 1;
+        bump(&self.counters.agile_rx);
         deliver(packet);
     }
 

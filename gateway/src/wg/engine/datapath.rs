@@ -122,6 +122,7 @@ impl Engine {
             match (sealed, endpoint) {
                 (Ok(d), Some(to)) => {
                     peer.stats.tx_packets += 1;
+                    bump(&self.counters.agile_tx);
                     let to = udp::to_socket_family(self.sock_is_v6, to);
                     out.batch.push(to, d);
                 }

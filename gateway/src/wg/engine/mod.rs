@@ -212,6 +212,10 @@ pub struct Counters {
     pub queue_full: AtomicU64,
     /// Handshake messages answered with a cookie reply (under load or rate-limited).
     pub cookies_sent: AtomicU64,
+    /// Packets opened by the agile tunnel (delivered to the TUN).
+    pub agile_rx: AtomicU64,
+    /// Packets sealed by the agile tunnel.
+    pub agile_tx: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -375,6 +379,11 @@ impl Engine {
             on(gso),
             on(gro)
         )
+    }
+
+    /// The tunnel MTU.
+    pub fn mtu(&self) -> usize {
+        usize::from(self.mtu)
     }
 
     /// TUN queues and UDP sockets in use.

@@ -9,14 +9,17 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
 use pqgate_agility::Registry;
+use pqgate_agility::plugin::AeadAlgorithm;
+use pqgate_core::agile;
+use pqgate_core::pqpsk::Role;
 use pqgate_core::pqpsk::{PqMode, PqPskConfig, PqPskPeer, Psk, WgKey};
 use pqgate_core::wg::config::{WgPqConfig, WireguardPeerConfig};
 use pqgate_core::wg::{Key32, PresharedKey, WireguardConfig};
 use zeroize::Zeroize;
 
-use super::engine::{Engine, PeerChange};
+use super::engine::{AgileInstall, Engine, PeerChange};
 use super::tunnels::Tunnels;
-use crate::pqpsk::{Node, PqPskError, PskSink};
+use crate::pqpsk::{Exporter, Node, PqPskError, PskSink};
 
 mod status;
 
@@ -53,9 +56,14 @@ pub enum PqError {
     },
 }
 
-/// Hands derived PSKs to one interface's engine.
+/// Hands derived PSKs (and agile tunnel keys) to one interface's engine.
 struct EngineSink {
     engine: Arc<Engine>,
+    /// This interface's public key.
+    local: WgKey,
+    /// Peers whose data goes through the agile tunnel, with their AEAD.
+    agile: BTreeMap<WgKey, Arc<dyn AeadAlgorithm>>,
+    registry: Arc<Registry>,
 }
 
 impl EngineSink {
@@ -76,6 +84,65 @@ impl EngineSink {
     }
 }
 
+/// Builds an epoch's agile keys from the exporter (context and length fixed first).
+type AgileBuilder<'a> = Box<dyn FnOnce(&Exporter<'_>) -> Option<AgileInstall> + 'a>;
+
+impl EngineSink {
+    /// Exporter output: both directions' keys and IVs, then 4 bytes of the initiator's and 4
+    /// of the responder's receiver index (so no message carries them).
+    fn agile_keys<'a>(
+        &'a self,
+        peer: WgKey,
+        epoch: u64,
+        initiator: bool,
+        aead: &'a Arc<dyn AeadAlgorithm>,
+    ) -> Result<AgileBuilder<'a>, String> {
+        let (i_key, r_key) = if initiator {
+            (self.local, peer)
+        } else {
+            (peer, self.local)
+        };
+        let context = agile::exporter_context(epoch, aead.name(), &i_key, &r_key)
+            .map_err(|e| e.to_string())?;
+        let (key_len, nonce_len) = (aead.key_len(), aead.nonce_len());
+        let keys_len = agile::exporter_len(key_len, nonce_len);
+        let limits = agile::Limits::for_aead(&self.registry, aead.as_ref(), self.engine.mtu());
+        let role = if initiator {
+            Role::Initiator
+        } else {
+            Role::Responder
+        };
+        Ok(Box::new(move |export| {
+            let mut out = zeroize::Zeroizing::new(vec![0u8; keys_len + 8]);
+            if !export(agile::EXPORTER_LABEL, &context, &mut out[..]) {
+                return None;
+            }
+            let keys =
+                agile::derive_direction_keys(&out[..keys_len], key_len, nonce_len, role).ok()?;
+            let index = |at: usize| {
+                out.get(keys_len + at..keys_len + at + 4)
+                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                    .map_or(0, u32::from_le_bytes)
+            };
+            let (i_index, r_index) = (index(0), index(4));
+            let (local_index, remote_index) = if initiator {
+                (i_index, r_index)
+            } else {
+                (r_index, i_index)
+            };
+            Some(AgileInstall {
+                epoch,
+                aead: Arc::clone(aead),
+                limits,
+                keys,
+                local_index,
+                remote_index,
+                send_now: initiator,
+            })
+        }))
+    }
+}
+
 impl PskSink for EngineSink {
     fn install(&self, peer: WgKey, psk: Psk, _epoch: u64) {
         self.set_psk(peer, psk.expose());
@@ -83,6 +150,25 @@ impl PskSink for EngineSink {
 
     fn force_handshake(&self, peer: WgKey) {
         self.engine.force_handshake(&peer);
+    }
+
+    fn install_agile(&self, peer: WgKey, epoch: u64, initiator: bool, export: &Exporter<'_>) {
+        let Some(aead) = self.agile.get(&peer) else {
+            return;
+        };
+        // On any failure the peer keeps its previous epoch's keys (within their limits) or, with
+        // none, stays on WireGuard under its PQ PSK; it never gets weaker keys.
+        let install = match self.agile_keys(peer, epoch, initiator, aead) {
+            Ok(build) => build(export),
+            Err(e) => return tracing::warn!(epoch, "agile tunnel keys: {e}"),
+        };
+        let Some(install) = install else {
+            return tracing::warn!(epoch, "agile tunnel keys: the channel's exporter failed");
+        };
+        match self.engine.install_agile(&peer, install) {
+            Ok(()) => tracing::info!(epoch, aead = aead.name(), "agile tunnel keys installed"),
+            Err(e) => tracing::warn!(epoch, "agile tunnel keys refused: {e}"),
+        }
     }
 
     fn expire(&self, peer: WgKey) {
@@ -264,10 +350,27 @@ impl PqTunnels {
                     })?,
             ),
         };
+        let local = public_key(&engine);
+        let mut agile = BTreeMap::new();
+        for (j, p) in w.peers.iter().enumerate() {
+            let Some(name) = p.pq.as_ref().and_then(|q| q.agile.as_deref()) else {
+                continue;
+            };
+            let aead = self.registry.aead(name).ok_or_else(|| PqError::Start {
+                iface: iface.clone(),
+                source: PqPskError::Config {
+                    key: format!("wireguard[{i}].peer[{j}].pq.agile"),
+                    message: format!("{name:?} is not an enabled AEAD (pqgate crypto list)"),
+                },
+            })?;
+            agile.insert(*p.public_key.as_bytes(), aead);
+        }
         let sink = Arc::new(EngineSink {
             engine: Arc::clone(&engine),
+            local,
+            agile,
+            registry: Arc::clone(&self.registry),
         });
-        let local = public_key(&engine);
         let pq_index: Vec<usize> = (0..w.peers.len())
             .filter(|&j| w.peers[j].pq.is_some())
             .collect();
