@@ -32,18 +32,6 @@ fn build_c_plugin(dir: &Path, name: &str) -> PathBuf {
     out
 }
 
-/// The SM4 plugin library cargo built next to the pqgate binary.
-fn sm4_plugin() -> PathBuf {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_pqgate"));
-    let lib = bin.parent().unwrap().join("libpqgate_plugin_sm4.so");
-    assert!(
-        lib.exists(),
-        "{} missing: build the workspace first (cargo build --workspace; tests/run-all.sh does)",
-        lib.display()
-    );
-    lib
-}
-
 #[test]
 fn a_contract_honouring_c_plugin_loads_and_its_suite_is_registered() {
     let dir = tempfile::tempdir().unwrap();

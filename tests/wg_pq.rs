@@ -658,21 +658,6 @@ fn pq_psks_rotate_hitless_and_fail_closed() {
     );
 }
 
-/// The SM4 plugin library cargo built next to the pqgate binary.
-fn sm4_plugin() -> PathBuf {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_pqgate"));
-    let lib = bin
-        .parent()
-        .expect("target dir")
-        .join("libpqgate_plugin_sm4.so");
-    assert!(
-        lib.exists(),
-        "{} missing: build the workspace first (tests/run-all.sh does)",
-        lib.display()
-    );
-    lib
-}
-
 /// The agile tunnel: A and B carry their data under SM4-GCM (the run-time national-cipher
 /// plugin) keyed per epoch from the
 /// channel (type-0x11 messages instead of WireGuard data) while the epochs rotate every 2 s:
@@ -684,7 +669,7 @@ fn agile_tunnel_carries_traffic_across_epochs() {
         return;
     }
     let mut lab = Lab::tagged("g");
-    lab.plugin = Some(sm4_plugin());
+    lab.plugin = Some(common::sm4_plugin());
     let pki = common::Pki::new(lab.dir.path(), "pq");
     for n in ["a", "b"] {
         let names = [format!("{n}.pq.test")];

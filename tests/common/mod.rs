@@ -419,3 +419,18 @@ pub async fn read_to_end(tls: &mut TlsStream<TcpStream>) -> std::io::Result<Vec<
     tls.read_to_end(&mut out).await?;
     Ok(out)
 }
+
+/// The SM4 plugin library cargo built next to the pqgate binary.
+pub fn sm4_plugin() -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_pqgate"));
+    let lib = bin
+        .parent()
+        .expect("target dir")
+        .join("libpqgate_plugin_sm4.so");
+    assert!(
+        lib.exists(),
+        "{} missing: build the workspace first (cargo build --workspace; tests/run-all.sh does)",
+        lib.display()
+    );
+    lib
+}

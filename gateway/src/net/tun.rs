@@ -45,12 +45,6 @@ pub struct Tun {
 }
 
 impl Tun {
-    /// Creates (or attaches to) the TUN interface `name` with every offload the kernel takes.
-    /// Needs CAP_NET_ADMIN.
-    pub fn open(name: &str) -> io::Result<Self> {
-        Self::open_with(name, true)
-    }
-
     /// Creates the TUN interface, with offloads (virtio-net header, TSO, USO) only if
     /// `offload` is set and the kernel supports them.
     pub fn open_with(name: &str, offload: bool) -> io::Result<Self> {

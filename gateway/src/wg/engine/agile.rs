@@ -138,23 +138,17 @@ impl Engine {
         true
     }
 
-    /// Whether the peer sends agile-sealed packets (it has a key).
-    pub fn agile_epoch(&self, public_key: &[u8; 32]) -> Option<u64> {
-        let (_, peer) = self.peer_by_key(public_key)?;
-        let p = lock(&peer);
-        p.agile.as_ref()?.sealer.epoch()
-    }
-
     /// Seals `ip` for a peer with an agile send key; `None` when it has none yet (before the
     /// first epoch is confirmed by the peer's first agile packet): WireGuard carries it.
     pub(super) fn agile_seal(peer: &mut Peer, ip: &[u8]) -> Option<Result<BytesMut, SealError>> {
         let session = peer.agile.as_mut().filter(|s| s.sealer.epoch().is_some())?;
         let mut out = Vec::with_capacity(session.sealer.sealed_len(ip.len()));
+        // `Bytes::from(Vec)` then `BytesMut::from` take the buffer over: no second copy.
         Some(
             session
                 .sealer
                 .seal(ip, &mut out)
-                .map(|_| BytesMut::from(&out[..])),
+                .map(|_| BytesMut::from(bytes::Bytes::from(out))),
         )
     }
 

@@ -8,7 +8,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use gotatun::noise::TunnResult;
@@ -54,7 +54,6 @@ impl Engine {
     /// Serves the handshake queue until the sender side is dropped or `stop`.
     pub(super) fn run_handshakes(&self, queue: Receiver<Queued>) -> io::Result<()> {
         let mut mtu = MtuWatcher::new(self.mtu);
-        let mut last_reset = Instant::now();
         loop {
             match queue.recv_timeout(TICK) {
                 Ok(q) => {
@@ -63,12 +62,6 @@ impl Engine {
                 }
                 Err(RecvTimeoutError::Timeout) if !self.stop.load(Ordering::Relaxed) => {}
                 Err(_) => return Ok(()),
-            }
-            if last_reset.elapsed() >= Duration::from_secs(1) {
-                last_reset = Instant::now();
-                // The per-source counts of the under-load limiter (the normal one is reset by
-                // the peers' timers).
-                self.keys().under_load.try_reset_count();
             }
         }
     }

@@ -252,17 +252,6 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Builds the engine over an open TUN and a bound socket.
-    pub fn new(
-        tun: Tun,
-        sock: UdpSocket,
-        mtu: u16,
-        private_key: [u8; 32],
-        peers: Vec<PeerConfig>,
-    ) -> io::Result<Self> {
-        Self::with_queues(vec![tun], vec![sock], true, mtu, private_key, peers)
-    }
-
     /// Builds the engine over the queues of one TUN ([`Tun::open_queues`]) and sockets bound to
     /// one port ([`crate::net::udp::bind_many`]): one outbound thread per TUN queue and one
     /// inbound thread per socket. `udp_offload`: use UDP GSO/GRO where the kernel has them.
@@ -384,11 +373,6 @@ impl Engine {
     /// The tunnel MTU.
     pub fn mtu(&self) -> usize {
         usize::from(self.mtu)
-    }
-
-    /// TUN queues and UDP sockets in use.
-    pub fn queues(&self) -> (usize, usize) {
-        (self.tuns.len(), self.socks.len())
     }
 
     /// The bound UDP address.

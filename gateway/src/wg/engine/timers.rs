@@ -111,8 +111,12 @@ impl Engine {
         let mut last_prune = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
             std::thread::sleep(TICK);
-            // Per-source handshake counts start again every second whatever the peers do.
-            self.keys().rate_limiter.try_reset_count();
+            // Per-source handshake counts of both limiters start again every second whatever
+            // the peers do (`try_reset_count` acts at most once a second).
+            let keys = self.keys();
+            keys.rate_limiter.try_reset_count();
+            keys.under_load.try_reset_count();
+            drop(keys);
             let due = self.table().due(&mut schedule);
             let now = Instant::now();
             for (i, peer) in due {

@@ -61,9 +61,45 @@ struct EngineSink {
     engine: Arc<Engine>,
     /// This interface's public key.
     local: WgKey,
-    /// Peers whose data goes through the agile tunnel, with their AEAD.
-    agile: BTreeMap<WgKey, Arc<dyn AeadAlgorithm>>,
+    /// Peers whose data goes through the agile tunnel, with their AEAD (replaced on reload).
+    agile: std::sync::Mutex<AgileMap>,
     registry: Arc<Registry>,
+}
+
+/// Peer -> the AEAD of its agile tunnel.
+type AgileMap = BTreeMap<WgKey, Arc<dyn AeadAlgorithm>>;
+
+/// The agile AEADs interface `i` (`w`) asks for, each looked up in the registry.
+fn agile_map(registry: &Registry, i: usize, w: &WireguardConfig) -> Result<AgileMap, PqError> {
+    let mut map = BTreeMap::new();
+    for (j, p) in w.peers.iter().enumerate() {
+        let Some(name) = p.pq.as_ref().and_then(|q| q.agile.as_deref()) else {
+            continue;
+        };
+        let aead = registry.aead(name).ok_or_else(|| PqError::Start {
+            iface: w.name.clone(),
+            source: PqPskError::Config {
+                key: format!("wireguard[{i}].peer[{j}].pq.agile"),
+                message: format!("{name:?} is not an enabled AEAD (pqgate crypto list)"),
+            },
+        })?;
+        map.insert(*p.public_key.as_bytes(), aead);
+    }
+    Ok(map)
+}
+
+impl EngineSink {
+    /// A reload's agile settings: a peer whose AEAD changed or went away drops its keys now
+    /// (back to WireGuard until the next epoch installs the new AEAD's keys).
+    fn replace_agile(&self, map: AgileMap) {
+        let mut current = self.agile.lock().unwrap_or_else(|e| e.into_inner());
+        for (peer, aead) in current.iter() {
+            if map.get(peer).is_none_or(|new| new.name() != aead.name()) {
+                self.engine.remove_agile(peer);
+            }
+        }
+        *current = map;
+    }
 }
 
 impl EngineSink {
@@ -153,9 +189,16 @@ impl PskSink for EngineSink {
     }
 
     fn install_agile(&self, peer: WgKey, epoch: u64, initiator: bool, export: &Exporter<'_>) {
-        let Some(aead) = self.agile.get(&peer) else {
+        let aead = self
+            .agile
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&peer)
+            .cloned();
+        let Some(aead) = aead else {
             return;
         };
+        let aead = &aead;
         // On any failure the peer keeps its previous epoch's keys (within their limits) or, with
         // none, stays on WireGuard under its PQ PSK; it never gets weaker keys.
         let install = match self.agile_keys(peer, epoch, initiator, aead) {
@@ -189,6 +232,7 @@ impl PskSink for EngineSink {
 /// One interface's running node and what it was started from.
 struct Running {
     engine: Arc<Engine>,
+    sink: Arc<EngineSink>,
     config: WgPqConfig,
     peers: Vec<PqPskPeer>,
     node: Arc<Node>,
@@ -301,6 +345,14 @@ impl PqTunnels {
                 .get(&w.name)
                 .is_some_and(|r| Arc::ptr_eq(&r.engine, &engine));
             if same_engine {
+                match agile_map(&self.registry, i, w) {
+                    Ok(map) => {
+                        if let Some(r) = self.running.get(&w.name) {
+                            r.sink.replace_agile(map);
+                        }
+                    }
+                    Err(e) => errors.push(e),
+                }
                 warnings.extend(self.update(w, pq, channel).await);
                 continue;
             }
@@ -351,30 +403,17 @@ impl PqTunnels {
             ),
         };
         let local = public_key(&engine);
-        let mut agile = BTreeMap::new();
-        for (j, p) in w.peers.iter().enumerate() {
-            let Some(name) = p.pq.as_ref().and_then(|q| q.agile.as_deref()) else {
-                continue;
-            };
-            let aead = self.registry.aead(name).ok_or_else(|| PqError::Start {
-                iface: iface.clone(),
-                source: PqPskError::Config {
-                    key: format!("wireguard[{i}].peer[{j}].pq.agile"),
-                    message: format!("{name:?} is not an enabled AEAD (pqgate crypto list)"),
-                },
-            })?;
-            agile.insert(*p.public_key.as_bytes(), aead);
-        }
+        let agile = agile_map(&self.registry, i, w)?;
         let sink = Arc::new(EngineSink {
             engine: Arc::clone(&engine),
             local,
-            agile,
+            agile: std::sync::Mutex::new(agile),
             registry: Arc::clone(&self.registry),
         });
         let pq_index: Vec<usize> = (0..w.peers.len())
             .filter(|&j| w.peers[j].pq.is_some())
             .collect();
-        let node = Node::start_on(channel, local, &self.registry, sink, shared)
+        let node = Node::start_on(channel, local, &self.registry, sink.clone(), shared)
             .await
             .map_err(|source| {
                 let source = match source {
@@ -388,6 +427,7 @@ impl PqTunnels {
             })?;
         Ok(Running {
             engine,
+            sink,
             config: pq.clone(),
             peers: channel.peer.clone(),
             node: Arc::new(node),
