@@ -8,36 +8,36 @@
 
 mod common;
 
+use common::netns::*;
 use common::sys::*;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
-
-use pqgate::net::netns;
 
 const PQ_PORT: u16 = 51830;
 const PEER_PORT: u16 = 51831;
 const TRANSFER: usize = 4 << 20;
 const ADMIN: &str = "127.0.0.1:9851";
+/// Seeds [`pattern`] for the transfers and the garbage.
+const SEED: u32 = 0x2545_f491;
+/// Each read and write of a transfer.
+const BOUNDS: Bounds = Bounds::each_io(Duration::from_secs(30));
 
 fn tools_ready() -> bool {
-    if !is_root() {
-        eprintln!("SKIPPED: wg_config needs root (ip netns, /dev/net/tun)");
-        return false;
-    }
-    ["wireguard-go", "wg", "ping", "ip", "timeout"]
-        .iter()
-        .all(|t| have(t))
+    can_run(
+        "wg_config",
+        &["wireguard-go", "wg", "ping", "ip", "timeout"],
+    )
 }
 
 /// A wireguard-go peer in its own namespace, joined to pqgate's namespace by a veth pair.
 struct Peer {
-    ns: String,
+    ns: Netns,
     ifname: String,
     private: String,
     public: String,
@@ -50,7 +50,7 @@ struct Peer {
 /// pqgate's namespace and its peers; everything removed on drop.
 struct Lab {
     tag: String,
-    ns: String,
+    ns: Netns,
     ifname: String,
     dir: tempfile::TempDir,
     peers: Vec<Peer>,
@@ -61,18 +61,15 @@ struct Lab {
 impl Lab {
     fn new(tag: &str) -> Self {
         let pid = std::process::id();
-        let lab = Lab {
+        Lab {
             tag: tag.to_owned(),
-            ns: format!("pqwc-{pid}-{tag}"),
+            ns: Netns::new(format!("pqwc-{pid}-{tag}")),
             ifname: format!("wc{tag}{pid}"),
             dir: tempfile::tempdir().expect("tempdir"),
             peers: Vec::new(),
             pqgate: None,
             log: PathBuf::new(),
-        };
-        ok(&["ip", "netns", "add", &lab.ns]);
-        ok(&["ip", "-n", &lab.ns, "link", "set", "dev", "lo", "up"]);
-        lab
+        }
     }
 
     /// Adds peer number `n` (namespace, veth, keys); wireguard-go is started separately.
@@ -80,7 +77,7 @@ impl Lab {
         let pid = std::process::id();
         let (private, public) = wg_key_pair();
         let peer = Peer {
-            ns: format!("pqwc-{pid}-{}{n}", self.tag),
+            ns: Netns::new(format!("pqwc-{pid}-{}{n}", self.tag)),
             ifname: format!("wp{}{n}{pid}", self.tag),
             private,
             public,
@@ -88,45 +85,21 @@ impl Lab {
             tunnel_ip: format!("10.100.0.{}", n + 1),
             child: None,
         };
-        // Pushed before anything can fail, so Drop removes the namespace.
-        self.peers.push(peer);
-        let peer = self.peers.last().expect("just pushed");
-        ok(&["ip", "netns", "add", &peer.ns]);
         let (va, vb) = (
             format!("va{}{n}{pid}", self.tag),
             format!("vb{}{n}{pid}", self.tag),
         );
-        ok(&[
-            "ip", "link", "add", &va, "netns", &self.ns, "type", "veth", "peer", "name", &vb,
-            "netns", &peer.ns,
-        ]);
-        for (ns, dev, host) in [(&self.ns, &va, 1), (&peer.ns, &vb, 2)] {
-            let addr = format!("10.99.{n}.{host}/24");
-            ok(&["ip", "-n", ns, "address", "add", &addr, "dev", dev]);
-            ok(&["ip", "-n", ns, "link", "set", "dev", dev, "up"]);
-            ok(&["ip", "-n", ns, "link", "set", "dev", "lo", "up"]);
-        }
+        veth(&format!("10.99.{n}"), (&self.ns, &va), (&peer.ns, &vb));
+        self.peers.push(peer);
         self.peers.len() - 1
     }
 
     /// Starts wireguard-go for peer `i`, with pqgate (public key `pq_public`) as its peer.
     fn start_wireguard_go(&mut self, i: usize, pq_public: &str) {
         let p = &self.peers[i];
-        let child = Command::new("ip")
-            .args(["netns", "exec", &p.ns, "wireguard-go", "-f", &p.ifname])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawning wireguard-go");
-        let sock = PathBuf::from(format!("/var/run/wireguard/{}.sock", p.ifname));
+        let child = spawn_wireguard_go(&p.ns, &p.ifname);
         self.peers[i].child = Some(child);
         let p = &self.peers[i];
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !sock.exists() {
-            assert!(Instant::now() < deadline, "no {sock:?}");
-            thread::sleep(Duration::from_millis(50));
-        }
         let conf = format!(
             "[Interface]\nPrivateKey = {}\nListenPort = {PEER_PORT}\n\n[Peer]\nPublicKey = \
              {pq_public}\nAllowedIPs = 10.100.0.1/32\nEndpoint = 10.99.{}.1:{PQ_PORT}\n",
@@ -135,9 +108,7 @@ impl Lab {
         let path = self.dir.path().join(format!("peer{}.conf", p.n));
         std::fs::write(&path, conf).expect("writing the peer config");
         let path = path.to_string_lossy().into_owned();
-        ok(&[
-            "ip", "netns", "exec", &p.ns, "wg", "setconf", &p.ifname, &path,
-        ]);
+        ok_in(&p.ns, &["wg", "setconf", &p.ifname, &path]);
         let addr = format!("{}/24", p.tunnel_ip);
         ok(&["ip", "-n", &p.ns, "address", "add", &addr, "dev", &p.ifname]);
         ok(&["ip", "-n", &p.ns, "link", "set", "dev", &p.ifname, "up"]);
@@ -162,27 +133,12 @@ impl Lab {
         )
     }
 
-    fn exec(&self, ns: &str, args: &[&str]) -> std::process::Output {
-        let mut all = vec!["ip", "netns", "exec", ns];
-        all.extend_from_slice(args);
-        run(20, &all)
-    }
-
     /// Starts `pqgate run -c config` in pqgate's namespace, stderr to a log file.
     fn start_pqgate(&mut self, config: &Path) {
         self.log = self.dir.path().join("pqgate.log");
         let log = std::fs::File::create(&self.log).expect("log file");
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns,
-                env!("CARGO_BIN_EXE_pqgate"),
-                "run",
-                "-c",
-            ])
+        let child = command_in(&self.ns, &[env!("CARGO_BIN_EXE_pqgate"), "run", "-c"])
             .arg(config)
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()
@@ -240,41 +196,25 @@ impl Lab {
 
     /// Stops pqgate with SIGTERM; asserts a clean exit that removed the interface and socket.
     fn stop_pqgate(&mut self) {
-        let mut child = self.pqgate.take().expect("pqgate running");
-        ok(&["kill", "-TERM", &child.id().to_string()]);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while child.try_wait().expect("try_wait").is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        let status = child.wait().expect("pqgate status");
+        let child = self.pqgate.take().expect("pqgate running");
+        let status = terminate(child, Duration::from_secs(20)).status;
         assert!(status.success(), "pqgate: {status}\n{}", self.log_text());
         let gone = run(
             5,
             &["ip", "-n", &self.ns, "link", "show", "dev", &self.ifname],
         );
         assert!(!gone.status.success(), "{} still exists", self.ifname);
-        let sock = format!("/var/run/wireguard/{}.sock", self.ifname);
-        assert!(!Path::new(&sock).exists(), "{sock} left behind");
+        let sock = uapi_socket(&self.ifname);
+        assert!(!sock.exists(), "{sock:?} left behind");
     }
 
     fn ping(&self, to: &str, tries: u32) {
-        for _ in 0..tries {
-            if self
-                .exec(&self.ns, &["ping", "-c", "1", "-W", "1", to])
-                .status
-                .success()
-            {
-                return;
-            }
-            self.assert_pqgate_alive();
+        if !try_ping(&self.ns, to, tries, || self.assert_pqgate_alive()) {
+            panic!(
+                "no ping reply from {to} in {tries} tries:\n{}",
+                self.log_text()
+            );
         }
-        panic!(
-            "no ping reply from {to} in {tries} tries:\n{}",
-            self.log_text()
-        );
     }
 
     /// `wg show IFACE latest-handshakes` over pqgate's UAPI socket: public key -> seconds.
@@ -291,25 +231,18 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        let children = self.peers.iter_mut().filter_map(|p| p.child.take());
-        for mut child in children.chain(self.pqgate.take()) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        for p in &self.peers {
-            let _ = std::fs::remove_file(format!("/var/run/wireguard/{}.sock", p.ifname));
-            let _ = run(10, &["ip", "netns", "del", &p.ns]);
-        }
-        let _ = std::fs::remove_file(format!("/var/run/wireguard/{}.sock", self.ifname));
-        let _ = run(10, &["ip", "netns", "del", &self.ns]);
+        let children = self.peers.iter_mut().filter_map(|p| p.child.as_mut());
+        kill_all(children.chain(self.pqgate.as_mut()));
+        let peers = self.peers.iter().map(|p| p.ifname.as_str());
+        remove_sockets(peers.chain([self.ifname.as_str()]));
+        // The namespaces go when their guards drop, after this.
     }
 }
 
 /// One HTTP GET to the admin endpoint inside `ns`; the whole response, or None.
 fn http_get(ns: &str, path: &str) -> Option<String> {
-    let (ns, path) = (ns.to_owned(), path.to_owned());
-    thread::spawn(move || {
-        netns::enter_thread(&ns).ok()?;
+    let path = path.to_owned();
+    spawn_in(ns, move || {
         let addr: SocketAddr = ADMIN.parse().ok()?;
         let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -352,68 +285,25 @@ fn wait_metrics(ns: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
     }
 }
 
-fn pattern(len: usize) -> Vec<u8> {
-    let mut x: u32 = 0x2545_f491;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
-
 /// Sends `TRANSFER` bytes from `from_ns` to a listener in `to_ns` on `addr`; checks them.
-fn tcp_transfer(from_ns: &str, to_ns: &str, addr: SocketAddr) {
-    let data = pattern(TRANSFER);
-    let to_ns = to_ns.to_owned();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let server = thread::spawn(move || -> Vec<u8> {
-        netns::enter_thread(&to_ns).expect("server namespace");
-        let listener = TcpListener::bind(addr).expect("binding");
-        ready_tx.send(()).expect("ready");
-        let (mut conn, _) = listener.accept().expect("accepting");
-        conn.set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
-        let mut got = Vec::with_capacity(TRANSFER);
-        conn.read_to_end(&mut got).expect("reading");
-        got
-    });
-    ready_rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("listener ready");
-    let (from_ns, sent) = (from_ns.to_owned(), data.clone());
-    let client = thread::spawn(move || {
-        netns::enter_thread(&from_ns).expect("client namespace");
-        let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect");
-        conn.set_write_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
-        conn.write_all(&sent).expect("sending");
-        conn.shutdown(std::net::Shutdown::Write).expect("shutdown");
-    });
-    client.join().expect("client thread");
-    let got = server.join().expect("server thread");
-    assert_eq!(got.len(), data.len(), "transfer length to {addr}");
-    assert!(got == data, "transfer to {addr} corrupted");
+fn transfer(from_ns: &str, to_ns: &str, addr: &str) {
+    let data = pattern(SEED, TRANSFER);
+    tcp_transfer(from_ns, to_ns, addr.parse().expect("addr"), &data, BOUNDS);
 }
 
 /// Junk datagrams at pqgate's port from `ns` (source `from`).
 fn send_garbage(ns: &str, from: &str, to: &str) {
-    let (ns, from, to) = (ns.to_owned(), from.to_owned(), to.to_owned());
-    thread::spawn(move || {
-        netns::enter_thread(&ns).expect("namespace");
-        let sock = UdpSocket::bind(format!("{from}:0")).expect("binding");
-        for len in [0usize, 1, 7, 33, 200, 1400] {
-            let mut d = pattern(len);
+    let datagrams = [0usize, 1, 7, 33, 200, 1400]
+        .into_iter()
+        .map(|len| {
+            let mut d = pattern(SEED, len);
             if let Some(first) = d.first_mut() {
                 *first = 9; // no WireGuard message type
             }
-            let _ = sock.send_to(&d, &to);
-        }
-    })
-    .join()
-    .expect("garbage thread");
+            d
+        })
+        .collect();
+    send_udp(ns, from, to.parse().expect("addr"), datagrams);
 }
 
 fn write_mode(path: &Path, text: &str, mode: u32) {
@@ -480,10 +370,10 @@ fn imported_config_runs_against_wireguard_go() {
         "{status}"
     );
 
-    let ns_b = lab.peers[b].ns.clone();
+    let ns_b = lab.peers[b].ns.to_string();
     lab.ping("10.100.0.2", 20);
-    tcp_transfer(&ns_b, &lab.ns, "10.100.0.1:5301".parse().expect("addr"));
-    tcp_transfer(&lab.ns, &ns_b, "10.100.0.2:5302".parse().expect("addr"));
+    transfer(&ns_b, &lab.ns, "10.100.0.1:5301");
+    transfer(&lab.ns, &ns_b, "10.100.0.2:5302");
     let (iface, peer) = (lab.ifname.clone(), lab.peers[b].public.clone());
     let labels = [("interface", iface.as_str()), ("peer", peer.as_str())];
     let floor = TRANSFER as f64;
@@ -556,32 +446,17 @@ fn reload_changes_peers_live_and_a_bad_reload_changes_nothing() {
     let first = handshake_of(&lab).expect("the kept peer is listed");
     assert!(first > 0, "no handshake with the kept peer");
     // wireguard-go's own view of the same session, independent of pqgate's reporting.
-    let (keep_ns, keep_if) = (lab.peers[keep].ns.clone(), lab.peers[keep].ifname.clone());
-    let peer_view = || {
-        ok(&[
-            "ip",
-            "netns",
-            "exec",
-            &keep_ns,
-            "wg",
-            "show",
-            &keep_if,
-            "latest-handshakes",
-        ])
-    };
+    let (keep_ns, keep_if) = (&lab.peers[keep].ns, &lab.peers[keep].ifname);
+    let peer_view = || ok_in(keep_ns, &["wg", "show", keep_if, "latest-handshakes"]);
     let peer_first = peer_view();
     // Handshake times have one-second resolution: a session reset by the reload must show.
     thread::sleep(Duration::from_millis(2500));
 
     // A ping to the kept peer runs across the reload.
-    let (ns, target) = (lab.ns.clone(), ip_keep.clone());
+    let (ns, target) = (lab.ns.to_string(), ip_keep.clone());
     let pinger = thread::spawn(move || {
-        let ping = [
-            "ip", "netns", "exec", &ns, "ping", "-c", "16", "-i", "0.25", "-W", "1",
-        ];
-        let mut args = ping.to_vec();
-        args.push(&target);
-        run(30, &args)
+        let ping = ["ping", "-c", "16", "-i", "0.25", "-W", "1", &target];
+        run_in(30, &ns, &ping)
     });
     thread::sleep(Duration::from_millis(700));
     write_mode(&path, &config(&[keep, new]), 0o600);
@@ -595,7 +470,7 @@ fn reload_changes_peers_live_and_a_bad_reload_changes_nothing() {
     );
     lab.ping(&ip_new, 20);
     lab.ping(&ip_keep, 5);
-    let gone = lab.exec(&lab.ns, &["ping", "-c", "1", "-W", "1", &ip_old]);
+    let gone = run_in(20, &lab.ns, &["ping", "-c", "1", "-W", "1", &ip_old]);
     assert!(!gone.status.success(), "the removed peer still answers");
     // Host routes follow the peers' allowed IPs.
     let route = |ip: &str| okw(&format!("ip -n {} route show {ip}/32", lab.ns));

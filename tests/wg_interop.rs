@@ -7,24 +7,24 @@
 
 mod common;
 
+use common::netns::*;
 use common::sys::*;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
-
-use pqgate::net::netns;
+use std::net::SocketAddr;
+use std::process::Child;
+use std::time::Duration;
 
 const PORT_A: u16 = 51820;
 const PORT_B: u16 = 51821;
 const TRANSFER: usize = 10 << 20;
+/// Seeds [`pattern`] for the transfers and the garbage.
+const SEED: u32 = 0x9e37_79b9;
+/// Each read and write of a transfer.
+const BOUNDS: Bounds = Bounds::each_io(Duration::from_secs(30));
 
 /// Two namespaces, `a` running pqgate and `b` running wireguard-go; all removed on drop.
 struct Lab {
-    a: String,
-    b: String,
+    a: Netns,
+    b: Netns,
     if_a: String,
     if_b: String,
     dir: tempfile::TempDir,
@@ -35,55 +35,26 @@ struct Lab {
 impl Lab {
     fn new(tag: char) -> Self {
         let pid = std::process::id();
-        let lab = Lab {
-            a: format!("pqgt-{pid}-{tag}-a"),
-            b: format!("pqgt-{pid}-{tag}-b"),
+        let (a, b) = (
+            Netns::new(format!("pqgt-{pid}-{tag}-a")),
+            Netns::new(format!("pqgt-{pid}-{tag}-b")),
+        );
+        let (va, vb) = (format!("va{tag}{pid}"), format!("vb{tag}{pid}"));
+        veth("10.99.0", (&a, &va), (&b, &vb));
+        Lab {
+            a,
+            b,
             if_a: format!("pa{tag}{pid}"),
             if_b: format!("pb{tag}{pid}"),
             dir: tempfile::tempdir().expect("tempdir"),
             pqgate: None,
             wggo: None,
-        };
-        let (va, vb) = (format!("va{tag}{pid}"), format!("vb{tag}{pid}"));
-        ok(&["ip", "netns", "add", &lab.a]);
-        ok(&["ip", "netns", "add", &lab.b]);
-        ok(&[
-            "ip", "link", "add", &va, "netns", &lab.a, "type", "veth", "peer", "name", &vb,
-            "netns", &lab.b,
-        ]);
-        for (ns, dev, addr) in [(&lab.a, &va, "10.99.0.1/24"), (&lab.b, &vb, "10.99.0.2/24")] {
-            ok(&["ip", "-n", ns, "address", "add", addr, "dev", dev]);
-            ok(&["ip", "-n", ns, "link", "set", "dev", dev, "up"]);
-            ok(&["ip", "-n", ns, "link", "set", "dev", "lo", "up"]);
         }
-        lab
-    }
-
-    fn exec(&self, ns: &str, args: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", ns]).args(args);
-        c
     }
 
     /// Starts wireguard-go in `b` and configures it.
     fn start_wireguard_go(&mut self, private: &str, peer_public: &str, psk: Option<&str>) {
-        let child = self
-            .exec(&self.b, &["wireguard-go", "-f", &self.if_b])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawning wireguard-go");
-        self.wggo = Some(child);
-        let sock = PathBuf::from(format!("/var/run/wireguard/{}.sock", self.if_b));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !sock.exists() {
-            assert!(
-                Instant::now() < deadline,
-                "wireguard-go did not create {sock:?}"
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
+        self.wggo = Some(spawn_wireguard_go(&self.b, &self.if_b));
         let psk_line = psk
             .map(|k| format!("PresharedKey = {k}\n"))
             .unwrap_or_default();
@@ -95,13 +66,13 @@ impl Lab {
         let path = self.dir.path().join("b.conf");
         std::fs::write(&path, conf).expect("writing b.conf");
         let path = path.to_string_lossy().into_owned();
-        let (b, dev) = (self.b.clone(), self.if_b.clone());
-        ok(&["ip", "netns", "exec", &b, "wg", "setconf", &dev, &path]);
+        let (b, dev) = (&self.b, &self.if_b);
+        ok_in(b, &["wg", "setconf", dev, &path]);
         okw(&format!("ip -n {b} address add 10.100.0.2/24 dev {dev}"));
         okw(&format!(
             "ip -n {b} -6 address add fd00:100::2/64 dev {dev} nodad"
         ));
-        ok(&["ip", "-n", &b, "link", "set", "dev", &dev, "up"]);
+        ok(&["ip", "-n", b, "link", "set", "dev", dev, "up"]);
     }
 
     /// Starts `pqgate wg up [extra]` in `a`.
@@ -121,15 +92,7 @@ impl Lab {
              PublicKey = {peer_public}\n{psk_line}AllowedIPs = 10.100.0.2/32, fd00:100::2/128\n\
              Endpoint = 10.99.0.2:{PORT_B}\nPersistentKeepalive = 25\n"
         );
-        let path = self.dir.path().join(format!("{}.conf", self.if_a));
-        std::fs::write(&path, conf).expect("writing a.conf");
-        let child = self
-            .exec(&self.a, &[env!("CARGO_BIN_EXE_pqgate"), "wg", "up"])
-            .args(extra)
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+        let child = wg_up(&self.a, self.dir.path(), &self.if_a, &conf, extra)
             .spawn()
             .expect("spawning pqgate");
         self.pqgate = Some(child);
@@ -137,17 +100,7 @@ impl Lab {
 
     /// Pings `to` from `ns` until one reply, for at most `tries` seconds.
     fn ping(&self, ns: &str, to: &str, tries: u32) {
-        for _ in 0..tries {
-            let out = run(
-                5,
-                &["ip", "netns", "exec", ns, "ping", "-c", "1", "-W", "1", to],
-            );
-            if out.status.success() {
-                return;
-            }
-            self.assert_pqgate_alive();
-        }
-        panic!("{ns}: no ping reply from {to} in {tries} tries");
+        ping(ns, to, tries, || self.assert_pqgate_alive());
     }
 
     fn assert_pqgate_alive(&self) {
@@ -162,133 +115,49 @@ impl Lab {
 
     /// Stops pqgate with SIGTERM and returns its stderr; asserts a clean, prompt exit.
     fn stop_pqgate(&mut self) -> String {
-        let mut child = self.pqgate.take().expect("pqgate running");
-        ok(&["kill", "-TERM", &child.id().to_string()]);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if child.try_wait().expect("try_wait").is_some() {
-                break;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                break;
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        let out = child.wait_with_output().expect("pqgate output");
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "pqgate: {}\n{stderr}", out.status);
-        stderr
+        stop_cleanly(self.pqgate.take().expect("pqgate running"), "pqgate")
     }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for child in [self.pqgate.take(), self.wggo.take()].into_iter().flatten() {
-            let mut child = child;
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_all(self.pqgate.iter_mut().chain(self.wggo.iter_mut()));
         // A killed wireguard-go leaves its UAPI socket behind (a host-wide path).
-        let _ = std::fs::remove_file(format!("/var/run/wireguard/{}.sock", self.if_b));
-        for ns in [&self.a, &self.b] {
-            let _ = run(10, &["ip", "netns", "del", ns]);
-        }
+        remove_sockets([self.if_b.as_str()]);
+        // The namespaces go when their guards drop, after this.
     }
 }
 
-/// Deterministic, non-repeating-looking test bytes.
-fn pattern(len: usize) -> Vec<u8> {
-    let mut x: u32 = 0x9e37_79b9;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
-
-/// Sends `TRANSFER` bytes from a thread in `from_ns` to a listener in `to_ns` on `addr` and
-/// checks they arrive exactly.
-fn tcp_transfer(from_ns: &str, to_ns: &str, addr: SocketAddr) {
-    let data = pattern(TRANSFER);
-    let to_ns = to_ns.to_owned();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let server = thread::spawn(move || -> Vec<u8> {
-        netns::enter_thread(&to_ns).expect("entering the server namespace");
-        let listener = TcpListener::bind(addr).expect("binding the listener");
-        ready_tx.send(()).expect("signalling readiness");
-        let (mut conn, _) = listener.accept().expect("accepting");
-        conn.set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
-        let mut got = Vec::with_capacity(TRANSFER);
-        conn.read_to_end(&mut got).expect("reading the transfer");
-        got
-    });
-    ready_rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("listener ready");
-    let from_ns = from_ns.to_owned();
-    let sent = data.clone();
-    let client = thread::spawn(move || {
-        netns::enter_thread(&from_ns).expect("entering the client namespace");
-        let mut conn =
-            TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connecting");
-        conn.set_write_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
-        conn.write_all(&sent).expect("sending the transfer");
-        conn.shutdown(std::net::Shutdown::Write).expect("shutdown");
-    });
-    client.join().expect("client thread");
-    let got = server.join().expect("server thread");
-    assert_eq!(got.len(), data.len(), "transfer length to {addr}");
-    assert!(got == data, "transfer to {addr} corrupted");
+/// Sends `TRANSFER` bytes from `from_ns` to a listener in `to_ns` on `addr` and checks they
+/// arrive exactly.
+fn transfer(from_ns: &str, to_ns: &str, addr: &str) {
+    let data = pattern(SEED, TRANSFER);
+    tcp_transfer(from_ns, to_ns, addr.parse().expect("addr"), &data, BOUNDS);
 }
 
 /// Sends junk (random bytes, truncated and mangled WireGuard messages) at pqgate's port.
 fn send_garbage(from_ns: &str) {
-    let from_ns = from_ns.to_owned();
-    thread::spawn(move || {
-        netns::enter_thread(&from_ns).expect("entering namespace");
-        let sock = UdpSocket::bind("10.99.0.2:0").expect("binding");
-        let junk = pattern(2000);
-        let to = format!("10.99.0.1:{PORT_A}");
-        for len in [0usize, 1, 4, 31, 32, 33, 92, 147, 148, 149, 1500, 2000] {
-            for kind in 1u8..=5 {
-                let mut d = junk.get(..len).unwrap_or_default().to_vec();
-                if let Some(first) = d.first_mut() {
-                    *first = kind;
-                }
-                let _ = sock.send_to(&d, &to);
+    let junk = pattern(SEED, 2000);
+    let mut datagrams = Vec::new();
+    for len in [0usize, 1, 4, 31, 32, 33, 92, 147, 148, 149, 1500, 2000] {
+        for kind in 1u8..=5 {
+            let mut d = junk.get(..len).unwrap_or_default().to_vec();
+            if let Some(first) = d.first_mut() {
+                *first = kind;
             }
+            datagrams.push(d);
         }
-    })
-    .join()
-    .expect("garbage thread");
-}
-
-/// The number after `name ` in pqgate's exit summary, 0 when absent.
-fn counter(summary: &str, name: &str) -> u64 {
-    summary
-        .split(&format!("{name} "))
-        .nth(1)
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
+    }
+    let to: SocketAddr = format!("10.99.0.1:{PORT_A}").parse().expect("addr");
+    send_udp(from_ns, "10.99.0.2", to, datagrams);
 }
 
 /// `extra` goes to `pqgate wg up`; `data_path` must appear in its "data path:" line.
 fn interop(tag: char, with_psk: bool, extra: &[&str], data_path: &str) {
-    if !is_root() {
-        eprintln!("SKIPPED: wg_interop needs root (ip netns, /dev/net/tun)");
-        return;
-    }
-    if !["wireguard-go", "wg", "ping", "ip", "timeout"]
-        .iter()
-        .all(|t| have(t))
-    {
+    if !can_run(
+        "wg_interop",
+        &["wireguard-go", "wg", "ping", "ip", "timeout"],
+    ) {
         return;
     }
     let (priv_a, pub_a) = wg_key_pair();
@@ -297,7 +166,7 @@ fn interop(tag: char, with_psk: bool, extra: &[&str], data_path: &str) {
     let mut lab = Lab::new(tag);
     lab.start_wireguard_go(&priv_b, &pub_a, psk.as_deref());
     lab.start_pqgate(&priv_a, &pub_b, psk.as_deref(), extra);
-    let (a, b) = (lab.a.clone(), lab.b.clone());
+    let (a, b) = (lab.a.to_string(), lab.b.to_string());
     // Without a PSK pqgate initiates; with one, wireguard-go does.
     match with_psk {
         false => lab.ping(&a, "10.100.0.2", 20),
@@ -307,16 +176,7 @@ fn interop(tag: char, with_psk: bool, extra: &[&str], data_path: &str) {
     lab.ping(&b, "10.100.0.1", 5);
     lab.ping(&a, "fd00:100::2", 10);
     lab.ping(&b, "fd00:100::1", 10);
-    let handshakes = ok(&[
-        "ip",
-        "netns",
-        "exec",
-        &b,
-        "wg",
-        "show",
-        &lab.if_b,
-        "latest-handshakes",
-    ]);
+    let handshakes = ok_in(&b, &["wg", "show", &lab.if_b, "latest-handshakes"]);
     assert!(
         handshakes
             .split_whitespace()
@@ -324,9 +184,9 @@ fn interop(tag: char, with_psk: bool, extra: &[&str], data_path: &str) {
             .is_some_and(|t| t != "0"),
         "wireguard-go reports no handshake: {handshakes}"
     );
-    tcp_transfer(&b, &a, "10.100.0.1:5201".parse().expect("addr"));
-    tcp_transfer(&a, &b, "10.100.0.2:5202".parse().expect("addr"));
-    tcp_transfer(&b, &a, "[fd00:100::1]:5203".parse().expect("addr"));
+    transfer(&b, &a, "10.100.0.1:5201");
+    transfer(&a, &b, "10.100.0.2:5202");
+    transfer(&b, &a, "[fd00:100::1]:5203");
     send_garbage(&b);
     lab.ping(&a, "10.100.0.2", 5);
     // An inner source outside the peer's AllowedIPs: wireguard-go sends it, pqgate must drop it.
@@ -341,24 +201,13 @@ fn interop(tag: char, with_psk: bool, extra: &[&str], data_path: &str) {
         "dev",
         &dev_b,
     ]);
-    let ping_line = format!("ip netns exec {b} ping -c1 -W1 -I10.100.0.9 10.100.0.1");
-    let spoofed = run(5, &ping_line.split_whitespace().collect::<Vec<_>>());
+    let spoofed = run_in(5, &b, &["ping", "-c1", "-W1", "-I10.100.0.9", "10.100.0.1"]);
     assert!(
         !spoofed.status.success(),
         "a reply to a source outside AllowedIPs"
     );
     // Roaming: wireguard-go moves to another port; pqgate must follow its authenticated packets.
-    ok(&[
-        "ip",
-        "netns",
-        "exec",
-        &b,
-        "wg",
-        "set",
-        &dev_b,
-        "listen-port",
-        "51822",
-    ]);
+    ok_in(&b, &["wg", "set", &dev_b, "listen-port", "51822"]);
     lab.ping(&b, "10.100.0.1", 5);
     lab.ping(&a, "10.100.0.2", 5);
     let stderr = lab.stop_pqgate();

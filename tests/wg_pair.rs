@@ -19,36 +19,31 @@
 
 mod common;
 
+use common::netns::*;
 use common::sys::*;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pqgate::net::netns;
-
 const PORT_A: u16 = 51830;
 const PORT_B: u16 = 51831;
 const TRANSFER: usize = 8 << 20;
+/// The transfers beside a flood, and their bound.
+const FLOOD_TRANSFER: usize = 256 << 10;
+const FLOOD_LIMIT: Duration = Duration::from_secs(30);
 
 /// Root and every tool present; prints why not otherwise.
-fn can_run() -> bool {
-    if !is_root() {
-        eprintln!("SKIPPED: wg_pair needs root (ip netns, /dev/net/tun)");
-        return false;
-    }
-    ["wg", "ping", "ip", "tc", "timeout"]
-        .iter()
-        .all(|t| have(t))
+fn tools_ready() -> bool {
+    can_run("wg_pair", &["wg", "ping", "ip", "tc", "timeout"])
 }
 
 /// Two namespaces, each running pqgate; all removed on drop.
 struct Pair {
-    a: String,
-    b: String,
+    a: Netns,
+    b: Netns,
     veth_a: String,
     veth_b: String,
     if_a: String,
@@ -64,9 +59,13 @@ struct Pair {
 impl Pair {
     fn new(tag: char) -> Self {
         let pid = std::process::id();
+        let (a, b) = (
+            Netns::new(format!("pqgp-{pid}-{tag}-a")),
+            Netns::new(format!("pqgp-{pid}-{tag}-b")),
+        );
         let pair = Pair {
-            a: format!("pqgp-{pid}-{tag}-a"),
-            b: format!("pqgp-{pid}-{tag}-b"),
+            a,
+            b,
             veth_a: format!("qa{tag}{pid}"),
             veth_b: format!("qb{tag}{pid}"),
             if_a: format!("wa{tag}{pid}"),
@@ -77,31 +76,7 @@ impl Pair {
             relay: None,
             pub_a: String::new(),
         };
-        ok(&["ip", "netns", "add", &pair.a]);
-        ok(&["ip", "netns", "add", &pair.b]);
-        ok(&[
-            "ip",
-            "link",
-            "add",
-            &pair.veth_a,
-            "netns",
-            &pair.a,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &pair.veth_b,
-            "netns",
-            &pair.b,
-        ]);
-        for (ns, dev, addr) in [
-            (&pair.a, &pair.veth_a, "10.98.0.1/24"),
-            (&pair.b, &pair.veth_b, "10.98.0.2/24"),
-        ] {
-            ok(&["ip", "-n", ns, "address", "add", addr, "dev", dev]);
-            ok(&["ip", "-n", ns, "link", "set", "dev", dev, "up"]);
-            ok(&["ip", "-n", ns, "link", "set", "dev", "lo", "up"]);
-        }
+        veth("10.98.0", (&pair.a, &pair.veth_a), (&pair.b, &pair.veth_b));
         pair
     }
 
@@ -150,26 +125,12 @@ impl Pair {
              AllowedIPs = 10.101.0.1/32\nEndpoint = {to_a}\n"
         );
         self.pub_a = pub_a;
-        self.pq_b = Some(self.spawn(&self.b.clone(), &self.if_b.clone(), &conf_b));
-        self.pq_a = Some(self.spawn(&self.a.clone(), &self.if_a.clone(), &conf_a));
+        self.pq_b = Some(self.spawn(&self.b, &self.if_b, &conf_b));
+        self.pq_a = Some(self.spawn(&self.a, &self.if_a, &conf_a));
     }
 
     fn spawn(&self, ns: &str, ifname: &str, conf: &str) -> Child {
-        let path = self.dir.path().join(format!("{ifname}.conf"));
-        std::fs::write(&path, conf).expect("writing a config");
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                ns,
-                env!("CARGO_BIN_EXE_pqgate"),
-                "wg",
-                "up",
-            ])
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+        wg_up(ns, self.dir.path(), ifname, conf, &[])
             .spawn()
             .expect("spawning pqgate")
     }
@@ -185,66 +146,29 @@ impl Pair {
 
     /// Pings `to` from `ns` until one reply, for at most `tries` attempts.
     fn ping(&self, ns: &str, to: &str, tries: u32) {
-        for _ in 0..tries {
-            let out = run(
-                5,
-                &["ip", "netns", "exec", ns, "ping", "-c", "1", "-W", "1", to],
-            );
-            if out.status.success() {
-                return;
-            }
-            self.assert_alive();
-        }
-        panic!("{ns}: no ping reply from {to} in {tries} tries");
+        ping(ns, to, tries, || self.assert_alive());
     }
 
     /// Stops pqgate A with SIGTERM and returns its stderr; asserts a clean, prompt exit.
     fn stop_a(&mut self) -> String {
-        let mut child = self.pq_a.take().expect("pqgate A running");
-        ok(&["kill", "-TERM", &child.id().to_string()]);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while child.try_wait().expect("try_wait").is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                break;
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        let out = child.wait_with_output().expect("pqgate output");
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "pqgate A: {}\n{stderr}", out.status);
-        stderr
+        stop_cleanly(self.pq_a.take().expect("pqgate A running"), "pqgate A")
     }
 }
 
 impl Drop for Pair {
     fn drop(&mut self) {
         // SIGTERM first, so pqgate removes its UAPI socket and interface; SIGKILL after 3 s.
-        let children: Vec<Child> = [self.pq_a.take(), self.pq_b.take()]
-            .into_iter()
-            .flatten()
-            .collect();
-        for child in &children {
-            let _ = run(5, &["kill", "-TERM", &child.id().to_string()]);
-        }
-        let deadline = Instant::now() + Duration::from_secs(3);
-        for mut child in children {
-            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let children = [self.pq_a.take(), self.pq_b.take()];
+        terminate_all(
+            children.into_iter().flatten().collect(),
+            Duration::from_secs(3),
+        );
         // A killed pqgate leaves its UAPI socket behind (a host-wide path).
-        for ifname in [&self.if_a, &self.if_b] {
-            let _ = std::fs::remove_file(format!("/var/run/wireguard/{ifname}.sock"));
-        }
+        remove_sockets([self.if_a.as_str(), self.if_b.as_str()]);
         if let Some(relay) = self.relay.take() {
             relay.stop();
         }
-        for ns in [&self.a, &self.b] {
-            let _ = run(10, &["ip", "netns", "del", ns]);
-        }
+        // The namespaces go when their guards drop, after this.
     }
 }
 
@@ -263,18 +187,14 @@ struct Relay {
 impl Relay {
     fn start(ns: &str) -> Relay {
         let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let ns = ns.to_owned();
         // Sockets are made in a thread inside the namespace; the fds work from any thread.
-        thread::spawn(move || {
-            netns::enter_thread(&ns).expect("entering namespace");
+        let (ra, rb) = spawn_in(ns, || {
             let ra = UdpSocket::bind(("10.98.0.2", RELAY_A)).expect("binding relay A");
             let rb = UdpSocket::bind(("10.98.0.2", RELAY_B)).expect("binding relay B");
-            tx.send((ra, rb)).expect("handing over the relay sockets");
+            (ra, rb)
         })
         .join()
         .expect("relay socket thread");
-        let (ra, rb) = rx.recv().expect("relay sockets");
         let a: SocketAddr = format!("10.98.0.1:{PORT_A}").parse().expect("addr");
         let b: SocketAddr = format!("10.98.0.2:{PORT_B}").parse().expect("addr");
         let threads = [
@@ -350,75 +270,12 @@ fn impair_one_way(
     (forwarded, dropped, early)
 }
 
-/// xorshift32 bytes from `seed` (deterministic, good enough to look random).
-fn pattern(seed: u32, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
-
-/// Sends `len` bytes from a thread in `from_ns` to a listener in `to_ns` on `addr`, checks they
-/// arrive exactly, within `limit`.
-fn tcp_transfer(from_ns: &str, to_ns: &str, addr: SocketAddr, len: usize, limit: Duration) {
-    let started = Instant::now();
+/// Sends `len` bytes from `from_ns` to a listener in `to_ns` on `addr` and checks they arrive
+/// exactly, the whole transfer within `limit`.
+fn transfer(from_ns: &str, to_ns: &str, addr: &str, len: usize, limit: Duration) {
+    let addr = addr.parse().expect("addr");
     let data = pattern(0x9e37_79b9 ^ len as u32, len);
-    let to_ns = to_ns.to_owned();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let server = thread::spawn(move || -> Vec<u8> {
-        netns::enter_thread(&to_ns).expect("entering the server namespace");
-        let listener = TcpListener::bind(addr).expect("binding the listener");
-        ready_tx.send(()).expect("signalling readiness");
-        let (mut conn, _) = listener.accept().expect("accepting");
-        conn.set_read_timeout(Some(limit)).expect("timeout");
-        let mut got = Vec::with_capacity(len);
-        let deadline = Instant::now() + limit;
-        let mut buf = vec![0u8; 64 << 10];
-        loop {
-            assert!(Instant::now() < deadline, "transfer to {addr} too slow");
-            match conn.read(&mut buf).expect("reading the transfer") {
-                0 => break,
-                n => got.extend_from_slice(&buf[..n]),
-            }
-        }
-        got
-    });
-    ready_rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("listener ready");
-    let from_ns = from_ns.to_owned();
-    let sent = data.clone();
-    let client = thread::spawn(move || {
-        netns::enter_thread(&from_ns).expect("entering the client namespace");
-        let mut conn =
-            TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connecting");
-        conn.set_write_timeout(Some(limit)).expect("timeout");
-        conn.write_all(&sent).expect("sending the transfer");
-        conn.shutdown(std::net::Shutdown::Write).expect("shutdown");
-    });
-    client.join().expect("client thread");
-    let got = server.join().expect("server thread");
-    assert_eq!(got.len(), data.len(), "transfer length to {addr}");
-    assert!(got == data, "transfer to {addr} corrupted");
-    eprintln!(
-        "transfer of {len} bytes to {addr}: {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-}
-
-/// The number after `name ` in pqgate's exit summary, 0 when absent.
-fn counter(summary: &str, name: &str) -> u64 {
-    summary
-        .split(&format!("{name} "))
-        .nth(1)
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
+    tcp_transfer(from_ns, to_ns, addr, &data, Bounds::whole(limit));
 }
 
 /// A forged data message (type 4) for receiver index `index`, with `body` bytes after the
@@ -431,10 +288,10 @@ fn forged_data(index: u32, counter: u64, body: &[u8]) -> Vec<u8> {
     d
 }
 
-/// Sniffs, in namespace `ns`, one WireGuard data message (type 4, with a non-empty payload, so
-/// not a keepalive) sent to 10.98.0.1:`PORT_A`, within `limit`. Returns its UDP payload.
-fn sniff_data_message(ns: &str, limit: Duration) -> Option<Vec<u8>> {
-    netns::enter_thread(ns).expect("entering namespace");
+/// Sniffs, in the calling thread's namespace, one WireGuard data message (type 4, with a
+/// non-empty payload, so not a keepalive) sent to 10.98.0.1:`PORT_A`, within `limit`. Returns
+/// its UDP payload.
+fn sniff_data_message(limit: Duration) -> Option<Vec<u8>> {
     // SAFETY: plain socket(2) call; the fd is closed below.
     let fd = unsafe {
         libc::socket(
@@ -497,7 +354,7 @@ fn sniff_data_message(ns: &str, limit: Duration) -> Option<Vec<u8>> {
 
 #[test]
 fn pqgate_pair_over_impaired_link() {
-    if !can_run() {
+    if !tools_ready() {
         return;
     }
     let mut pair = Pair::new('t');
@@ -506,24 +363,12 @@ fn pqgate_pair_over_impaired_link() {
         pair.relay = Some(Relay::start(&pair.b));
     }
     pair.start();
-    let (a, b) = (pair.a.clone(), pair.b.clone());
+    let (a, b) = (pair.a.to_string(), pair.b.to_string());
     pair.ping(&a, "10.101.0.2", 20);
     pair.ping(&b, "10.101.0.1", 10);
     let limit = Duration::from_secs(120);
-    tcp_transfer(
-        &a,
-        &b,
-        "10.101.0.2:5301".parse().expect("addr"),
-        TRANSFER,
-        limit,
-    );
-    tcp_transfer(
-        &b,
-        &a,
-        "10.101.0.1:5302".parse().expect("addr"),
-        TRANSFER,
-        limit,
-    );
+    transfer(&a, &b, "10.101.0.2:5301", TRANSFER, limit);
+    transfer(&b, &a, "10.101.0.1:5302", TRANSFER, limit);
     pair.ping(&a, "10.101.0.2", 5);
     let stderr = pair.stop_a();
     eprintln!("pqgate A stderr:\n{stderr}");
@@ -537,35 +382,20 @@ fn pqgate_pair_over_impaired_link() {
 
 #[test]
 fn pqgate_pair_survives_hostile_input() {
-    if !can_run() {
+    if !tools_ready() {
         return;
     }
     let mut pair = Pair::new('h');
     pair.start();
-    let (a, b) = (pair.a.clone(), pair.b.clone());
+    let (a, b) = (pair.a.to_string(), pair.b.to_string());
     pair.ping(&a, "10.101.0.2", 20);
     pair.ping(&b, "10.101.0.1", 5);
 
     // A real data message from B to A, sniffed on B's veth while B pings A, for the replay.
-    let sniff_ns = b.clone();
-    let sniffer = thread::spawn(move || sniff_data_message(&sniff_ns, Duration::from_secs(10)));
+    let sniffer = spawn_in(&b, || sniff_data_message(Duration::from_secs(10)));
     thread::sleep(Duration::from_millis(200));
     for _ in 0..5 {
-        let _ = run(
-            5,
-            &[
-                "ip",
-                "netns",
-                "exec",
-                &b,
-                "ping",
-                "-c",
-                "3",
-                "-i",
-                "0.2",
-                "10.101.0.1",
-            ],
-        );
+        let _ = run_in(5, &b, &["ping", "-c", "3", "-i", "0.2", "10.101.0.1"]);
         if sniffer.is_finished() {
             break;
         }
@@ -573,53 +403,42 @@ fn pqgate_pair_survives_hostile_input() {
     let captured = sniffer.join().expect("sniffer thread");
 
     let to: SocketAddr = format!("10.98.0.1:{PORT_A}").parse().expect("addr");
-    let junk_ns = b.clone();
-    let replay = captured.clone();
-    thread::spawn(move || {
-        netns::enter_thread(&junk_ns).expect("entering namespace");
-        let sock = UdpSocket::bind("10.98.0.2:0").expect("binding");
-        // Random garbage of assorted lengths, first byte outside 1..=4.
-        for (i, len) in [0usize, 1, 3, 17, 64, 148, 500, 1400]
-            .into_iter()
-            .enumerate()
-        {
-            let mut d = pattern(i as u32 + 7, len);
-            if let Some(first) = d.first_mut() {
-                *first |= 0x80;
-            }
-            let _ = sock.send_to(&d, to);
+    let mut junk = Vec::new();
+    // Random garbage of assorted lengths, first byte outside 1..=4.
+    for (i, len) in [0usize, 1, 3, 17, 64, 148, 500, 1400]
+        .into_iter()
+        .enumerate()
+    {
+        let mut d = pattern(i as u32 + 7, len);
+        if let Some(first) = d.first_mut() {
+            *first |= 0x80;
         }
-        // Truncated handshake initiations (valid type, short lengths).
-        for len in [4usize, 8, 40, 100, 147] {
-            let mut d = pattern(len as u32, len);
-            d[..4].copy_from_slice(&[1, 0, 0, 0]);
-            let _ = sock.send_to(&d, to);
-        }
-        // Data messages for receiver indices nobody owns, one of them sent twice.
-        for index in [0u32, 1, 0xdead_beef, 0xffff_ffff] {
-            let _ = sock.send_to(&forged_data(index, 7, &pattern(index, 64)), to);
-        }
-        let dup = forged_data(0x1234_5678, 1, &pattern(99, 80));
-        let _ = sock.send_to(&dup, to);
-        let _ = sock.send_to(&dup, to);
-        // The sniffed real message, replayed several times (from another source port too).
-        if let Some(p) = &replay {
-            for _ in 0..3 {
-                let _ = sock.send_to(p, to);
-            }
-        }
-    })
-    .join()
-    .expect("junk thread");
+        junk.push(d);
+    }
+    // Truncated handshake initiations (valid type, short lengths).
+    for len in [4usize, 8, 40, 100, 147] {
+        let mut d = pattern(len as u32, len);
+        d[..4].copy_from_slice(&[1, 0, 0, 0]);
+        junk.push(d);
+    }
+    // Data messages for receiver indices nobody owns, one of them sent twice.
+    for index in [0u32, 1, 0xdead_beef, 0xffff_ffff] {
+        junk.push(forged_data(index, 7, &pattern(index, 64)));
+    }
+    let dup = forged_data(0x1234_5678, 1, &pattern(99, 80));
+    junk.extend([dup.clone(), dup]);
+    // The sniffed real message, replayed several times.
+    if let Some(p) = &captured {
+        junk.extend([p.clone(), p.clone(), p.clone()]);
+    }
+    send_udp(&b, "10.98.0.2", to, junk);
     pair.ping(&a, "10.101.0.2", 5);
 
     // A handshake-initiation flood from many source ports, for at most 5 s, while the tunnel
     // is pinged and used.
     let stop = Arc::new(AtomicBool::new(false));
-    let flood_ns = b.clone();
     let flood_stop = stop.clone();
-    let flood = thread::spawn(move || -> usize {
-        netns::enter_thread(&flood_ns).expect("entering namespace");
+    let flood = spawn_in(&b, move || -> usize {
         let socks: Vec<UdpSocket> = (0..64)
             .map(|_| UdpSocket::bind("10.98.0.2:0").expect("binding"))
             .collect();
@@ -641,13 +460,7 @@ fn pqgate_pair_survives_hostile_input() {
     });
     thread::sleep(Duration::from_millis(300));
     pair.ping(&a, "10.101.0.2", 10);
-    tcp_transfer(
-        &b,
-        &a,
-        "10.101.0.1:5311".parse().expect("addr"),
-        256 << 10,
-        Duration::from_secs(30),
-    );
+    transfer(&b, &a, "10.101.0.1:5311", FLOOD_TRANSFER, FLOOD_LIMIT);
     stop.store(true, Ordering::Relaxed);
     let flooded = flood.join().expect("flood thread");
     eprintln!("flood: {flooded} handshake initiations sent");
@@ -656,13 +469,7 @@ fn pqgate_pair_survives_hostile_input() {
     // And after.
     pair.ping(&a, "10.101.0.2", 5);
     pair.ping(&b, "10.101.0.1", 5);
-    tcp_transfer(
-        &a,
-        &b,
-        "10.101.0.2:5312".parse().expect("addr"),
-        256 << 10,
-        Duration::from_secs(30),
-    );
+    transfer(&a, &b, "10.101.0.2:5312", FLOOD_TRANSFER, FLOOD_LIMIT);
     let stderr = pair.stop_a();
     eprintln!("pqgate A stderr:\n{stderr}");
     // Every flood datagram fails mac1, so most (the socket may shed a few) count as garbage.
@@ -717,13 +524,13 @@ fn valid_initiations(public_key: &str, count: u8) -> Vec<Vec<u8>> {
 
 #[test]
 fn pqgate_pair_under_valid_handshake_flood() {
-    if !can_run() {
+    if !tools_ready() {
         return;
     }
     const SOURCES: u32 = 200;
     let mut pair = Pair::new('f');
     pair.start();
-    let (a, b) = (pair.a.clone(), pair.b.clone());
+    let (a, b) = (pair.a.to_string(), pair.b.to_string());
     pair.ping(&a, "10.101.0.2", 20);
     pair.ping(&b, "10.101.0.1", 5);
     // Flood sources 10.98.2.1-200 on B's veth; A routes its cookie replies back to them.
@@ -752,9 +559,8 @@ fn pqgate_pair_under_valid_handshake_flood() {
     let inits = valid_initiations(&pair.pub_a, 16);
     let to: SocketAddr = format!("10.98.0.1:{PORT_A}").parse().expect("addr");
     let stop = Arc::new(AtomicBool::new(false));
-    let (flood_ns, flood_stop) = (b.clone(), stop.clone());
-    let flood = thread::spawn(move || -> usize {
-        netns::enter_thread(&flood_ns).expect("entering namespace");
+    let flood_stop = stop.clone();
+    let flood = spawn_in(&b, move || -> usize {
         let socks: Vec<UdpSocket> = (1..=SOURCES)
             .map(|i| UdpSocket::bind(format!("10.98.2.{i}:0")).expect("binding"))
             .collect();
@@ -778,13 +584,10 @@ fn pqgate_pair_under_valid_handshake_flood() {
     });
     thread::sleep(Duration::from_millis(300));
     // Established traffic during the flood.
-    let pings = run(
+    let pings = run_in(
         20,
+        &b,
         &[
-            "ip",
-            "netns",
-            "exec",
-            &b,
             "ping",
             "-c",
             "20",
@@ -797,13 +600,7 @@ fn pqgate_pair_under_valid_handshake_flood() {
         ],
     );
     let pings = String::from_utf8_lossy(&pings.stdout).into_owned();
-    tcp_transfer(
-        &b,
-        &a,
-        "10.101.0.1:5313".parse().expect("addr"),
-        256 << 10,
-        Duration::from_secs(30),
-    );
+    transfer(&b, &a, "10.101.0.1:5313", FLOOD_TRANSFER, FLOOD_LIMIT);
     stop.store(true, Ordering::Relaxed);
     let flooded = flood.join().expect("flood thread");
     eprintln!("flood: {flooded} valid initiations sent; ping: {pings}");

@@ -5,7 +5,9 @@
 //! the same on both sides. Cutting the QUIC channel with nft in B's namespace (UDP on the tunnel
 //! port whose first payload byte has the QUIC fixed bit 0x40) stops data under pq-required once
 //! the last PQ PSK expires and data resumes when the rule goes; after a reload that makes the
-//! peer pq-preferred (a live peer change), the same cut leaves the pings going. A stock
+//! peer pq-preferred (a live peer change), the same cut leaves the pings going, both sides
+//! falling back to the pair's static PSK until the channel returns. Under the agile tunnel
+//! (pq-required) the cut stops data too: its keys go with the last PSK. A stock
 //! wireguard-go peer (C) with a static PSK on A's interface keeps working throughout. Root and
 //! netns only; every wait is bounded and Drop tears everything down.
 
@@ -20,6 +22,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use pqgate::net::netns;
+use pqgate_core::wg::Key32;
 
 /// The tunnel port of A and B (each in its own namespace) and of the wireguard-go peer.
 const PORT: u16 = 51910;
@@ -421,6 +424,36 @@ fn psk_of(ifname: &str, peer: &str) -> Option<String> {
     })
 }
 
+/// Gives the pq peer of the config at `path` a static PSK (in its `[[wireguard.peer]]` table,
+/// just before its `[wireguard.peer.pq]` table).
+fn with_static_psk(path: &Path, psk: &str) {
+    let text = std::fs::read_to_string(path).expect("config");
+    let anchor = "[wireguard.peer.pq]";
+    assert_eq!(text.matches(anchor).count(), 1, "one pq peer: {text}");
+    let text = text.replacen(anchor, &format!("preshared_key = \"{psk}\"\n{anchor}"), 1);
+    std::fs::write(path, text).expect("config");
+}
+
+/// Waits (bounded) until A's PSK for B and B's for A, from `wg show`, satisfy `pred`; returns
+/// them.
+fn wait_psks(lab: &Lab, what: &str, pred: impl Fn(&str, &str) -> bool) -> (String, String) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let a = psk_of(&lab.a.ifname, &lab.b.public).unwrap_or_default();
+        let b = psk_of(&lab.b.ifname, &lab.a.public).unwrap_or_default();
+        if pred(&a, &b) {
+            return (a, b);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never {what}: A holds {a:?}, B holds {b:?}\nA log:\n{}\nB log:\n{}",
+            log_text(&lab.a),
+            log_text(&lab.b)
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// (transmitted, received) from ping's summary.
 fn ping_counts(text: &str) -> (u64, u64) {
     let line = text
@@ -620,17 +653,26 @@ fn pq_psks_rotate_hitless_and_fail_closed() {
     lab.wait_status("a PQ PSK again", |p| p["data_allowed"] == true);
     lab.ping_within(&lab.a, "10.101.0.2", 10);
 
-    // pq-preferred by reload (a live peer change on both sides): the same cut leaves data going.
-    lab.config(&lab.a, &lab.b, 1, "pq-preferred", true);
-    lab.config(&lab.b, &lab.a, 2, "pq-preferred", false);
+    // pq-preferred by reload (a live peer change on both sides), with a static PSK for the
+    // pair: the same cut leaves data going, on the static PSK from the next handshake on.
+    let static_psk = ok(&["wg", "genpsk"]).trim().to_owned();
+    let a_conf = lab.config(&lab.a, &lab.b, 1, "pq-preferred", true);
+    let b_conf = lab.config(&lab.b, &lab.a, 2, "pq-preferred", false);
+    with_static_psk(&a_conf, &static_psk);
+    with_static_psk(&b_conf, &static_psk);
     lab.reload(&lab.a);
     lab.reload(&lab.b);
     lab.wait_status("pq-preferred with a PQ PSK", |p| {
         p["mode"] == "pq-preferred" && p["epoch"].is_u64() && p["channel_up"] == true
     });
+    let is_pq = |a: &str, b: &str| a == b && a != static_psk && a != "(none)" && !a.is_empty();
+    wait_psks(&lab, "the same PQ PSK (pq-preferred)", is_pq);
     lab.ping_within(&lab.a, "10.101.0.2", 10);
     lab.cut_channel(true);
     lab.wait_status("expired (pq-preferred)", |p| p["expired"] == true);
+    wait_psks(&lab, "the static PSK after the fall-back", |a, b| {
+        a == static_psk && b == static_psk
+    });
     let out = exec(
         &lab.a.ns,
         &["ping", "-q", "-i", "0.1", "-c", "20", "10.101.0.2"],
@@ -638,7 +680,16 @@ fn pq_psks_rotate_hitless_and_fail_closed() {
     let text = String::from_utf8_lossy(&out.stdout);
     let (sent, got) = ping_counts(&text);
     assert!(sent == 20 && got == sent, "pq-preferred stopped: {text}");
+    for s in [&lab.a, &lab.b] {
+        let log = log_text(s);
+        assert!(log.contains("falls back"), "no fall-back warning:\n{log}");
+    }
     lab.cut_channel(false);
+    lab.wait_status("a PQ PSK after the fall-back", |p| {
+        p["expired"] == false && p["channel_up"] == true
+    });
+    wait_psks(&lab, "a PQ PSK again (pq-preferred)", is_pq);
+    lab.ping_within(&lab.a, "10.101.0.2", 10);
 
     // (c) The wireguard-go peer never lost a reply (the one in flight at SIGINT aside).
     ok(&["kill", "-INT", &c_ping_pid.to_string()]);
@@ -658,11 +709,73 @@ fn pq_psks_rotate_hitless_and_fail_closed() {
     );
 }
 
+/// pq-required with the agile tunnel fails closed: when the channel is cut and the last epoch
+/// expires, the peer's agile keys go too (not only its WireGuard sessions), so no data flows
+/// until the channel is back and a new epoch installs new keys.
+#[test]
+fn agile_tunnel_fails_closed_when_the_channel_is_cut() {
+    if !tools_ready() {
+        return;
+    }
+    let mut lab = Lab::tagged("h");
+    lab.plugin = Some(common::sm4_plugin());
+    let pki = common::Pki::new(lab.dir.path(), "pq");
+    for n in ["a", "b"] {
+        let names = [format!("{n}.pq.test")];
+        pki.issue(n, &[&names[0]], &rcgen::PKCS_ECDSA_P256_SHA256);
+    }
+    let aead = Some("SM4-GCM");
+    let (a_conf, b_conf) = (
+        lab.config_agile(&lab.a, &lab.b, 1, "pq-required", false, aead),
+        lab.config_agile(&lab.b, &lab.a, 2, "pq-required", false, aead),
+    );
+    lab.start(1, &a_conf);
+    lab.start(2, &b_conf);
+    lab.wait_healthy(&lab.a);
+    lab.wait_healthy(&lab.b);
+    lab.wait_status("a PQ PSK", |p| {
+        p["data_allowed"] == true && p["epoch"].is_u64()
+    });
+    lab.ping_within(&lab.a, "10.101.0.2", 10);
+    let installs = |s: &Side| log_text(s).matches("agile tunnel keys installed").count();
+    assert!(
+        installs(&lab.a) >= 1 && installs(&lab.b) >= 1,
+        "no agile keys before the cut:\nA:\n{}\nB:\n{}",
+        log_text(&lab.a),
+        log_text(&lab.b)
+    );
+
+    lab.cut_channel(true);
+    lab.wait_status("expired (pq-required, agile)", |p| {
+        p["data_allowed"] == false
+    });
+    // No epoch can be installed while the channel is cut.
+    let before = [installs(&lab.a), installs(&lab.b)];
+    assert!(
+        !lab.ping_once(&lab.a, "10.101.0.2") && !lab.ping_once(&lab.a, "10.101.0.2"),
+        "agile data still flows after the last epoch expired"
+    );
+
+    lab.cut_channel(false);
+    lab.wait_status("a PQ PSK again (agile)", |p| p["data_allowed"] == true);
+    lab.ping_within(&lab.a, "10.101.0.2", 10);
+    let after = [installs(&lab.a), installs(&lab.b)];
+    assert!(
+        after[0] > before[0] && after[1] > before[1],
+        "no new agile keys after the channel came back: {before:?} -> {after:?}"
+    );
+}
+
+/// Packets per agile key in the agile test: keys update inside each epoch every 48 packets.
+const KEY_PACKETS: u64 = 64;
+
 /// The agile tunnel: A and B carry their data under SM4-GCM (the run-time national-cipher
-/// plugin) keyed per epoch from the
-/// channel (type-0x11 messages instead of WireGuard data) while the epochs rotate every 2 s:
-/// no ping lost, a TCP transfer byte-exact, and the stock wireguard-go peer C on A's interface
-/// keeps working on plain WireGuard.
+/// plugin) keyed per epoch from the channel (type-0x11 messages instead of WireGuard data)
+/// while the epochs rotate every 2 s and, with `agile_key_packets = 64`, the keys update inside
+/// each epoch every 48 packets: no ping lost, a TCP transfer byte-exact, key updates and agile
+/// packets counted per peer, one-way traffic from the channel's responder carried across epochs
+/// while everything the initiator sends is dropped, and the stock wireguard-go peer C on A's
+/// interface keeps working on plain WireGuard.
 #[test]
 fn agile_tunnel_carries_traffic_across_epochs() {
     if !tools_ready() {
@@ -680,6 +793,13 @@ fn agile_tunnel_carries_traffic_across_epochs() {
         lab.config_agile(&lab.a, &lab.b, 1, "pq-required", true, aead),
         lab.config_agile(&lab.b, &lab.a, 2, "pq-required", false, aead),
     );
+    for conf in [&a_conf, &b_conf] {
+        let text = std::fs::read_to_string(conf).expect("config");
+        let line = "agile = \"SM4-GCM\"\n";
+        let capped = text.replace(line, &format!("{line}agile_key_packets = {KEY_PACKETS}\n"));
+        assert_ne!(capped, text, "no agile line in {}", conf.display());
+        std::fs::write(conf, capped).expect("config");
+    }
     lab.start(1, &a_conf);
     lab.start(2, &b_conf);
     lab.wait_healthy(&lab.a);
@@ -719,6 +839,37 @@ fn agile_tunnel_carries_traffic_across_epochs() {
         data.len()
     );
     lab.ping_within(&lab.c, "10.101.0.1", 5);
+    // Per peer: agile packets both ways, and keys updated inside the epochs (each side counts
+    // its sealer's and its opener's updates; the transfer alone is ~1,450 packets A -> B).
+    for (me, peer) in [(&lab.a, &lab.b), (&lab.b, &lab.a)] {
+        let m = http_get(&me.ns, "/metrics").unwrap_or_default();
+        let of = |name: &str| peer_metric(&m, name, &peer.public);
+        let (tx, rx) = (
+            of("pqgate_wg_peer_agile_tx_packets_total"),
+            of("pqgate_wg_peer_agile_rx_packets_total"),
+        );
+        let updates = of("pqgate_wg_peer_agile_key_updates_total");
+        assert!(
+            tx >= 120.0 && rx >= 120.0 && updates >= 20.0,
+            "{}: agile tx {tx} rx {rx} key updates {updates}",
+            me.ifname
+        );
+        eprintln!(
+            "{}: agile tx {tx} rx {rx}, {updates} key updates",
+            me.ifname
+        );
+    }
+    // `pqgate status` shows the agile tunnel per peer.
+    let v: serde_json::Value = serde_json::from_str(&status_cli(&lab.a, true)).expect("JSON");
+    let agile = &v["interfaces"][0]["peers"][0]["agile"];
+    assert!(
+        agile["aead"] == "SM4-GCM"
+            && agile["send_epoch"].is_u64()
+            && agile["key_updates"].as_u64() >= Some(20),
+        "{v}"
+    );
+    assert!(status_cli(&lab.a, false).contains("agile SM4-GCM: sends epoch"));
+    one_way_from_the_responder(&lab);
     // Stop A: its exit line counts what the agile tunnel carried.
     if let Some(mut child) = lab.a.child.take() {
         let _ = Command::new("kill")
@@ -755,4 +906,75 @@ fn agile_tunnel_carries_traffic_across_epochs() {
         assert!(epochs >= 3, "{epochs} agile epochs on {}:\n{log}", side.ns);
         assert!(!log.contains("agile tunnel keys refused"), "{log}");
     }
+}
+
+/// A sample of `name` for `peer` (base64) in Prometheus text, 0 when absent.
+fn peer_metric(metrics: &str, name: &str, peer: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(peer))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// One-way traffic across epochs: every agile datagram the channel's initiator sends is dropped
+/// (so the responder never sees a packet of a new epoch) while the responder pings it for more
+/// than three epochs; the responder must switch its send key on its own deadline, or the
+/// initiator would stop opening its packets after the grace period. Counted at the initiator.
+fn one_way_from_the_responder(lab: &Lab) {
+    let key = |s: &Side| s.public.parse::<Key32>().expect("key");
+    // The channel's initiator has the lower public key (docs/agile-tunnel.md section 3).
+    let (init, resp, init_ip) = if key(&lab.a).as_bytes() < key(&lab.b).as_bytes() {
+        (&lab.a, &lab.b, "10.101.0.1")
+    } else {
+        (&lab.b, &lab.a, "10.101.0.2")
+    };
+    let table = format!("pqow{}", std::process::id());
+    let rules = format!(
+        "table inet {table} {{\n chain out {{ type filter hook output priority -10; \
+         udp dport {PORT} @th,64,8 == 0x11 drop; }}\n chain in {{ type filter hook input \
+         priority 0; iifname \"{}\" icmp type echo-request counter; }}\n}}\n",
+        init.ifname
+    );
+    let path = lab.dir.path().join("oneway.nft");
+    std::fs::write(&path, rules).expect("nft file");
+    let path = path.to_string_lossy().into_owned();
+    ok(&["ip", "netns", "exec", &init.ns, "nft", "-f", &path]);
+    let sent = 8 * 20;
+    let count = sent.to_string();
+    let out = exec(
+        &resp.ns,
+        &["ping", "-q", "-i", "0.05", "-W", "1", "-c", &count, init_ip],
+    );
+    let listing = exec(&init.ns, &["nft", "list", "table", "inet", &table]);
+    ok(&[
+        "ip", "netns", "exec", &init.ns, "nft", "delete", "table", "inet", &table,
+    ]);
+    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+    let got: u64 = listing
+        .split("packets ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let (tx, _) = ping_counts(&String::from_utf8_lossy(&out.stdout));
+    let drops = |s: &Side| {
+        let m = http_get(&s.ns, "/metrics").unwrap_or_default();
+        let lines: Vec<String> = m
+            .lines()
+            .filter(|l| l.starts_with("pqgate_wg_drops_total") && !l.ends_with(" 0"))
+            .map(str::to_owned)
+            .collect();
+        lines.join("\n")
+    };
+    assert!(
+        tx == sent && got == sent,
+        "one-way: {got} of {tx} echo requests from the responder arrived:\n{listing}\n\
+         initiator drops:\n{}\nresponder drops:\n{}\nresponder log:\n{}\ninitiator log:\n{}",
+        drops(init),
+        drops(resp),
+        log_text(resp),
+        log_text(init)
+    );
+    eprintln!("one-way from the responder across epochs: {got}/{sent}");
 }

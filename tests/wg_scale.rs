@@ -10,10 +10,10 @@
 
 mod common;
 
+use common::netns::*;
 use common::sys::*;
 use pqgate_core::wg::Key32;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -58,8 +58,8 @@ fn seeded_keys(n: usize, seed: u64) -> Vec<String> {
 }
 
 struct Lab {
-    a: String,
-    b: String,
+    a: Netns,
+    b: Netns,
     if_a: String,
     if_b: String,
     dir: tempfile::TempDir,
@@ -71,79 +71,37 @@ impl Lab {
     fn new() -> Self {
         let pid = std::process::id();
         let lab = Lab {
-            a: format!("pqgs-{pid}-a"),
-            b: format!("pqgs-{pid}-b"),
+            a: Netns::new(format!("pqgs-{pid}-a")),
+            b: Netns::new(format!("pqgs-{pid}-b")),
             if_a: format!("sa{pid}"),
             if_b: format!("sb{pid}"),
             dir: tempfile::tempdir().expect("tempdir"),
             pqgate: None,
             wggo: None,
         };
-        for ns in [&lab.a, &lab.b] {
-            ok(&["ip", "netns", "add", ns]);
-            ok(&["ip", "-n", ns, "link", "set", "dev", "lo", "up"]);
-        }
         let (va, vb) = (format!("sva{pid}"), format!("svb{pid}"));
-        ok(&[
-            "ip", "link", "add", &va, "netns", &lab.a, "type", "veth", "peer", "name", &vb,
-            "netns", &lab.b,
-        ]);
-        for (ns, dev, host) in [(&lab.a, &va, 1), (&lab.b, &vb, 2)] {
-            okw(&format!(
-                "ip -n {ns} address add 10.96.0.{host}/24 dev {dev}"
-            ));
-            ok(&["ip", "-n", ns, "link", "set", "dev", dev, "up"]);
-        }
+        veth("10.96.0", (&lab.a, &va), (&lab.b, &vb));
         lab
     }
 
     fn wg(&self, ns: &str, args: &[&str]) -> String {
-        let mut all = vec!["ip", "netns", "exec", ns, "wg"];
-        all.extend_from_slice(args);
-        ok(&all)
-    }
-
-    fn socket(iface: &str) -> PathBuf {
-        PathBuf::from(format!("/var/run/wireguard/{iface}.sock"))
-    }
-
-    /// Waits for the UAPI socket; fails early if the process died.
-    fn wait_for_socket(iface: &str, child: &mut Child, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        while !Self::socket(iface).exists() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("{iface}: process exited before its socket appeared: {status}");
-            }
-            assert!(Instant::now() < deadline, "{iface}: no socket in {limit:?}");
-            thread::sleep(Duration::from_millis(50));
-        }
+        ok_in(ns, &[["wg"].as_slice(), args].concat())
     }
 
     /// wireguard-go in `b`, not yet knowing pqgate (see [`Lab::know_pqgate`]).
     fn start_wireguard_go(&mut self, private: &str) {
-        let (b, dev) = (self.b.clone(), self.if_b.clone());
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &b, "wireguard-go", "-f", &dev])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawning wireguard-go");
-        Self::wait_for_socket(&dev, &mut child, Duration::from_secs(10));
-        self.wggo = Some(child);
+        self.wggo = Some(spawn_wireguard_go(&self.b, &self.if_b));
+        let (b, dev) = (&self.b, &self.if_b);
         let key = self.dir.path().join("b.key");
         std::fs::write(&key, private).expect("writing key");
         let key = key.to_string_lossy().into_owned();
         let port = PORT_B.to_string();
-        self.wg(
-            &b,
-            &["set", &dev, "private-key", &key, "listen-port", &port],
-        );
+        self.wg(b, &["set", dev, "private-key", &key, "listen-port", &port]);
         okw(&format!(
             "ip -n {b} address add {}/32 dev {dev}",
             peer_addr(REAL)
         ));
-        ok(&["ip", "-n", &b, "link", "set", "dev", &dev, "up"]);
+        ok(&["ip", "-n", b, "link", "set", "dev", dev, "up"]);
         okw(&format!("ip -n {b} route add 10.200.0.1/32 dev {dev}"));
     }
 
@@ -181,25 +139,13 @@ impl Lab {
                 peer_addr(k)
             ));
         }
-        let path = self.dir.path().join(format!("{}.conf", self.if_a));
-        std::fs::write(&path, conf).expect("writing the config");
-        let started = Instant::now();
-        let mut child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.a,
-                env!("CARGO_BIN_EXE_pqgate"),
-                "wg",
-                "up",
-            ])
-            .arg(&path)
-            .stdin(Stdio::null())
+        let mut command = wg_up(&self.a, self.dir.path(), &self.if_a, &conf, &[]);
+        command
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(self.dir.path().join("pqgate.log")).expect("log"))
-            .spawn()
-            .expect("spawning pqgate");
-        Self::wait_for_socket(&self.if_a, &mut child, START_LIMIT);
+            .stderr(std::fs::File::create(self.dir.path().join("pqgate.log")).expect("log"));
+        let started = Instant::now();
+        let mut child = command.spawn().expect("spawning pqgate");
+        wait_for_socket(&self.if_a, &mut child, START_LIMIT);
         let took = started.elapsed();
         self.pqgate = Some(child);
         took
@@ -219,18 +165,8 @@ impl Lab {
             .count()
     }
 
-    fn ping_once(&self, ns: &str, to: &str) -> bool {
-        let args = ["ip", "netns", "exec", ns, "ping", "-c", "1", "-W", "1", to];
-        run(5, &args).status.success()
-    }
-
     fn ping(&self, ns: &str, to: &str, tries: u32) {
-        for _ in 0..tries {
-            if self.ping_once(ns, to) {
-                return;
-            }
-        }
-        panic!("{ns}: no ping reply from {to} in {tries} tries");
+        ping(ns, to, tries, || {});
     }
 
     fn has_route(&self, prefix: &str) -> bool {
@@ -241,16 +177,9 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for mut child in self.pqgate.take().into_iter().chain(self.wggo.take()) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        for dev in [&self.if_a, &self.if_b] {
-            let _ = std::fs::remove_file(Self::socket(dev));
-        }
-        for ns in [&self.a, &self.b] {
-            let _ = run(10, &["ip", "netns", "del", ns]);
-        }
+        kill_all(self.pqgate.iter_mut().chain(self.wggo.iter_mut()));
+        remove_sockets([self.if_a.as_str(), self.if_b.as_str()]);
+        // The namespaces go when their guards drop, after this.
     }
 }
 
@@ -280,20 +209,13 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 #[test]
 fn ten_thousand_peers_fit_in_200_mb_and_change_live() {
-    if !is_root() {
-        eprintln!("SKIPPED: wg_scale needs root (ip netns, /dev/net/tun)");
-        return;
-    }
-    if !["wireguard-go", "wg", "ping", "ip", "timeout"]
-        .iter()
-        .all(|t| have(t))
-    {
+    if !can_run("wg_scale", &["wireguard-go", "wg", "ping", "ip", "timeout"]) {
         return;
     }
     let (priv_a, pub_a) = wg_key_pair();
     let (priv_b, pub_b) = wg_key_pair();
     let mut lab = Lab::new();
-    let (a, b, if_a) = (lab.a.clone(), lab.b.clone(), lab.if_a.clone());
+    let (a, b, if_a) = (lab.a.to_string(), lab.b.to_string(), lab.if_a.clone());
     lab.start_wireguard_go(&priv_b);
     let start = lab.start_pqgate(&priv_a, &pub_b);
     let up = Instant::now();
@@ -318,7 +240,7 @@ fn ten_thousand_peers_fit_in_200_mb_and_change_live() {
     // pqgate yet); pings only queue behind it, so the tunnel comes up only through pqgate's
     // timer retrying the handshake.
     assert!(
-        !lab.ping_once(&a, &peer_addr(REAL)),
+        !ping_once(&a, &peer_addr(REAL)),
         "no handshake possible yet"
     );
     lab.know_pqgate(&pub_a);

@@ -7,20 +7,20 @@
 
 mod common;
 
+use common::netns::*;
 use common::sys::*;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const PORT_A: u16 = 51830;
 const PORT_B: u16 = 51831;
 const PORT_C: u16 = 51832;
 
 struct Lab {
-    a: String,
-    b: String,
-    c: String,
+    a: Netns,
+    b: Netns,
+    c: Netns,
     if_a: String,
     if_b: String,
     if_c: String,
@@ -33,9 +33,9 @@ impl Lab {
     fn new() -> Self {
         let pid = std::process::id();
         let lab = Lab {
-            a: format!("pqgu-{pid}-a"),
-            b: format!("pqgu-{pid}-b"),
-            c: format!("pqgu-{pid}-c"),
+            a: Netns::new(format!("pqgu-{pid}-a")),
+            b: Netns::new(format!("pqgu-{pid}-b")),
+            c: Netns::new(format!("pqgu-{pid}-c")),
             if_a: format!("ua{pid}"),
             if_b: format!("ub{pid}"),
             if_c: format!("uc{pid}"),
@@ -43,38 +43,16 @@ impl Lab {
             pqgate: None,
             wggo: Vec::new(),
         };
-        for ns in [&lab.a, &lab.b, &lab.c] {
-            ok(&["ip", "netns", "add", ns]);
-            ok(&["ip", "-n", ns, "link", "set", "dev", "lo", "up"]);
-        }
         for (peer, net) in [(&lab.b, "10.97.0"), (&lab.c, "10.98.0")] {
             let tag = &peer[peer.len() - 1..];
             let (va, vp) = (format!("uva{tag}{pid}"), format!("uvp{tag}{pid}"));
-            ok(&[
-                "ip", "link", "add", &va, "netns", &lab.a, "type", "veth", "peer", "name", &vp,
-                "netns", peer,
-            ]);
-            for (ns, dev, host) in [(&lab.a, &va, 1), (peer, &vp, 2)] {
-                ok(&[
-                    "ip",
-                    "-n",
-                    ns,
-                    "address",
-                    "add",
-                    &format!("{net}.{host}/24"),
-                    "dev",
-                    dev,
-                ]);
-                ok(&["ip", "-n", ns, "link", "set", "dev", dev, "up"]);
-            }
+            veth(net, (&lab.a, &va), (peer, &vp));
         }
         lab
     }
 
     fn wg(&self, ns: &str, args: &[&str]) -> Output {
-        let mut all = vec!["ip", "netns", "exec", ns, "wg"];
-        all.extend_from_slice(args);
-        run(10, &all)
+        run_in(10, ns, &[["wg"].as_slice(), args].concat())
     }
 
     fn wg_ok(&self, ns: &str, args: &[&str]) -> String {
@@ -88,27 +66,10 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    fn wait_for_socket(iface: &str) {
-        let sock = PathBuf::from(format!("/var/run/wireguard/{iface}.sock"));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !sock.exists() {
-            assert!(Instant::now() < deadline, "{sock:?} did not appear");
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-
     /// wireguard-go in `ns` on `dev` with tunnel address `addr`, peer pqgate at `a_addr`.
     fn start_wireguard_go(&mut self, ns: &str, dev: &str, private: &str, spec: (&str, u16)) {
         let (addr, port) = spec;
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns, "wireguard-go", "-f", dev])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawning wireguard-go");
-        self.wggo.push(child);
-        Self::wait_for_socket(dev);
+        self.wggo.push(spawn_wireguard_go(ns, dev));
         let key = self.dir.path().join(format!("{dev}.key"));
         std::fs::write(&key, private).expect("writing key");
         let key = key.to_string_lossy().into_owned();
@@ -124,43 +85,15 @@ impl Lab {
              Address = 10.100.0.1/24\n\n[Peer]\nPublicKey = {pub_b}\n\
              AllowedIPs = 10.100.0.2/32\nEndpoint = 10.97.0.2:{PORT_B}\n"
         );
-        let path = self.dir.path().join(format!("{}.conf", self.if_a));
-        std::fs::write(&path, conf).expect("writing a.conf");
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.a,
-                env!("CARGO_BIN_EXE_pqgate"),
-                "wg",
-                "up",
-            ])
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+        let mut child = wg_up(&self.a, self.dir.path(), &self.if_a, &conf, &[])
             .spawn()
             .expect("spawning pqgate");
+        wait_for_socket(&self.if_a, &mut child, Duration::from_secs(10));
         self.pqgate = Some(child);
-        Self::wait_for_socket(&self.if_a);
-    }
-
-    fn ping_once(&self, ns: &str, to: &str) -> bool {
-        run(
-            5,
-            &["ip", "netns", "exec", ns, "ping", "-c", "1", "-W", "1", to],
-        )
-        .status
-        .success()
     }
 
     fn ping(&self, ns: &str, to: &str, tries: u32) {
-        for _ in 0..tries {
-            if self.ping_once(ns, to) {
-                return;
-            }
-        }
-        panic!("{ns}: no ping reply from {to} in {tries} tries");
+        ping(ns, to, tries, || {});
     }
 
     /// pqgate's peers from `wg show IFACE dump`: (public key, line fields).
@@ -179,35 +112,15 @@ impl Lab {
     }
 
     fn stop_pqgate(&mut self) -> String {
-        let mut child = self.pqgate.take().expect("pqgate running");
-        ok(&["kill", "-TERM", &child.id().to_string()]);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while child.try_wait().expect("try_wait").is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                break;
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        let out = child.wait_with_output().expect("pqgate output");
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "pqgate: {}\n{stderr}", out.status);
-        stderr
+        stop_cleanly(self.pqgate.take().expect("pqgate running"), "pqgate")
     }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for mut child in self.pqgate.take().into_iter().chain(self.wggo.drain(..)) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        for dev in [&self.if_a, &self.if_b, &self.if_c] {
-            let _ = std::fs::remove_file(format!("/var/run/wireguard/{dev}.sock"));
-        }
-        for ns in [&self.a, &self.b, &self.c] {
-            let _ = run(10, &["ip", "netns", "del", ns]);
-        }
+        kill_all(self.pqgate.iter_mut().chain(self.wggo.iter_mut()));
+        remove_sockets([self.if_a.as_str(), self.if_b.as_str(), self.if_c.as_str()]);
+        // The namespaces go when their guards drop, after this.
     }
 }
 
@@ -217,21 +130,14 @@ fn field(line: &[String], i: usize) -> u64 {
 
 #[test]
 fn wg_show_and_wg_set_against_pqgate() {
-    if !is_root() {
-        eprintln!("SKIPPED: wg_uapi needs root (ip netns, /dev/net/tun)");
-        return;
-    }
-    if !["wireguard-go", "wg", "ping", "ip", "timeout"]
-        .iter()
-        .all(|t| have(t))
-    {
+    if !can_run("wg_uapi", &["wireguard-go", "wg", "ping", "ip", "timeout"]) {
         return;
     }
     let (priv_a, pub_a) = wg_key_pair();
     let (priv_b, pub_b) = wg_key_pair();
     let (priv_c, pub_c) = wg_key_pair();
     let mut lab = Lab::new();
-    let (a, b, c) = (lab.a.clone(), lab.b.clone(), lab.c.clone());
+    let (a, b, c) = (lab.a.to_string(), lab.b.to_string(), lab.c.to_string());
     let (if_a, if_b, if_c) = (lab.if_a.clone(), lab.if_b.clone(), lab.if_c.clone());
     lab.start_wireguard_go(&b, &if_b, &priv_b, ("10.100.0.2", PORT_B));
     let ep_a_b = format!("10.97.0.1:{PORT_A}");
@@ -249,7 +155,7 @@ fn wg_show_and_wg_set_against_pqgate() {
         ],
     );
     // A stale socket (nothing listening) at pqgate's path is replaced.
-    let stale = format!("/var/run/wireguard/{if_a}.sock");
+    let stale = uapi_socket(&if_a);
     std::fs::create_dir_all("/var/run/wireguard").expect("socket dir");
     drop(std::os::unix::net::UnixListener::bind(&stale).expect("stale socket"));
     lab.start_pqgate(&priv_a, &pub_b);
@@ -385,14 +291,14 @@ fn wg_show_and_wg_set_against_pqgate() {
         ],
     );
     assert!(
-        !(0..3).any(|_| lab.ping_once(&c, "10.100.0.1")),
+        !(0..3).any(|_| ping_once(&c, "10.100.0.1")),
         "a handshake with mismatched PSKs succeeded"
     );
 
     // Remove peer C: gone from the dump and from the routes, no more traffic.
     lab.wg_ok(&a, &["set", &if_a, "peer", &pub_c, "remove"]);
     assert!(lab.peer_line(&pub_c).is_none(), "{:?}", lab.dump());
-    assert!(!lab.ping_once(&a, "10.100.0.3"), "peer C still reachable");
+    assert!(!ping_once(&a, "10.100.0.3"), "peer C still reachable");
     let routes = okw(&format!("ip -n {a} route show dev {if_a}"));
     assert!(!routes.contains("10.100.0.3"), "{routes}");
     lab.ping(&a, "10.100.0.2", 3);
@@ -421,8 +327,8 @@ fn wg_show_and_wg_set_against_pqgate() {
         "no new handshake after the key change: {line:?}"
     );
 
-    let sock = format!("/var/run/wireguard/{if_a}.sock");
+    let sock = uapi_socket(&if_a);
     let stderr = lab.stop_pqgate();
     eprintln!("pqgate stderr:\n{stderr}");
-    assert!(!std::path::Path::new(&sock).exists(), "{sock} left behind");
+    assert!(!sock.exists(), "{sock:?} left behind");
 }

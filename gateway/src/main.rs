@@ -99,7 +99,8 @@ enum WgCommand {
         #[arg(long)]
         no_offload: bool,
         /// TUN queues and UDP sockets (default: one per CPU, at most 4).
-        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=4))]
+        #[arg(long, value_parser = clap::value_parser!(u16)
+            .range(1..=i64::from(pqgate::wg::interface::MAX_QUEUES)))]
         queues: Option<u16>,
     },
     /// Convert a wg-quick file to a `[[wireguard]]` config block (stdout, or -o FILE written
@@ -170,7 +171,7 @@ fn main() -> ExitCode {
             &file.to_string_lossy(),
             pqgate::wg::interface::DataPathOptions {
                 offload: !no_offload,
-                queues: queues.map(usize::from),
+                queues,
             },
         )
         .map(|()| ExitCode::SUCCESS)

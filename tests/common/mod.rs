@@ -2,6 +2,7 @@
 //! its log kept for failure messages), TLS clients with chosen groups, and small TCP backends.
 #![allow(dead_code)]
 
+pub mod netns;
 pub mod sys;
 
 use std::io::{Read, Write};

@@ -24,6 +24,11 @@ pub trait PskSink: Send + Sync + 'static {
     fn force_handshake(&self, peer: WgKey);
     /// pq-required: the last PQ PSK expired; the peer must carry no more data until a new one.
     fn expire(&self, peer: WgKey);
+    /// pq-preferred: the last PQ PSK expired; the peer's next handshake uses its static PSK (or
+    /// none) and its agile keys go. The running session is kept (WireGuard's own rekey moves it
+    /// over; both sides degrade at about the same time since expiry follows the epoch). The
+    /// default does nothing: the peer keeps its last PSK.
+    fn fall_back(&self, _peer: WgKey) {}
     /// After `install` of `epoch`: agile tunnel keys for the peer, if it is configured for them.
     /// `export(label, context, out)` fills `out` from the channel's TLS exporter (false on
     /// failure); `initiator` says which side of the channel this node is.

@@ -327,8 +327,12 @@ async fn act(inner: &Inner, peer: &Peer, chan: &mut Option<Chan>, a: Action) -> 
             tracing::warn!(peer = %who, "no current PQ PSK: pq-required peer stopped");
         }
         Action::Degraded => {
+            inner.sink.fall_back(peer.remote);
             metrics::counter!(METRIC_DEGRADED).increment(1);
-            tracing::warn!(peer = %who, "PQ PSK expired: pq-preferred peer continues without it");
+            tracing::warn!(
+                peer = %who,
+                "PQ PSK expired: pq-preferred peer falls back to its static PSK (or none)"
+            );
         }
         Action::Failed(f) => {
             metrics::counter!(METRIC_FAILURES, "reason" => f.label()).increment(1);

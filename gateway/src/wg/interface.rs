@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread;
 
+/// Most queues an interface uses (the config's bound, kept in the core so it can check it).
+pub use pqgate_core::wg::iface::MAX_QUEUES;
 use pqgate_core::wg::{InterfaceDiff, InterfaceSpec, PeerDiff, PeerSpec};
 
 use super::WgError;
@@ -61,17 +63,25 @@ pub fn peer_config(p: &PeerSpec) -> Result<PeerConfig, WgError> {
     })
 }
 
-/// Most queues (TUN queues and UDP sockets, a thread each per direction) an interface uses.
-const MAX_QUEUES: usize = 4;
-
 /// How the data path is built: operators can turn the kernel offloads off (to rule them out
-/// when debugging, or where a middlebox mishandles them) and fix the number of queues.
+/// when debugging, or where a middlebox mishandles them) and fix the number of queues
+/// (`offload`, `queues` in `[[wireguard]]`; `--no-offload`, `--queues` of `wg up`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DataPathOptions {
     /// TUN virtio-net header with TSO/USO, UDP GSO/GRO, each where the kernel has it.
     pub offload: bool,
     /// Queues (TUN queues and UDP sockets); `None`: one per CPU, at most [`MAX_QUEUES`].
-    pub queues: Option<usize>,
+    pub queues: Option<u16>,
+}
+
+impl DataPathOptions {
+    /// The options a description asks for.
+    pub fn of(spec: &InterfaceSpec) -> Self {
+        Self {
+            offload: spec.offload,
+            queues: spec.queues,
+        }
+    }
 }
 
 impl Default for DataPathOptions {
@@ -86,28 +96,32 @@ impl Default for DataPathOptions {
 /// One queue per CPU, at most [`MAX_QUEUES`]: the kernel keeps each flow on one TUN queue and
 /// each peer on one socket, so more queues add parallelism across flows and peers without
 /// reordering any of them.
-fn queue_count(asked: Option<usize>) -> usize {
+fn queue_count(asked: Option<u16>) -> usize {
     asked
+        .map(usize::from)
         .unwrap_or_else(|| {
             thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1)
         })
-        .clamp(1, MAX_QUEUES)
+        .clamp(1, usize::from(MAX_QUEUES))
 }
 
 impl Interface {
-    /// Brings the interface up. Returns it with warnings (skipped routes). On error, whatever
-    /// was created is removed again.
+    /// Brings the interface up with the data path its description asks for. Returns it with
+    /// warnings (skipped routes). On error, whatever was created is removed again.
     pub fn start(spec: InterfaceSpec) -> Result<(Self, Vec<String>), WgError> {
-        Self::start_with(spec, DataPathOptions::default())
+        let options = DataPathOptions::of(&spec);
+        Self::start_with(spec, options)
     }
 
-    /// [`Interface::start`] with explicit data-path options.
+    /// [`Interface::start`] with data-path options that override the description's (the
+    /// command line of `wg up`); the running description records the options used.
     pub fn start_with(
-        spec: InterfaceSpec,
+        mut spec: InterfaceSpec,
         options: DataPathOptions,
     ) -> Result<(Self, Vec<String>), WgError> {
+        (spec.offload, spec.queues) = (options.offload, options.queues);
         let peers = spec
             .peers
             .iter()
@@ -279,6 +293,8 @@ impl Interface {
             next.listen_port = self.spec.listen_port;
             next.mtu = self.spec.mtu;
             next.fwmark = self.spec.fwmark;
+            next.offload = self.spec.offload;
+            next.queues = self.spec.queues;
         }
         self.spec = next;
         warnings

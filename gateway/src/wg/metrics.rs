@@ -22,12 +22,45 @@ pub const PERIOD: Duration = Duration::from_secs(1);
 pub type Sources = Arc<Mutex<Vec<(String, Arc<Engine>)>>>;
 
 struct PeerHandles {
+    labels: [(&'static str, String); 2],
     rx_bytes: Counter,
     tx_bytes: Counter,
     rx_packets: Counter,
     tx_packets: Counter,
     handshakes: Counter,
     last_handshake: Gauge,
+    /// Registered once the peer has agile keys (most peers never do).
+    agile: Option<AgileHandles>,
+}
+
+struct AgileHandles {
+    tx_packets: Counter,
+    rx_packets: Counter,
+    key_updates: Counter,
+    epoch: Gauge,
+    generation: Gauge,
+}
+
+impl AgileHandles {
+    fn new(labels: &[(&'static str, String)]) -> Self {
+        Self {
+            tx_packets: counter!(m::PEER_AGILE_TX_PACKETS, labels),
+            rx_packets: counter!(m::PEER_AGILE_RX_PACKETS, labels),
+            key_updates: counter!(m::PEER_AGILE_KEY_UPDATES, labels),
+            epoch: gauge!(m::PEER_AGILE_EPOCH, labels),
+            generation: gauge!(m::PEER_AGILE_GENERATION, labels),
+        }
+    }
+
+    fn store(&self, p: &PeerStatus) {
+        self.tx_packets.absolute(p.counts.agile_tx_packets);
+        self.rx_packets.absolute(p.counts.agile_rx_packets);
+        self.key_updates.absolute(p.counts.agile_key_updates);
+        let send = p.agile.as_ref().and_then(|a| a.send_epoch);
+        self.epoch.set(send.map_or(-1.0, |e| e as f64));
+        let generation = p.agile.as_ref().map_or(0, |a| a.send_generation);
+        self.generation.set(generation as f64);
+    }
 }
 
 impl PeerHandles {
@@ -43,10 +76,18 @@ impl PeerHandles {
             tx_packets: counter!(m::PEER_TX_PACKETS, &labels),
             handshakes: counter!(m::PEER_HANDSHAKES, &labels),
             last_handshake: gauge!(m::PEER_LAST_HANDSHAKE_SECONDS, &labels),
+            agile: None,
+            labels,
         }
     }
 
-    fn store(&self, p: &PeerStatus, now: SystemTime) {
+    fn store(&mut self, p: &PeerStatus, now: SystemTime) {
+        if p.agile.is_some() && self.agile.is_none() {
+            self.agile = Some(AgileHandles::new(&self.labels));
+        }
+        if let Some(a) = &self.agile {
+            a.store(p);
+        }
         self.rx_bytes.absolute(p.rx_bytes);
         self.tx_bytes.absolute(p.tx_bytes);
         self.rx_packets.absolute(p.counts.rx_packets);
@@ -240,6 +281,26 @@ fn describe() {
         m::PEER_LAST_HANDSHAKE_SECONDS,
         Unit::Seconds,
         "Seconds since the last completed handshake with a peer (-1: none yet)"
+    );
+    describe_counter!(
+        m::PEER_AGILE_TX_PACKETS,
+        "Data packets sent to a peer through the agile tunnel"
+    );
+    describe_counter!(
+        m::PEER_AGILE_RX_PACKETS,
+        "Data packets received from a peer through the agile tunnel"
+    );
+    describe_counter!(
+        m::PEER_AGILE_KEY_UPDATES,
+        "Agile tunnel key updates inside an epoch with a peer (both directions)"
+    );
+    describe_gauge!(
+        m::PEER_AGILE_EPOCH,
+        "Epoch a peer's agile data is sent under (-1: none yet)"
+    );
+    describe_gauge!(
+        m::PEER_AGILE_GENERATION,
+        "Key generation a peer's agile data is sent under within its epoch"
     );
     describe_gauge!(m::PEERS, "Configured WireGuard peers");
     describe_counter!(

@@ -296,4 +296,38 @@ mod tests {
         assert_eq!(spec.mtu, 1380);
         assert!(spec.peers[0].preshared_key.is_some());
     }
+
+    #[test]
+    fn offload_and_queues_default_on_and_reach_the_data_path_options() {
+        use super::super::interface::DataPathOptions;
+        let dir = tempfile::tempdir().unwrap();
+        let section =
+            |extra: &str| format!("[[wireguard]]\nname = \"wg0\"\nprivate_key = \"{K}\"\n{extra}");
+        let p = write(dir.path(), "d.toml", &section(""), 0o600);
+        let spec = specs(&config_load::load(Some(&p)).unwrap())
+            .unwrap()
+            .remove(0);
+        assert_eq!(DataPathOptions::of(&spec), DataPathOptions::default());
+        let p = write(
+            dir.path(),
+            "s.toml",
+            &section("offload = false\nqueues = 2\n"),
+            0o600,
+        );
+        let spec = specs(&config_load::load(Some(&p)).unwrap())
+            .unwrap()
+            .remove(0);
+        let plain = DataPathOptions {
+            offload: false,
+            queues: Some(2),
+        };
+        assert_eq!(DataPathOptions::of(&spec), plain);
+        let too_many = format!("queues = {}\n", super::super::interface::MAX_QUEUES + 1);
+        for bad in ["queues = 0\n", &too_many] {
+            let p = write(dir.path(), "b.toml", &section(bad), 0o600);
+            let errs = config_load::load(Some(&p)).err().unwrap();
+            let keys: Vec<&str> = errs.0.iter().map(|i| i.key.as_str()).collect();
+            assert_eq!(keys, ["wireguard[0].queues"], "{errs}");
+        }
+    }
 }

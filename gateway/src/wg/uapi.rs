@@ -433,6 +433,7 @@ mod tests {
             persistent_keepalive: Some(25),
             allowed_ips: vec!["10.1.0.0/16".parse().unwrap()],
             counts: Default::default(),
+            agile: None,
         };
         let text = format_get(&[1; 32], 51820, &[p]);
         assert_eq!(

@@ -1,17 +1,20 @@
-//! One epoch's expanded AEAD key and IV, shared by the sealer and the opener: built only from
-//! key material whose lengths fit the AEAD, it refuses to be replaced by an older epoch or by the
-//! same key bytes (whose counters would restart and repeat nonces), and makes each nonce.
+//! One key generation of one epoch: the expanded AEAD key and IV, shared by the sealer and the
+//! opener. Built only from key material whose lengths fit the AEAD, it refuses to be replaced by
+//! an older epoch or by the same key bytes (whose counters would restart and repeat nonces),
+//! derives the next generation (key update) and makes each nonce.
 
 use pqgate_agility::plugin::{AeadAlgorithm, AeadKey};
 use zeroize::Zeroizing;
 
-use super::keys::{DirectionKeys, KeyError};
+use super::keys::{DirectionKeys, KeyError, next_generation};
 use super::seal::InstallError;
 use super::wire::{MAX_NONCE_LEN, nonce_into};
 
-/// The AEAD state of one epoch.
+/// The AEAD state of one key generation of one epoch.
 pub(crate) struct EpochKey {
     pub(crate) epoch: u64,
+    /// 0 for the exporter's key, +1 per key update.
+    pub(crate) generation: u64,
     pub(crate) key: Box<dyn AeadKey>,
     pub(crate) iv: Zeroizing<Vec<u8>>,
     /// Raw key bytes, kept only to refuse installing the same key twice.
@@ -38,10 +41,36 @@ impl EpochKey {
         }
         Ok(Self {
             epoch,
+            generation: 0,
             key: aead.new_key(keys.key()).map_err(InstallError::Aead)?,
             iv: Zeroizing::new(keys.iv().to_vec()),
             raw: Zeroizing::new(keys.key().to_vec()),
         })
+    }
+
+    /// The next key generation of this epoch (`keys::next_generation`); `None` past `last`.
+    pub(crate) fn next(
+        &self,
+        aead: &dyn AeadAlgorithm,
+        last: u64,
+    ) -> Option<Result<Self, InstallError>> {
+        let generation = self.generation.checked_add(1).filter(|g| *g <= last)?;
+        let next = DirectionKeys::new(&self.raw, &self.iv)
+            .and_then(|current| next_generation(&current, generation))
+            .map_err(|source| InstallError::Lengths {
+                aead: aead.name().to_owned(),
+                source,
+            })
+            .and_then(|keys| Self::new(aead, self.epoch, &keys));
+        Some(next.map(|mut key| {
+            key.generation = generation;
+            key
+        }))
+    }
+
+    /// The header's key phase: the generation modulo 256.
+    pub(crate) fn phase(&self) -> u8 {
+        self.generation.to_le_bytes()[0]
     }
 
     /// Whether `other` may replace this key: not older, not the same bytes.

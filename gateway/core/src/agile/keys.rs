@@ -1,8 +1,10 @@
 //! The agile tunnel's key schedule (docs/agile-tunnel.md): the TLS exporter label and context
 //! for one (epoch, AEAD) and the split of the exporter output into a key and an IV per
-//! direction. The channel calls the exporter; this module only builds its input and cuts its
-//! output. Every secret lives in a `Zeroizing` buffer.
+//! direction, and the key update that derives a direction's next key generation from its current
+//! one inside an epoch (one-way). The channel calls the exporter; this module only builds its
+//! input and cuts its output. Every secret lives in a `Zeroizing` buffer.
 
+use aws_lc_rs::hkdf;
 use zeroize::Zeroizing;
 
 use super::wire::{MAX_NONCE_LEN, MIN_NONCE_LEN};
@@ -11,6 +13,9 @@ use crate::pqpsk::{Role, WgKey};
 /// The RFC 8446 section 7.5 exporter label (distinct from the PSK's, so the two never share
 /// output).
 pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-pqgate-agile-v1";
+
+/// HKDF salt of a key update (the info is the new generation, u64 big-endian).
+pub const KEY_UPDATE_LABEL: &[u8] = b"pqgate agile key update v1";
 
 /// Longest AEAD name accepted in the context (its length is one byte).
 pub const MAX_NAME_LEN: usize = 255;
@@ -28,6 +33,10 @@ pub enum KeyError {
     /// The AEAD's key length is zero.
     #[error("key length 0")]
     KeyLen,
+    /// A key update cannot produce `key_len + nonce_len` bytes (HKDF-SHA-384's output is at most
+    /// 255 * 48 bytes).
+    #[error("a key update cannot produce {0} bytes")]
+    Update(usize),
     /// The exporter output is not `2 * (key_len + nonce_len)` bytes.
     #[error("exporter output of {got} bytes, expected {expected}")]
     ExporterLen {
@@ -147,6 +156,40 @@ pub fn derive_direction_keys(
             recv: i2r,
         },
     })
+}
+
+/// HKDF output length (key + IV bytes).
+struct OutputLen(usize);
+
+impl hkdf::KeyType for OutputLen {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+/// The keys of key generation `generation` from `previous`, the same direction's keys of the
+/// generation before it: HKDF (RFC 5869) with SHA-384, salt [`KEY_UPDATE_LABEL`], input keying
+/// material `previous` key || IV, info `u64be(generation)`, cut into a key and an IV of the same
+/// lengths. One-way: the new keys do not reveal the previous ones.
+pub fn next_generation(
+    previous: &DirectionKeys,
+    generation: u64,
+) -> Result<DirectionKeys, KeyError> {
+    let (key_len, nonce_len) = (previous.key.len(), previous.iv.len());
+    check_lengths(key_len, nonce_len)?;
+    let total = key_len + nonce_len;
+    let mut ikm = Zeroizing::new(Vec::with_capacity(total));
+    ikm.extend_from_slice(&previous.key);
+    ikm.extend_from_slice(&previous.iv);
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA384, KEY_UPDATE_LABEL).extract(&ikm);
+    let generation = generation.to_be_bytes();
+    let info = [&generation[..]];
+    let mut out = Zeroizing::new(vec![0u8; total]);
+    prk.expand(&info, OutputLen(total))
+        .and_then(|okm| okm.fill(&mut out))
+        .map_err(|_| KeyError::Update(total))?;
+    let (key, iv) = out.split_at(key_len);
+    DirectionKeys::new(key, iv)
 }
 
 #[cfg(test)]

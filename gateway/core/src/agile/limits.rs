@@ -1,6 +1,6 @@
 //! How many packets one agile key may seal, and how many forgeries it may see, per AEAD
 //! (RFC 9001 section 6.6 and appendix B; draft-irtf-cfrg-aead-limits), with a soft limit at
-//! which the sender asks for a new epoch. Plugin AEADs take the limit their suite declares, or a
+//! which the sender updates its key, and an operator's lower cap. Plugin AEADs take the limit their suite declares, or a
 //! conservative default. Pure data; docs/agile-tunnel.md explains each number.
 
 use pqgate_agility::Registry;
@@ -41,6 +41,10 @@ pub const DEFAULT_PLUGIN_PACKETS: u64 = AES_GCM_ANY_PACKETS;
 /// registry exposes a plugin's declared `max_forgeries` only inside its QUIC algorithm).
 pub const DEFAULT_PLUGIN_FORGERIES: u64 = CHACHA_FORGERIES;
 
+/// Key generations per epoch (key updates + 1 is the count of keys an epoch may use): far beyond
+/// any rate (2^32 updates of 2^21 packets or more each).
+pub const MAX_GENERATION: u64 = u32::MAX as u64;
+
 /// Why limits are refused: the caller is to blame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -63,18 +67,20 @@ pub struct Limits {
     soft: u64,
     hard: u64,
     integrity: u64,
+    last_generation: u64,
 }
 
 impl Limits {
     /// `hard` packets per key (counters `0..hard`), `integrity` failed opens per key; the soft
-    /// limit is three quarters of `hard`, leaving a quarter for the channel to deliver a new
-    /// epoch. Both are capped at [`MAX_COUNTER`] and raised to at least 1.
+    /// limit, where the sender updates its key, is three quarters of `hard` (the last quarter is
+    /// for an epoch whose key generations ran out, until the channel delivers a new epoch). Both are capped at [`MAX_COUNTER`] and raised to at least 1.
     pub fn new(hard: u64, integrity: u64) -> Self {
         let hard = hard.clamp(1, MAX_COUNTER);
         Self {
             soft: hard - hard / 4,
             hard,
             integrity: integrity.max(1),
+            last_generation: MAX_GENERATION,
         }
     }
 
@@ -91,10 +97,38 @@ impl Limits {
             soft,
             hard,
             integrity,
+            last_generation: MAX_GENERATION,
         })
     }
 
-    /// The first counter at which the sender should ask for a new epoch.
+    /// These limits with key generations `0..=last` per epoch (tests use few; the default is
+    /// [`MAX_GENERATION`], which the value is capped at).
+    pub fn with_last_generation(self, last: u64) -> Self {
+        Self {
+            last_generation: last.min(MAX_GENERATION),
+            ..self
+        }
+    }
+
+    /// The last key generation an epoch may use; past its soft limit the sender needs a new
+    /// epoch.
+    pub fn last_generation(&self) -> u64 {
+        self.last_generation
+    }
+
+    /// These limits with at most `max_packets` packets per key (an operator's policy: keys
+    /// change more often, never less). `None` keeps them.
+    pub fn capped(self, max_packets: Option<u64>) -> Self {
+        match max_packets {
+            Some(max) if max < self.hard => Self {
+                last_generation: self.last_generation,
+                ..Self::new(max, self.integrity)
+            },
+            _ => self,
+        }
+    }
+
+    /// The first counter at which the sender updates its key.
     pub fn soft(&self) -> u64 {
         self.soft
     }
@@ -185,6 +219,16 @@ mod tests {
         assert!(Limits::with_soft(1, MAX_COUNTER + 1, 1).is_err());
         let l = Limits::with_soft(2, 4, 3).unwrap();
         assert_eq!((l.soft(), l.hard(), l.integrity()), (2, 4, 3));
+    }
+
+    #[test]
+    fn an_operator_cap_only_lowers() {
+        let aes = Limits::builtin(names::AES_256_GCM, 1420).unwrap();
+        assert_eq!(aes.capped(None), aes);
+        assert_eq!(aes.capped(Some(u64::MAX)), aes);
+        let capped = aes.capped(Some(1000));
+        assert_eq!((capped.soft(), capped.hard()), (750, 1000));
+        assert_eq!(capped.integrity(), aes.integrity());
     }
 
     #[test]

@@ -13,15 +13,17 @@ pub mod seal;
 pub mod wire;
 
 pub use keys::{
-    DirectionKeys, EXPORTER_LABEL, KeyError, SessionKeys, derive_direction_keys, exporter_context,
-    exporter_len,
+    DirectionKeys, EXPORTER_LABEL, KEY_UPDATE_LABEL, KeyError, SessionKeys, derive_direction_keys,
+    exporter_context, exporter_len, next_generation,
 };
-pub use limits::{Limits, LimitsError};
+pub use limits::{Limits, LimitsError, MAX_GENERATION};
 pub use open::{OpenError, Opened, Opener};
 pub use replay::WINDOW;
 pub use seal::{InstallError, MAX_MTU, SealError, Sealed, Sealer};
 pub use wire::{HEADER_LEN, Header, HeaderError, MSG_TYPE, is_agile};
 
+#[cfg(test)]
+mod key_update_tests;
 #[cfg(test)]
 mod session_tests;
 #[cfg(test)]

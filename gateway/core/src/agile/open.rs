@@ -1,7 +1,9 @@
-//! The receiving half of an agile session: the current epoch's key and, for a grace period the
-//! caller sets, the previous one, each found by its receiver index. A packet is checked against
-//! the counter limit and the replay window, then authenticated, and only then marks the window;
-//! forgeries are counted against the AEAD's integrity limit. Nothing a peer sends panics.
+//! The receiving half of an agile session: the current key and, for a grace period the caller
+//! sets, the previous one (of the previous epoch or key generation), found by receiver index and
+//! key phase; the current key's next generation is derived when a packet names it and becomes
+//! current once one authenticates under it. A packet is checked against the counter limit and the
+//! replay window, then authenticated, and only then marks the window; forgeries are counted
+//! against the AEAD's integrity limit. Nothing a peer sends panics.
 
 use std::sync::Arc;
 
@@ -28,6 +30,13 @@ pub enum OpenError {
     /// No current or in-grace key has this receiver index.
     #[error("unknown receiver index {0}")]
     UnknownIndex(u32),
+    /// The key phase names neither the current key generation, its next one, nor the previous
+    /// one still in its grace period.
+    #[error("unexpected key phase {0}")]
+    Phase(u8),
+    /// The next key generation could not be made (the AEAD refused its key): local.
+    #[error("key update failed")]
+    KeyUpdate,
     /// The counter was already accepted.
     #[error("replayed counter {0}")]
     Replay(u64),
@@ -50,6 +59,10 @@ pub enum OpenError {
 pub struct Opened {
     /// The epoch whose key opened it.
     pub epoch: u64,
+    /// The key generation within the epoch.
+    pub generation: u64,
+    /// The packet was the first authentic one under a new key generation (now current).
+    pub key_updated: bool,
     /// Its counter.
     pub counter: u64,
     /// Inner packet length (padding removed); 0 for a keepalive.
@@ -64,12 +77,33 @@ struct RecvKey {
     forgeries: u64,
 }
 
+impl RecvKey {
+    fn new(key: EpochKey, index: u32) -> Self {
+        Self {
+            key,
+            index,
+            window: ReplayWindow::new(),
+            forgeries: 0,
+        }
+    }
+}
+
+/// Which held key a header names.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Current,
+    Next,
+    Previous,
+}
+
 /// Opens one peer's packets.
 pub struct Opener {
     aead: Arc<dyn AeadAlgorithm>,
     limits: Limits,
     grace_ms: u64,
     current: Option<RecvKey>,
+    /// The current key's next generation, once a packet named it.
+    next: Option<RecvKey>,
     /// The previous key and when (unix ms) it stops being accepted.
     previous: Option<(RecvKey, u64)>,
 }
@@ -83,6 +117,7 @@ impl Opener {
             limits,
             grace_ms,
             current: None,
+            next: None,
             previous: None,
         }
     }
@@ -105,14 +140,12 @@ impl Opener {
                 return Err(InstallError::IndexInUse(index));
             }
         }
-        let fresh = RecvKey {
-            key,
-            index,
-            window: ReplayWindow::new(),
-            forgeries: 0,
-        };
         let until = now_ms.saturating_add(self.grace_ms);
-        self.previous = self.current.replace(fresh).map(|old| (old, until));
+        self.next = None;
+        self.previous = self
+            .current
+            .replace(RecvKey::new(key, index))
+            .map(|old| (old, until));
         Ok(())
     }
 
@@ -130,6 +163,11 @@ impl Opener {
     /// The current epoch.
     pub fn epoch(&self) -> Option<u64> {
         self.current.as_ref().map(|c| c.key.epoch)
+    }
+
+    /// The current key generation within the epoch (0 with no key).
+    pub fn generation(&self) -> u64 {
+        self.current.as_ref().map_or(0, |c| c.key.generation)
     }
 
     /// The receiver indices accepted as of the last `install`, `open` or `expire` (current
@@ -156,53 +194,114 @@ impl Opener {
             HeaderError::Truncated(n) => OpenError::Truncated(n),
             other => OpenError::Header(other),
         })?;
+        let slot = self.find(header.receiver, header.phase)?;
+        if slot == Slot::Next {
+            self.prepare_next(header.phase)?;
+        }
         let limits = self.limits;
-        let slot = self.slot(header.receiver)?;
-        let counter = header.counter;
-        if counter >= limits.hard() || slot.forgeries >= limits.integrity() {
-            return Err(OpenError::LimitReached);
+        let key = match slot {
+            Slot::Current => self.current.as_mut(),
+            Slot::Next => self.next.as_mut(),
+            Slot::Previous => self.previous.as_mut().map(|(k, _)| k),
         }
-        slot.window
-            .check(counter)
-            .map_err(|r| refusal(r, counter))?;
-        let (nonce, nonce_len) = slot.key.nonce(counter);
-        let (aad, sealed) = datagram.split_at(HEADER_LEN);
-        let start = out.len();
-        if slot
-            .key
-            .key
-            .open(&nonce[..nonce_len], aad, sealed, out)
-            .is_err()
-        {
-            out.truncate(start);
-            slot.forgeries = slot.forgeries.saturating_add(1);
-            return Err(OpenError::Auth);
+        .ok_or(OpenError::UnknownIndex(header.receiver))?;
+        let (epoch, generation) = (key.key.epoch, key.key.generation);
+        let len = open_with(key, limits, header.counter, datagram, out)?;
+        if slot == Slot::Next {
+            self.promote(now_ms);
         }
-        slot.window
-            .accept(counter)
-            .map_err(|r| refusal(r, counter))?;
-        let Some(len) = out.get(start..).and_then(inner_len) else {
-            out.truncate(start);
-            return Err(OpenError::Inner);
-        };
-        out.truncate(start + len);
         Ok(Opened {
-            epoch: slot.key.epoch,
-            counter,
+            epoch,
+            generation,
+            key_updated: slot == Slot::Next,
+            counter: header.counter,
             len,
         })
     }
 
-    fn slot(&mut self, index: u32) -> Result<&mut RecvKey, OpenError> {
-        if self.current.as_ref().is_some_and(|c| c.index == index) {
-            return self.current.as_mut().ok_or(OpenError::UnknownIndex(index));
+    /// The held key that `index` and `phase` name: the current generation, its next one, or the
+    /// previous key (of this epoch or the last) while in grace.
+    fn find(&self, index: u32, phase: u8) -> Result<Slot, OpenError> {
+        let mut known = false;
+        if let Some(c) = self.current.as_ref().filter(|c| c.index == index) {
+            if c.key.phase() == phase {
+                return Ok(Slot::Current);
+            }
+            if c.key.phase().wrapping_add(1) == phase {
+                return Ok(Slot::Next);
+            }
+            known = true;
         }
-        self.previous
-            .as_mut()
-            .map(|(k, _)| k)
-            .filter(|k| k.index == index)
-            .ok_or(OpenError::UnknownIndex(index))
+        match &self.previous {
+            Some((p, _)) if p.index == index && p.key.phase() == phase => Ok(Slot::Previous),
+            Some((p, _)) if p.index == index => Err(OpenError::Phase(phase)),
+            _ if known => Err(OpenError::Phase(phase)),
+            _ => Err(OpenError::UnknownIndex(index)),
+        }
     }
+
+    /// Derives the current key's next generation unless already held.
+    fn prepare_next(&mut self, phase: u8) -> Result<(), OpenError> {
+        if self.next.is_some() {
+            return Ok(());
+        }
+        let current = self.current.as_ref().ok_or(OpenError::Phase(phase))?;
+        let key = current
+            .key
+            .next(self.aead.as_ref(), self.limits.last_generation())
+            .ok_or(OpenError::Phase(phase))?
+            .map_err(|_| OpenError::KeyUpdate)?;
+        self.next = Some(RecvKey::new(key, current.index));
+        Ok(())
+    }
+
+    /// The next generation authenticated a packet: it becomes current, and the current one the
+    /// previous (for packets still in flight) until the grace period ends.
+    fn promote(&mut self, now_ms: u64) {
+        if let Some(next) = self.next.take() {
+            let until = now_ms.saturating_add(self.grace_ms);
+            self.previous = self.current.replace(next).map(|old| (old, until));
+        }
+    }
+}
+
+/// Steps 3 to 6 of docs/agile-tunnel.md section 6 under one key: limits, replay check, AEAD open
+/// (a failure counts a forgery), window update, padding trimmed. Returns the inner length.
+fn open_with(
+    slot: &mut RecvKey,
+    limits: Limits,
+    counter: u64,
+    datagram: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<usize, OpenError> {
+    if counter >= limits.hard() || slot.forgeries >= limits.integrity() {
+        return Err(OpenError::LimitReached);
+    }
+    slot.window
+        .check(counter)
+        .map_err(|r| refusal(r, counter))?;
+    let (nonce, nonce_len) = slot.key.nonce(counter);
+    let (aad, sealed) = datagram.split_at(HEADER_LEN);
+    let start = out.len();
+    if slot
+        .key
+        .key
+        .open(&nonce[..nonce_len], aad, sealed, out)
+        .is_err()
+    {
+        out.truncate(start);
+        slot.forgeries = slot.forgeries.saturating_add(1);
+        return Err(OpenError::Auth);
+    }
+    slot.window
+        .accept(counter)
+        .map_err(|r| refusal(r, counter))?;
+    let Some(len) = out.get(start..).and_then(inner_len) else {
+        out.truncate(start);
+        return Err(OpenError::Inner);
+    };
+    out.truncate(start + len);
+    Ok(len)
 }
 
 fn refusal(r: Refusal, counter: u64) -> OpenError {

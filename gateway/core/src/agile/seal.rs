@@ -1,7 +1,9 @@
-//! The sending half of an agile session: one key per epoch, counters from 0, padding to the
-//! MTU, a refusal at the hard limit and `needs_rekey` from the soft one. It switches epochs only
-//! when told (`install`), never reuses a key it already holds, and burns a counter before each
-//! AEAD call so no nonce is used twice even when a call fails.
+//! The sending half of an agile session: one key per epoch and key generation, counters from 0,
+//! padding to the MTU. At the soft limit it updates its key (the next generation, counters from 0
+//! again) without any message; only when the epoch's generations run out does it report
+//! `needs_rekey` and refuse at the hard limit. It switches epochs only when told (`install`),
+//! never reuses a key it already holds, and burns a counter before each AEAD call so no nonce is
+//! used twice even when a call fails.
 
 use std::sync::Arc;
 
@@ -57,9 +59,14 @@ pub enum SealError {
     /// No epoch installed yet.
     #[error("no key installed")]
     NoKey,
-    /// The key sealed as many packets as its AEAD allows: a new epoch is needed.
+    /// The key sealed as many packets as its AEAD allows and the epoch has no key generation
+    /// left: a new epoch is needed.
     #[error("key usage limit of {0} packets reached")]
     LimitReached(u64),
+    /// The next key generation could not be made (the AEAD refused its key); nothing was sent
+    /// and the counter was not burned.
+    #[error("key update failed")]
+    KeyUpdate(#[source] InstallError),
     /// The inner packet is longer than the MTU.
     #[error("packet of {len} bytes exceeds the MTU of {mtu}")]
     TooLarge {
@@ -78,7 +85,11 @@ pub enum SealError {
 pub struct Sealed {
     /// The counter the packet carries.
     pub counter: u64,
-    /// The soft limit is reached: ask the channel for a new epoch.
+    /// The key generation that sealed it (0 = the epoch's exporter key).
+    pub generation: u64,
+    /// This packet is the first under a new key generation.
+    pub key_updated: bool,
+    /// The epoch's last key generation reached its soft limit: ask the channel for a new epoch.
     pub needs_rekey: bool,
 }
 
@@ -143,16 +154,22 @@ impl Sealer {
         self.current.as_ref().map(|c| c.key.epoch)
     }
 
+    /// The current key generation within the epoch (0 with no key).
+    pub fn generation(&self) -> u64 {
+        self.current.as_ref().map_or(0, |c| c.key.generation)
+    }
+
     /// The next counter to be sent (0 with no key).
     pub fn counter(&self) -> u64 {
         self.current.as_ref().map_or(0, |c| c.counter)
     }
 
-    /// Whether a new epoch should be requested: no key, or the soft limit reached.
+    /// Whether a new epoch should be requested: no key, or the epoch's last key generation at
+    /// its soft limit (earlier generations update themselves).
     pub fn needs_rekey(&self) -> bool {
-        self.current
-            .as_ref()
-            .is_none_or(|c| c.counter >= self.limits.soft())
+        self.current.as_ref().is_none_or(|c| {
+            c.key.generation >= self.limits.last_generation() && c.counter >= self.limits.soft()
+        })
     }
 
     /// Bytes a sealed packet of `inner` bytes takes on the wire.
@@ -170,13 +187,25 @@ impl Sealer {
                 mtu: self.mtu,
             });
         }
+        let mut key_updated = false;
+        if current.counter >= self.limits.soft()
+            && let Some(next) = current
+                .key
+                .next(self.aead.as_ref(), self.limits.last_generation())
+        {
+            current.key = next.map_err(SealError::KeyUpdate)?;
+            current.counter = 0;
+            key_updated = true;
+        }
         let counter = current.counter;
         if counter >= self.limits.hard() {
             return Err(SealError::LimitReached(self.limits.hard()));
         }
         current.counter = counter + 1;
+        let generation = current.key.generation;
         let header = Header {
             receiver: current.receiver,
+            phase: current.key.phase(),
             counter,
         }
         .encode();
@@ -197,7 +226,10 @@ impl Sealer {
         }
         Ok(Sealed {
             counter,
-            needs_rekey: counter + 1 >= self.limits.soft(),
+            generation,
+            key_updated,
+            needs_rekey: generation >= self.limits.last_generation()
+                && counter + 1 >= self.limits.soft(),
         })
     }
 }
@@ -209,6 +241,7 @@ impl std::fmt::Debug for Sealer {
             .field("limits", &self.limits)
             .field("mtu", &self.mtu)
             .field("epoch", &self.epoch())
+            .field("generation", &self.generation())
             .field("counter", &self.counter())
             .finish_non_exhaustive()
     }

@@ -19,13 +19,13 @@ const REQUIRE_SM4_ENV: &str = "AGILE_REQUIRE_SM4";
 
 const MTU: usize = 1420;
 
-fn registry() -> &'static Registry {
+pub(super) fn registry() -> &'static Registry {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
     REGISTRY.get_or_init(Registry::power_on)
 }
 
 /// Every built-in AEAD and every AEAD of a compiled-in plugin, enabled by the registry.
-fn all_aeads() -> Vec<Arc<dyn AeadAlgorithm>> {
+pub(super) fn all_aeads() -> Vec<Arc<dyn AeadAlgorithm>> {
     let mut wanted = vec![
         names::AES_128_GCM.to_owned(),
         names::AES_256_GCM.to_owned(),
@@ -50,7 +50,7 @@ fn all_aeads() -> Vec<Arc<dyn AeadAlgorithm>> {
         .collect()
 }
 
-fn aead(name: &str) -> Arc<dyn AeadAlgorithm> {
+pub(super) fn aead(name: &str) -> Arc<dyn AeadAlgorithm> {
     registry().aead(name).unwrap()
 }
 
@@ -61,7 +61,7 @@ fn exporter(aead: &dyn AeadAlgorithm, seed: u8) -> Vec<u8> {
         .collect()
 }
 
-fn keys(aead: &dyn AeadAlgorithm, seed: u8, role: Role) -> SessionKeys {
+pub(super) fn keys(aead: &dyn AeadAlgorithm, seed: u8, role: Role) -> SessionKeys {
     derive_direction_keys(
         &exporter(aead, seed),
         aead.key_len(),
@@ -72,7 +72,7 @@ fn keys(aead: &dyn AeadAlgorithm, seed: u8, role: Role) -> SessionKeys {
 }
 
 /// Initiator sealer and responder opener for epoch 1, receiver index `index`.
-fn pair(aead: &Arc<dyn AeadAlgorithm>, limits: Limits, index: u32) -> (Sealer, Opener) {
+pub(super) fn pair(aead: &Arc<dyn AeadAlgorithm>, limits: Limits, index: u32) -> (Sealer, Opener) {
     let mut sealer = Sealer::new(aead.clone(), limits, MTU).unwrap();
     let mut opener = Opener::new(aead.clone(), limits, 1_000);
     sealer
@@ -84,8 +84,7 @@ fn pair(aead: &Arc<dyn AeadAlgorithm>, limits: Limits, index: u32) -> (Sealer, O
     (sealer, opener)
 }
 
-/// A datagram built by hand per the spec: header, nonce = iv xor counter, AEAD over the padded
-/// inner packet with the header as AAD.
+/// A datagram of key phase 0 built by hand per the spec (see [`craft_phase`]).
 fn craft(
     aead: &dyn AeadAlgorithm,
     dk: &DirectionKeys,
@@ -93,8 +92,22 @@ fn craft(
     counter: u64,
     inner: &[u8],
 ) -> Vec<u8> {
+    craft_phase(aead, dk, index, 0, counter, inner)
+}
+
+/// A datagram built by hand per the spec: header, nonce = iv xor counter, AEAD over the padded
+/// inner packet with the header as AAD.
+pub(super) fn craft_phase(
+    aead: &dyn AeadAlgorithm,
+    dk: &DirectionKeys,
+    index: u32,
+    phase: u8,
+    counter: u64,
+    inner: &[u8],
+) -> Vec<u8> {
     let header = Header {
         receiver: index,
+        phase,
         counter,
     }
     .encode();
@@ -110,7 +123,7 @@ fn craft(
     out
 }
 
-fn ipv4(len: usize, fill: u8) -> Vec<u8> {
+pub(super) fn ipv4(len: usize, fill: u8) -> Vec<u8> {
     let mut p = vec![fill; len];
     p[0] = 0x45;
     p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
@@ -124,7 +137,7 @@ fn ipv6(len: usize, fill: u8) -> Vec<u8> {
     p
 }
 
-fn open(opener: &mut Opener, now: u64, d: &[u8]) -> Result<Vec<u8>, OpenError> {
+pub(super) fn open(opener: &mut Opener, now: u64, d: &[u8]) -> Result<Vec<u8>, OpenError> {
     let mut out = vec![0xee];
     let res = opener.open(now, d, &mut out);
     match res {
@@ -216,7 +229,9 @@ fn every_single_bit_flip_is_refused_and_moves_nothing() {
             bad[bit / 8] ^= 1 << (bit % 8);
             let err = open(&mut rx, 0, &bad).unwrap_err();
             let expected_kind = match bit / 8 {
-                0..=3 => matches!(err, OpenError::Header(_)),
+                0 | 2 | 3 => matches!(err, OpenError::Header(_)),
+                // Another key phase: the next generation's key (derived) or none refuses it.
+                1 => matches!(err, OpenError::Auth | OpenError::Phase(_)),
                 4..=7 => matches!(err, OpenError::UnknownIndex(_)),
                 8..=15 => matches!(err, OpenError::Auth | OpenError::LimitReached),
                 _ => err == OpenError::Auth,
@@ -255,9 +270,10 @@ fn truncation_and_garbage_are_refused() {
 }
 
 #[test]
-fn soft_and_hard_limits() {
+fn soft_and_hard_limits_once_key_updates_run_out() {
     let aead = aead(names::AES_256_GCM);
-    let limits = Limits::with_soft(2, 4, 3).unwrap();
+    // No key generation after the first: the epoch's only key runs to its hard limit.
+    let limits = Limits::with_soft(2, 4, 3).unwrap().with_last_generation(0);
     let (mut tx, mut rx) = pair(&aead, limits, 8);
     let mut rekey = Vec::new();
     for c in 0..4u64 {

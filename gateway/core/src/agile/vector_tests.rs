@@ -184,3 +184,102 @@ fn check(registry: &Registry, v: &Vector) {
     assert_eq!(opened.counter, v.counter);
     assert_eq!(opened.len, inner.len());
 }
+
+/// A key update vector (docs/agile-tunnel.md section 7.5): the keys of each generation from
+/// `next_generation`, and the packet the sealer makes at `generation`/`counter` after running
+/// through the earlier ones with a soft limit of `soft` packets per key.
+struct UpdateVector {
+    aead: &'static str,
+    exporter: &'static str,
+    sender: Role,
+    generations: &'static [(&'static str, &'static str)],
+    soft: u64,
+    receiver: u32,
+    counter: u64,
+    packet: &'static str,
+}
+
+const UPDATE_VECTORS: &[UpdateVector] = &[
+    UpdateVector {
+        aead: "AES-256-GCM",
+        exporter: VECTORS[0].exporter,
+        sender: Role::Initiator,
+        generations: &[
+            (
+                "ba60b6e8337f0ef16fbe567be27b6d304dd9c480c33b3fb3a691dcf940565a28",
+                "654debb016f7faddf13d8ba8",
+            ),
+            (
+                "71139dcab3a24d33b60e4f77799436c9bd0e09f045a0194bfb34ad2a278ffb8a",
+                "95b43b6951293169f2b9e2bf",
+            ),
+        ],
+        soft: 6,
+        receiver: 0xa1b2_c3d4,
+        counter: 5,
+        packet: "11020000d4c3b2a10500000000000000\
+                 ed26c148957461f2e861a510dadd7c906351fb5750ec1c3ced521f89c9aeec56\
+                 07e11a266041985e720fbf4a160a92bf",
+    },
+    UpdateVector {
+        aead: "ChaCha20-Poly1305",
+        exporter: VECTORS[1].exporter,
+        sender: Role::Responder,
+        generations: &[(
+            "b1342df6db1bfe001afee1fe25e673dafe00845429720e33f5fb87eb4a841ab0",
+            "35b8cce7ef15dc3b637a39ee",
+        )],
+        soft: 1,
+        receiver: 7,
+        counter: 0,
+        packet: "11010000070000000000000000000000\
+                 d07ffe4efc741360ad7a41ff5251ad395a94bc8b97dc867384eeaedb5fc8c0d2\
+                 a48d709b3e219e6668f9bc97844eeeb7",
+    },
+];
+
+#[test]
+fn key_update_vectors_match_byte_for_byte() {
+    let registry = Registry::power_on();
+    for v in UPDATE_VECTORS {
+        let aead = registry.aead(v.aead).unwrap();
+        let (kl, nl) = (aead.key_len(), aead.nonce_len());
+        let exporter = bytes(v.exporter);
+        let tx = derive_direction_keys(&exporter, kl, nl, v.sender).unwrap();
+        let rx = derive_direction_keys(&exporter, kl, nl, other(v.sender)).unwrap();
+        let mut keys = DirectionKeys::new(tx.send.key(), tx.send.iv()).unwrap();
+        for (g, (key, iv)) in v.generations.iter().enumerate() {
+            keys = next_generation(&keys, g as u64 + 1).unwrap();
+            assert_eq!(keys.key(), bytes(key), "{} generation {}", v.aead, g + 1);
+            assert_eq!(keys.iv(), bytes(iv), "{} generation {}", v.aead, g + 1);
+        }
+        let limits = Limits::with_soft(v.soft, v.soft + 2, 1 << 30).unwrap();
+        let mut sealer = Sealer::new(aead.clone(), limits, 1420).unwrap();
+        let mut opener = Opener::new(aead.clone(), limits, 0);
+        sealer.install(1, v.receiver, &tx.send).unwrap();
+        opener.install(0, 1, v.receiver, &rx.recv).unwrap();
+        let before = v.soft * v.generations.len() as u64 + v.counter;
+        let mut scratch = Vec::new();
+        for _ in 0..before {
+            scratch.clear();
+            sealer.seal(&[], &mut scratch).unwrap();
+            opener.open(0, &scratch, &mut Vec::new()).unwrap();
+        }
+        let mut packet = Vec::new();
+        let sealed = sealer.seal(&bytes(INNER), &mut packet).unwrap();
+        assert_eq!(
+            (sealed.generation, sealed.counter),
+            (v.generations.len() as u64, v.counter)
+        );
+        assert_eq!(
+            hex::encode(&packet),
+            hex::encode(&bytes(v.packet)),
+            "{}",
+            v.aead
+        );
+        let mut inner = Vec::new();
+        let opened = opener.open(0, &packet, &mut inner).unwrap();
+        assert_eq!(inner, bytes(INNER));
+        assert_eq!(opened.generation, v.generations.len() as u64);
+    }
+}

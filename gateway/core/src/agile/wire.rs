@@ -1,5 +1,5 @@
 //! The agile tunnel's data packet, byte by byte (docs/agile-tunnel.md): a 16-byte header (type
-//! 0x11, three zero bytes, receiver index u32 LE, counter u64 LE) that is also the AEAD's
+//! 0x11, key phase, two zero bytes, receiver index u32 LE, counter u64 LE) that is also the AEAD's
 //! associated data; the nonce (per-direction IV xor the counter, as RFC 8446 section 5.3); the
 //! zero padding of the inner IP packet and its removal. Pure functions over caller buffers.
 
@@ -7,7 +7,7 @@
 /// `grease_quic_bit` is off on both ends), so one UDP port tells the three apart.
 pub const MSG_TYPE: u8 = 0x11;
 
-/// Header bytes: type, three reserved zero bytes, receiver index, counter.
+/// Header bytes: type, key phase, two reserved zero bytes, receiver index, counter.
 pub const HEADER_LEN: usize = 16;
 
 /// Plaintext is zero-padded to a multiple of this many bytes (as WireGuard), up to the MTU.
@@ -45,6 +45,9 @@ pub enum HeaderError {
 pub struct Header {
     /// The receiver's index for this peer, direction and epoch.
     pub receiver: u32,
+    /// The key generation within the epoch, modulo 256 (0 for the exporter's key, +1 per key
+    /// update): tells the receiver whether the current, the next or the previous key seals it.
+    pub phase: u8,
     /// The packet counter (nonce input), from 0 per key.
     pub counter: u64,
 }
@@ -54,6 +57,7 @@ impl Header {
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut out = [0u8; HEADER_LEN];
         out[0] = MSG_TYPE;
+        out[1] = self.phase;
         out[4..8].copy_from_slice(&self.receiver.to_le_bytes());
         out[8..16].copy_from_slice(&self.counter.to_le_bytes());
         out
@@ -70,7 +74,7 @@ impl Header {
         if datagram.len() < HEADER_LEN.saturating_add(tag_len) {
             return Err(HeaderError::Truncated(datagram.len()));
         }
-        if head[1..4] != [0, 0, 0] {
+        if head[2..4] != [0, 0] {
             return Err(HeaderError::Reserved);
         }
         let mut receiver = [0u8; 4];
@@ -79,6 +83,7 @@ impl Header {
         counter.copy_from_slice(&head[8..16]);
         Ok(Self {
             receiver: u32::from_le_bytes(receiver),
+            phase: head[1],
             counter: u64::from_le_bytes(counter),
         })
     }
@@ -141,10 +146,14 @@ mod tests {
     fn header_round_trip_and_layout() {
         let h = Header {
             receiver: 0x0403_0201,
+            phase: 0xfe,
             counter: 0x0807_0605_0403_0201,
         };
         let bytes = h.encode();
-        assert_eq!(bytes, [0x11, 0, 0, 0, 1, 2, 3, 4, 1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(
+            bytes,
+            [0x11, 0xfe, 0, 0, 1, 2, 3, 4, 1, 2, 3, 4, 5, 6, 7, 8]
+        );
         let mut dgram = bytes.to_vec();
         dgram.extend_from_slice(&[0u8; 16]);
         assert_eq!(Header::parse(&dgram, 16), Ok(h));
@@ -154,6 +163,7 @@ mod tests {
     fn header_refusals() {
         let mut d = Header {
             receiver: 1,
+            phase: 0,
             counter: 2,
         }
         .encode()
@@ -162,11 +172,14 @@ mod tests {
         assert_eq!(Header::parse(&d[..15], 0), Err(HeaderError::Truncated(15)));
         assert_eq!(Header::parse(&[], 0), Err(HeaderError::Truncated(0)));
         d.extend_from_slice(&[0u8; 16]);
-        for at in 1..4 {
+        for at in 2..4 {
             let mut bad = d.clone();
             bad[at] = 0x80;
             assert_eq!(Header::parse(&bad, 16), Err(HeaderError::Reserved));
         }
+        let mut phased = d.clone();
+        phased[1] = 0x80;
+        assert_eq!(Header::parse(&phased, 16).map(|h| h.phase), Ok(0x80));
         for t in [1u8, 4, 0x40, 0xc0, 0x10, 0x12] {
             let mut bad = d.clone();
             bad[0] = t;

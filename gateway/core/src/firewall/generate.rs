@@ -411,6 +411,8 @@ mod pq_tests {
             address: vec![],
             mtu: crate::wg::config::DEFAULT_MTU,
             fwmark: None,
+            offload: true,
+            queues: None,
             pq: Some(pq),
             peers: vec![],
         }

@@ -210,6 +210,8 @@ fn wireguard(name: &str, listen_port: u16) -> crate::wg::WireguardConfig {
         address: vec![],
         mtu: crate::wg::config::DEFAULT_MTU,
         fwmark: None,
+        offload: true,
+        queues: None,
         pq: None,
         peers: vec![],
     }

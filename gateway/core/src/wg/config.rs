@@ -19,6 +19,10 @@ fn default_mtu() -> u16 {
     DEFAULT_MTU
 }
 
+fn default_offload() -> bool {
+    true
+}
+
 /// `[[wireguard]]`: one interface.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +47,15 @@ pub struct WireguardConfig {
     /// Firewall mark on the tunnel's UDP packets; absent or 0 for none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fwmark: Option<u32>,
+    /// Kernel offloads on the data path (TUN virtio-net header with TSO/USO, UDP GSO/GRO, each
+    /// where the kernel has it); `false`: plain one-packet IO, to rule them out on a NIC or
+    /// kernel that mishandles them.
+    #[serde(default = "default_offload")]
+    pub offload: bool,
+    /// TUN queues and UDP sockets (a thread each per direction), 1 to
+    /// [`MAX_QUEUES`](super::iface::MAX_QUEUES); absent: one per CPU, at most that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queues: Option<u16>,
     /// `[wireguard.pq]`: post-quantum PSKs over QUIC for the peers that have a `pq` table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pq: Option<WgPqConfig>,
@@ -152,7 +165,15 @@ pub struct WgPeerPq {
     /// the name is bound into the keys, so a mismatch fails authentication, never weakens).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agile: Option<String>,
+    /// At most this many packets per agile key before the sender updates it (an operator's
+    /// policy: only ever lower than the AEAD's own limit, at least [`MIN_AGILE_KEY_PACKETS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agile_key_packets: Option<u64>,
 }
+
+/// The smallest `agile_key_packets`: below it key updates (an HKDF and a key schedule each)
+/// would cost more than the packets they protect.
+pub const MIN_AGILE_KEY_PACKETS: u64 = 64;
 
 fn default_interval() -> u64 {
     crate::pqpsk::config::DEFAULT_INTERVAL_SECS
@@ -230,6 +251,7 @@ mod tests {
         };
         let named = |address: Option<SocketAddr>| WgPeerPq {
             agile: None,
+            agile_key_packets: None,
             name: "b.example".into(),
             address,
             mode: Some(PqMode::Required),

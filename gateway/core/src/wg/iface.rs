@@ -8,6 +8,10 @@ use super::config::{DEFAULT_MTU, WireguardConfig};
 use super::key::{Key32, PresharedKey, PrivateKey};
 use super::quick::QuickConfig;
 
+/// Most queues (TUN queues and UDP sockets, a thread each per direction) an interface uses;
+/// the bound of `queues` in the config and of `wg up --queues`.
+pub const MAX_QUEUES: u16 = 4;
+
 /// A WireGuard interface to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InterfaceSpec {
@@ -23,6 +27,10 @@ pub struct InterfaceSpec {
     pub mtu: u16,
     /// Firewall mark on the UDP socket, `None` for none.
     pub fwmark: Option<u32>,
+    /// Kernel offloads (TUN TSO/USO, UDP GSO/GRO) where the kernel has them.
+    pub offload: bool,
+    /// TUN queues and UDP sockets; `None`: one per CPU, at most [`MAX_QUEUES`].
+    pub queues: Option<u16>,
     /// Peers in order.
     pub peers: Vec<PeerSpec>,
 }
@@ -66,6 +74,8 @@ impl InterfaceSpec {
             addresses: q.interface.addresses.clone(),
             mtu: q.interface.mtu.unwrap_or(DEFAULT_MTU),
             fwmark: q.interface.fwmark.filter(|&m| m != 0),
+            offload: true,
+            queues: None,
             peers: peers.collect(),
         }
     }
@@ -99,6 +109,8 @@ impl InterfaceSpec {
             addresses: c.address.clone(),
             mtu: c.mtu,
             fwmark: c.fwmark.filter(|&m| m != 0),
+            offload: c.offload,
+            queues: c.queues,
             peers: peers.collect(),
         }
     }
@@ -131,6 +143,13 @@ impl InterfaceSpec {
         }
         if self.fwmark != next.fwmark {
             d.restart_only.push("fwmark");
+        }
+        // The TUN queues and sockets are opened with them: a new data path means a new TUN.
+        if self.offload != next.offload {
+            d.restart_only.push("offload");
+        }
+        if self.queues != next.queues {
+            d.restart_only.push("queues");
         }
         for old in &self.peers {
             if !next.peers.iter().any(|p| p.public_key == old.public_key) {
@@ -233,6 +252,8 @@ mod tests {
             addresses: vec!["10.0.0.1/24".parse().unwrap()],
             mtu: DEFAULT_MTU,
             fwmark: None,
+            offload: true,
+            queues: None,
             peers,
         }
     }
@@ -260,6 +281,12 @@ mod tests {
         assert!(
             matches!(&d.peers[2], PeerDiff::Added(p) if p.public_key == Key32::from_bytes([4; 32]))
         );
+        // The data path is built at start: a change waits for the next restart.
+        let mut plain = old.clone();
+        (plain.offload, plain.queues) = (false, Some(1));
+        assert_eq!(old.diff(&plain).restart_only, ["offload", "queues"]);
+        plain.offload = true;
+        assert_eq!(old.diff(&plain).restart_only, ["queues"]);
         // Moving a peer in the file alone is no change.
         let mut moved = old.clone();
         moved.peers.reverse();
@@ -284,6 +311,8 @@ mod tests {
             address: vec!["10.0.0.1/24".parse().unwrap()],
             mtu: DEFAULT_MTU,
             fwmark: Some(0),
+            offload: true,
+            queues: None,
             pq: None,
             peers: vec![super::super::config::WireguardPeerConfig {
                 public_key: q.peers[0].public_key,
@@ -300,5 +329,17 @@ mod tests {
         assert!(a.diff(&b).is_empty(), "{:?}", a.diff(&b));
         assert_eq!(b.peers[0].preshared_key, None);
         assert_eq!(a.routes(), ["10.0.0.2/32".parse().unwrap()]);
+        assert!(
+            b.offload && b.queues.is_none(),
+            "the defaults: offload, one queue per CPU"
+        );
+        let plain = WireguardConfig {
+            offload: false,
+            queues: Some(2),
+            ..c
+        };
+        let b = InterfaceSpec::from_config(0, &plain, q.interface.private_key.clone(), vec![]);
+        assert_eq!((b.offload, b.queues), (false, Some(2)));
+        assert_eq!(a.diff(&b).restart_only, ["offload", "queues"]);
     }
 }

@@ -14,6 +14,17 @@ pub const PEER_TX_PACKETS: &str = "pqgate_wg_peer_tx_packets_total";
 pub const PEER_HANDSHAKES: &str = "pqgate_wg_peer_handshakes_total";
 /// Seconds since the last completed handshake with a peer (-1: none yet), by `interface`, `peer`.
 pub const PEER_LAST_HANDSHAKE_SECONDS: &str = "pqgate_wg_peer_last_handshake_age_seconds";
+/// Of the data packets sent to a peer, those sealed by the agile tunnel, by `interface`, `peer`
+/// (registered once the peer has agile keys).
+pub const PEER_AGILE_TX_PACKETS: &str = "pqgate_wg_peer_agile_tx_packets_total";
+/// Of the data packets received from a peer, those opened by the agile tunnel.
+pub const PEER_AGILE_RX_PACKETS: &str = "pqgate_wg_peer_agile_rx_packets_total";
+/// Agile key updates inside an epoch with a peer, both directions.
+pub const PEER_AGILE_KEY_UPDATES: &str = "pqgate_wg_peer_agile_key_updates_total";
+/// The epoch a peer's agile data is sent under (-1: none confirmed yet).
+pub const PEER_AGILE_EPOCH: &str = "pqgate_wg_peer_agile_epoch";
+/// The key generation within that epoch.
+pub const PEER_AGILE_GENERATION: &str = "pqgate_wg_peer_agile_generation";
 /// Configured peers, by `interface`.
 pub const PEERS: &str = "pqgate_wg_peers";
 /// Dropped packets and datagrams, by `interface`, `reason` (see [`DropReason`]).

@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 
-use super::config::{WireguardConfig, WireguardPeerConfig};
+use super::config::{MIN_AGILE_KEY_PACKETS, WgPeerPq, WireguardConfig, WireguardPeerConfig};
+use super::iface::MAX_QUEUES;
 use super::key::Key32;
 use super::quick::is_interface_name;
 use crate::validate::Issue;
@@ -64,6 +65,12 @@ pub fn check(sections: &[WireguardConfig]) -> Vec<Issue> {
                 format!("{} is out of range ({MTU_MIN}-{MTU_MAX})", w.mtu),
             );
         }
+        if let Some(q) = w.queues.filter(|q| !(1..=MAX_QUEUES).contains(q)) {
+            push(
+                format!("{at}.queues"),
+                format!("{q} is out of range (1-{MAX_QUEUES}); leave it out for one per CPU"),
+            );
+        }
         check_peers(&at, &w.peers, &mut push);
         check_pq(&at, w, &mut push);
     }
@@ -101,6 +108,21 @@ fn check_pq(at: &str, w: &WireguardConfig, push: &mut impl FnMut(String, String)
                 format!("{:?} is not a valid DNS name", q.name),
             );
         }
+        check_agile_key_packets(&format!("{at}.peer[{j}].pq"), q, push);
+    }
+}
+
+/// `agile_key_packets` needs `agile` and at least [`MIN_AGILE_KEY_PACKETS`].
+fn check_agile_key_packets(at: &str, q: &WgPeerPq, push: &mut impl FnMut(String, String)) {
+    let Some(n) = q.agile_key_packets else { return };
+    let key = format!("{at}.agile_key_packets");
+    if q.agile.is_none() {
+        push(key, "needs `agile` (an AEAD) on the same peer".to_owned());
+    } else if n < MIN_AGILE_KEY_PACKETS {
+        push(
+            key,
+            format!("{n} is below the minimum of {MIN_AGILE_KEY_PACKETS} packets per key"),
+        );
     }
 }
 
@@ -150,6 +172,8 @@ mod tests {
             address: vec![],
             mtu: DEFAULT_MTU,
             fwmark: None,
+            offload: true,
+            queues: None,
             pq: None,
             peers: vec![peer(2), peer(3)],
         }
@@ -162,6 +186,35 @@ mod tests {
     #[test]
     fn a_valid_section_has_no_issue() {
         assert!(check(&[wg("wg0", 51820), wg("wg1", 0), wg("wg2", 0)]).is_empty());
+    }
+
+    #[test]
+    fn queues_must_be_between_one_and_the_maximum() {
+        let with = |name: &str, queues: Option<u16>| WireguardConfig {
+            offload: false,
+            queues,
+            ..wg(name, 0)
+        };
+        let sections = [
+            with("a", None),
+            with("b", Some(1)),
+            with("c", Some(MAX_QUEUES)),
+            with("d", Some(0)),
+            with("e", Some(MAX_QUEUES + 1)),
+        ];
+        let text: Vec<String> = check(&sections).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                format!(
+                    "wireguard[3].queues: 0 is out of range (1-{MAX_QUEUES}); leave it out for one per CPU"
+                ),
+                format!(
+                    "wireguard[4].queues: {} is out of range (1-{MAX_QUEUES}); leave it out for one per CPU",
+                    MAX_QUEUES + 1
+                ),
+            ]
+        );
     }
 
     #[test]
@@ -197,6 +250,7 @@ mod tests {
         let mut a = wg("wg0", 51820);
         a.peers[0].pq = Some(super::super::config::WgPeerPq {
             agile: None,
+            agile_key_packets: None,
             name: "b.example".into(),
             address: None,
             mode: None,
@@ -204,6 +258,7 @@ mod tests {
         });
         a.peers[1].pq = Some(super::super::config::WgPeerPq {
             agile: None,
+            agile_key_packets: Some(100),
             name: "not a name".into(),
             ..a.peers[0].pq.clone().expect("set")
         });
@@ -212,9 +267,27 @@ mod tests {
             [
                 "wireguard[0].peer[0].pq",
                 "wireguard[0].peer[1].pq",
-                "wireguard[0].peer[1].pq.name"
+                "wireguard[0].peer[1].pq.name",
+                "wireguard[0].peer[1].pq.agile_key_packets"
             ]
         );
+        if let Some(q) = a.peers[1].pq.as_mut() {
+            q.agile = Some("AES-256-GCM".into());
+        }
+        assert!(
+            keys(std::slice::from_ref(&a)).len() == 3,
+            "with agile, 100 is fine"
+        );
+        if let Some(q) = a.peers[1].pq.as_mut() {
+            q.agile_key_packets = Some(MIN_AGILE_KEY_PACKETS - 1);
+        }
+        assert_eq!(
+            keys(std::slice::from_ref(&a)).last().map(String::as_str),
+            Some("wireguard[0].peer[1].pq.agile_key_packets")
+        );
+        if let Some(q) = a.peers[1].pq.as_mut() {
+            q.agile_key_packets = Some(100);
+        }
         a.pq = Some(super::super::config::WgPqConfig {
             ca: "ca.pem".into(),
             crl: vec![],

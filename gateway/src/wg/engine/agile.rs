@@ -3,7 +3,9 @@
 //! [`Engine::install_agile`]. A peer with an agile key sends every data packet agile-sealed
 //! (message type 0x11) under the registry AEAD it was given; one without stays on WireGuard.
 //! Inbound type-0x11 messages are found by their receiver index, opened (anti-replay window,
-//! usage limits), source-checked like WireGuard data and delivered to the TUN.
+//! usage limits, key updates inside the epoch), source-checked like WireGuard data and delivered
+//! to the TUN. The initiator of the channel announces a new epoch with an agile keepalive; the
+//! responder switches on it, or [`SWITCH_AFTER_MS`] after its own install (one-way traffic).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,6 +24,19 @@ use crate::wg::route;
 /// packets in flight at rotation are not lost.
 pub const GRACE_MS: u64 = 5_000;
 
+/// The longest a responder waits after its install before it sends under a new epoch without
+/// a packet of that epoch from the initiator (whose keepalive may be lost, or whose traffic is
+/// one-way): the initiator installs about a round trip after the responder and opens the
+/// previous epoch for [`GRACE_MS`] after its own install, so nothing sent either side of the
+/// switch is lost. Shorter epochs use [`switch_after_ms`].
+pub const SWITCH_AFTER_MS: u64 = GRACE_MS / 2;
+
+/// The responder's switch deadline for epochs of `interval_ms`: a quarter of the epoch, at least
+/// 500 ms (a round trip and the initiator's install), at most [`SWITCH_AFTER_MS`].
+pub fn switch_after_ms(interval_ms: u64) -> u64 {
+    (interval_ms / 4).clamp(500, SWITCH_AFTER_MS)
+}
+
 /// One epoch's keys for one peer, from the PQ channel.
 pub struct AgileInstall {
     /// Epoch number (strictly increasing per peer).
@@ -38,8 +53,10 @@ pub struct AgileInstall {
     pub remote_index: u32,
     /// Send under the new key at once (the channel's initiator: the peer installed first);
     /// otherwise only after the first packet under it arrives, so nothing is sent that the peer
-    /// cannot open yet.
+    /// cannot open yet, or after `switch_after_ms`.
     pub send_now: bool,
+    /// The responder's deadline for the switch ([`switch_after_ms`] of the epoch length).
+    pub switch_after_ms: u64,
 }
 
 /// Why agile keys could not be installed.
@@ -61,8 +78,71 @@ pub(super) struct AgileSession {
     sealer: Sealer,
     opener: Opener,
     aead_name: String,
-    /// A send key waiting for the peer's first packet of its epoch: (epoch, index, keys).
-    pending: Option<(u64, u32, DirectionKeys)>,
+    /// A send key waiting for the peer's first packet of its epoch (or its deadline).
+    pending: Option<PendingSend>,
+}
+
+/// The responder's send key of a new epoch, not used yet.
+struct PendingSend {
+    epoch: u64,
+    index: u32,
+    keys: DirectionKeys,
+    /// Engine milliseconds from which it is used anyway ([`SWITCH_AFTER_MS`]).
+    switch_at: u64,
+}
+
+/// A peer's agile tunnel as `wg show`-style status and metrics see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgileStatus {
+    /// The registry AEAD.
+    pub aead: String,
+    /// The epoch this side sends under (`None` before the first is confirmed).
+    pub send_epoch: Option<u64>,
+    /// The key generation it sends under within that epoch.
+    pub send_generation: u64,
+    /// The newest epoch this side opens.
+    pub recv_epoch: Option<u64>,
+    /// The key generation it opens within that epoch.
+    pub recv_generation: u64,
+    /// Key updates inside epochs so far, both directions.
+    pub key_updates: u64,
+    /// Data packets sealed and opened by the agile tunnel so far.
+    pub tx_packets: u64,
+    /// See `tx_packets`.
+    pub rx_packets: u64,
+}
+
+/// A peer's agile tunnel status, `None` without agile keys.
+pub(super) fn status_of(p: &Peer) -> Option<AgileStatus> {
+    let s = p.agile.as_ref()?;
+    Some(AgileStatus {
+        aead: s.aead_name.clone(),
+        send_epoch: s.sealer.epoch(),
+        send_generation: s.sealer.generation(),
+        recv_epoch: s.opener.epoch(),
+        recv_generation: s.opener.generation(),
+        key_updates: p.stats.agile_key_updates,
+        tx_packets: p.stats.agile_tx_packets,
+        rx_packets: p.stats.agile_rx_packets,
+    })
+}
+
+impl AgileSession {
+    /// Uses the pending send key when `opened_epoch` (a packet just opened) is its epoch or its
+    /// deadline passed. Returns false when the sealer refused it.
+    fn maybe_switch(&mut self, now: u64, opened_epoch: Option<u64>) -> bool {
+        let due = self
+            .pending
+            .as_ref()
+            .is_some_and(|p| Some(p.epoch) == opened_epoch || now >= p.switch_at);
+        match self.pending.take() {
+            Some(p) if due => self.sealer.install(p.epoch, p.index, &p.keys).is_ok(),
+            other => {
+                self.pending = other;
+                true
+            }
+        }
+    }
 }
 
 impl Engine {
@@ -100,14 +180,21 @@ impl Engine {
             },
         };
         let mut session = session;
+        let initiator_keepalive = install.send_now;
         let AgileInstall {
             epoch,
             keys,
             local_index,
             remote_index,
             send_now,
+            switch_after_ms,
             ..
         } = install;
+        // A previous epoch's send key still pending (its switch never came, e.g. epochs shorter
+        // than the deadline): the initiator has long installed it, use it before queueing this.
+        if !send_now && !session.maybe_switch(u64::MAX, None) {
+            p.stats.agile_switch_failures += 1;
+        }
         let installed = session
             .opener
             .install(now, epoch, local_index, &keys.recv)
@@ -116,7 +203,12 @@ impl Engine {
                     session.pending = None;
                     session.sealer.install(epoch, remote_index, &keys.send)
                 } else {
-                    session.pending = Some((epoch, remote_index, keys.send));
+                    session.pending = Some(PendingSend {
+                        epoch,
+                        index: remote_index,
+                        keys: keys.send,
+                        switch_at: now.saturating_add(switch_after_ms),
+                    });
                     Ok(())
                 }
             });
@@ -125,7 +217,24 @@ impl Engine {
         installed?;
         map.retain(|idx, owner| *owner != i || still_used.contains(idx));
         map.insert(local_index, i);
+        drop(map);
+        // Tell the responder at once that this side sends under the new epoch.
+        let keepalive = initiator_keepalive
+            .then(|| Self::agile_seal(&mut p, now, &[]))
+            .flatten()
+            .and_then(Result::ok)
+            .zip(p.endpoint);
+        drop(p);
+        if let Some((packet, to)) = keepalive {
+            self.send_raw(&packet, to);
+        }
         Ok(())
+    }
+
+    /// The agile tunnel of a peer, for status and metrics.
+    pub fn agile_status(&self, public_key: &[u8; 32]) -> Option<AgileStatus> {
+        let (_, peer) = self.peer_by_key(public_key)?;
+        status_of(&lock(&peer))
     }
 
     /// Drops a peer's agile keys: it goes back to WireGuard for its data.
@@ -138,18 +247,32 @@ impl Engine {
         true
     }
 
-    /// Seals `ip` for a peer with an agile send key; `None` when it has none yet (before the
-    /// first epoch is confirmed by the peer's first agile packet): WireGuard carries it.
-    pub(super) fn agile_seal(peer: &mut Peer, ip: &[u8]) -> Option<Result<BytesMut, SealError>> {
+    /// Seals `ip` (empty: a keepalive) for a peer with an agile send key; `None` when it has
+    /// none yet (before the first epoch is confirmed): WireGuard carries it. `now` is engine
+    /// milliseconds (the pending switch's deadline). Counts packets, bytes and key updates.
+    pub(super) fn agile_seal(
+        peer: &mut Peer,
+        now: u64,
+        ip: &[u8],
+    ) -> Option<Result<BytesMut, SealError>> {
+        let session = peer.agile.as_mut()?;
+        if session.pending.is_some() && !session.maybe_switch(now, None) {
+            peer.stats.agile_switch_failures += 1;
+        }
         let session = peer.agile.as_mut().filter(|s| s.sealer.epoch().is_some())?;
         let mut out = Vec::with_capacity(session.sealer.sealed_len(ip.len()));
+        let sealed = match session.sealer.seal(ip, &mut out) {
+            Ok(sealed) => sealed,
+            Err(e) => return Some(Err(e)),
+        };
+        let stats = &mut peer.stats;
+        stats.agile_key_updates += u64::from(sealed.key_updated);
+        stats.agile_tx_bytes += out.len() as u64;
+        if !ip.is_empty() {
+            stats.agile_tx_packets += 1;
+        }
         // `Bytes::from(Vec)` then `BytesMut::from` take the buffer over: no second copy.
-        Some(
-            session
-                .sealer
-                .seal(ip, &mut out)
-                .map(|_| BytesMut::from(bytes::Bytes::from(out))),
-        )
+        Some(Ok(BytesMut::from(bytes::Bytes::from(out))))
     }
 
     /// An inbound type-0x11 message.
@@ -177,15 +300,12 @@ impl Engine {
             Err(e) => return self.count_agile_error(&e),
         };
         // The peer sends under its newest epoch: ours may follow now.
-        if session
-            .pending
-            .as_ref()
-            .is_some_and(|(epoch, _, _)| *epoch == opened.epoch)
-            && let Some((epoch, index, keys)) = session.pending.take()
-            && session.sealer.install(epoch, index, &keys).is_err()
-        {
+        if !session.maybe_switch(now, Some(opened.epoch)) {
+            p.stats.agile_switch_failures += 1;
             bump(&self.counters.protocol);
         }
+        p.stats.agile_key_updates += u64::from(opened.key_updated);
+        p.stats.agile_rx_bytes += d.len() as u64;
         p.endpoint = Some(src);
         drop(p);
         if opened.len == 0 {
@@ -196,7 +316,10 @@ impl Engine {
         if !allowed {
             return bump(&self.counters.bad_source);
         }
-        lock(&peer).stats.rx_packets += 1;
+        let mut p = lock(&peer);
+        p.stats.rx_packets += 1;
+        p.stats.agile_rx_packets += 1;
+        drop(p);
         bump(&self.counters.agile_rx);
         deliver(packet);
     }
@@ -206,8 +329,78 @@ impl Engine {
         match e {
             OpenError::Replay(_) | OpenError::TooOld(_) => bump(&c.replay),
             OpenError::Auth => bump(&c.decrypt),
-            OpenError::UnknownIndex(_) => bump(&c.unknown_peer),
+            OpenError::UnknownIndex(_) | OpenError::Phase(_) => bump(&c.unknown_peer),
             _ => bump(&c.protocol),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pqgate_agility::Registry;
+    use pqgate_core::agile::derive_direction_keys;
+    use pqgate_core::pqpsk::Role;
+
+    use super::*;
+
+    /// A responder's session for `aead` with epoch 1 sending and epoch 2 pending until
+    /// `switch_at`.
+    fn responder(switch_at: u64) -> AgileSession {
+        let registry = Registry::power_on();
+        let aead = registry.aead("AES-256-GCM").expect("AES-256-GCM");
+        let limits = Limits::for_aead(&registry, aead.as_ref(), 1420);
+        let keys = |seed: u8| {
+            let out: Vec<u8> = (0..88u8).map(|i| i.wrapping_mul(7) ^ seed).collect();
+            derive_direction_keys(&out, 32, 12, Role::Responder).expect("keys")
+        };
+        let mut sealer = Sealer::new(Arc::clone(&aead), limits, 1420).expect("sealer");
+        sealer.install(1, 10, &keys(1).send).expect("epoch 1");
+        AgileSession {
+            sealer,
+            opener: Opener::new(Arc::clone(&aead), limits, GRACE_MS),
+            aead_name: aead.name().to_owned(),
+            pending: Some(PendingSend {
+                epoch: 2,
+                index: 20,
+                keys: keys(2).send,
+                switch_at,
+            }),
+        }
+    }
+
+    #[test]
+    fn the_responder_switches_on_the_new_epoch_or_its_deadline_only() {
+        let mut s = responder(1_000);
+        assert!(s.maybe_switch(999, None));
+        assert!(s.maybe_switch(999, Some(1)), "a packet of the old epoch");
+        assert_eq!(s.sealer.epoch(), Some(1));
+        assert!(s.maybe_switch(10, Some(2)), "the initiator's first packet");
+        assert_eq!(s.sealer.epoch(), Some(2));
+        assert!(s.pending.is_none());
+
+        let mut s = responder(1_000);
+        assert!(
+            s.maybe_switch(1_000, None),
+            "the deadline (one-way traffic)"
+        );
+        assert_eq!(s.sealer.epoch(), Some(2));
+    }
+
+    #[test]
+    fn a_refused_pending_key_is_reported_and_dropped() {
+        let mut s = responder(0);
+        if let Some(p) = s.pending.as_mut() {
+            p.epoch = 0; // older than the installed epoch 1
+        }
+        assert!(!s.maybe_switch(5, None));
+        assert_eq!(s.sealer.epoch(), Some(1));
+        assert!(s.pending.is_none());
+    }
+
+    #[test]
+    fn switch_deadline_follows_short_epochs() {
+        assert_eq!(switch_after_ms(120_000), SWITCH_AFTER_MS);
+        assert_eq!(switch_after_ms(4_000), 1_000);
+        assert_eq!(switch_after_ms(1_000), 500);
     }
 }

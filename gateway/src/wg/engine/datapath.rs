@@ -41,8 +41,13 @@ impl Engine {
             _ => {}
         }
         let bytes = Packet::from(packet);
+        self.send_raw(bytes.as_ref(), to);
+    }
+
+    /// Sends one datagram now, outside the batched data path.
+    pub(super) fn send_raw(&self, datagram: &[u8], to: SocketAddr) {
         let to = udp::to_socket_family(self.sock_is_v6, to);
-        match self.socks[0].send_to(bytes.as_ref(), to) {
+        match self.socks[0].send_to(datagram, to) {
             Ok(_) => bump(&self.counters.tx_datagrams),
             Err(_) => bump(&self.counters.io_errors),
         }
@@ -117,7 +122,8 @@ impl Engine {
             return bump(&self.counters.no_route);
         };
         let mut peer = lock(&peer);
-        if let Some(sealed) = Self::agile_seal(&mut peer, ip) {
+        let agile_now = peer.agile.as_ref().map_or(0, |_| self.millis());
+        if let Some(sealed) = Self::agile_seal(&mut peer, agile_now, ip) {
             let endpoint = peer.endpoint;
             match (sealed, endpoint) {
                 (Ok(d), Some(to)) => {

@@ -11,7 +11,7 @@
 //! thread and under-load cookies, `timers` the timer thread.
 
 mod agile;
-pub use agile::{AgileError, AgileInstall};
+pub use agile::{AgileError, AgileInstall, AgileStatus, SWITCH_AFTER_MS, switch_after_ms};
 mod datapath;
 mod handshake;
 mod inbound;
@@ -82,6 +82,18 @@ pub struct PeerCounts {
     pub rx_packets: u64,
     /// Completed handshakes (as initiator or responder).
     pub handshakes: u64,
+    /// Of `tx_packets`, those sealed by the agile tunnel.
+    pub agile_tx_packets: u64,
+    /// Of `rx_packets`, those opened by the agile tunnel.
+    pub agile_rx_packets: u64,
+    /// Agile datagram bytes sent (keepalives included), beside WireGuard's own count.
+    pub agile_tx_bytes: u64,
+    /// Agile datagram bytes received and authenticated.
+    pub agile_rx_bytes: u64,
+    /// Agile key updates inside an epoch, both directions (sender and receiver side).
+    pub agile_key_updates: u64,
+    /// Pending agile send keys the sealer refused (the peer stays on its previous epoch).
+    pub agile_switch_failures: u64,
 }
 
 type PeerRef = Arc<Mutex<Peer>>;
@@ -149,6 +161,8 @@ pub struct PeerStatus {
     pub allowed_ips: Vec<IpCidr>,
     /// Packet and handshake counts.
     pub counts: PeerCounts,
+    /// The agile tunnel, when the PQ channel installed keys.
+    pub agile: Option<AgileStatus>,
 }
 
 /// One peer's part of a configuration change (`set`).

@@ -311,11 +311,12 @@ fn status(p: &mut Peer, now: SystemTime) -> PeerStatus {
         preshared_key: p.tunn.preshared_key(),
         endpoint: p.endpoint,
         last_handshake: p.last_handshake,
-        tx_bytes: tx as u64,
-        rx_bytes: rx as u64,
+        tx_bytes: (tx as u64).saturating_add(p.stats.agile_tx_bytes),
+        rx_bytes: (rx as u64).saturating_add(p.stats.agile_rx_bytes),
         persistent_keepalive: p.tunn.persistent_keepalive(),
         allowed_ips: p.allowed_ips.clone(),
         counts: p.stats,
+        agile: super::agile::status_of(p),
     }
 }
 

@@ -1,28 +1,28 @@
 //! PQ PSKs for `[[wireguard]]` interfaces with a `[wireguard.pq]` table: one PQ PSK node
 //! (`crate::pqpsk::Node`) per such interface, on the tunnel's own UDP port unless `pq.listen`
-//! names another, installing each derived PSK into the interface's engine; live peer changes on
-//! reload; a status board for `GET /status` and `pqgate status`. Peers without `pq` stay plain
-//! WireGuard peers.
+//! names another, installing each derived PSK into the interface's engine (`sink`, which also
+//! carries out the expiry policy); live peer changes on reload; a status board for
+//! `GET /status` and `pqgate status`. Peers without `pq` stay plain WireGuard peers.
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
 use pqgate_agility::Registry;
-use pqgate_agility::plugin::AeadAlgorithm;
-use pqgate_core::agile;
-use pqgate_core::pqpsk::Role;
-use pqgate_core::pqpsk::{PqMode, PqPskConfig, PqPskPeer, Psk, WgKey};
+use pqgate_core::pqpsk::{PqMode, PqPskConfig, PqPskPeer, WgKey};
 use pqgate_core::wg::config::{WgPqConfig, WireguardPeerConfig};
 use pqgate_core::wg::{Key32, PresharedKey, WireguardConfig};
-use zeroize::Zeroize;
 
-use super::engine::{AgileInstall, Engine, PeerChange};
+use super::engine::Engine;
 use super::tunnels::Tunnels;
-use crate::pqpsk::{Exporter, Node, PqPskError, PskSink};
+use crate::pqpsk::{Node, PqPskError};
 
+mod sink;
+#[cfg(test)]
+mod sink_tests;
 mod status;
 
+use sink::{EngineSink, StaticMap, agile_map, static_map};
 use status::BoardEntry;
 pub use status::{
     FetchError, METRIC_DATA_ALLOWED, METRIC_EPOCH, METRIC_LAST_ROTATION, METRIC_PEER_FAILURES,
@@ -54,179 +54,6 @@ pub enum PqError {
         #[source]
         source: std::io::Error,
     },
-}
-
-/// Hands derived PSKs (and agile tunnel keys) to one interface's engine.
-struct EngineSink {
-    engine: Arc<Engine>,
-    /// This interface's public key.
-    local: WgKey,
-    /// Peers whose data goes through the agile tunnel, with their AEAD (replaced on reload).
-    agile: std::sync::Mutex<AgileMap>,
-    registry: Arc<Registry>,
-}
-
-/// Peer -> the AEAD of its agile tunnel.
-type AgileMap = BTreeMap<WgKey, Arc<dyn AeadAlgorithm>>;
-
-/// The agile AEADs interface `i` (`w`) asks for, each looked up in the registry.
-fn agile_map(registry: &Registry, i: usize, w: &WireguardConfig) -> Result<AgileMap, PqError> {
-    let mut map = BTreeMap::new();
-    for (j, p) in w.peers.iter().enumerate() {
-        let Some(name) = p.pq.as_ref().and_then(|q| q.agile.as_deref()) else {
-            continue;
-        };
-        let aead = registry.aead(name).ok_or_else(|| PqError::Start {
-            iface: w.name.clone(),
-            source: PqPskError::Config {
-                key: format!("wireguard[{i}].peer[{j}].pq.agile"),
-                message: format!("{name:?} is not an enabled AEAD (pqgate crypto list)"),
-            },
-        })?;
-        map.insert(*p.public_key.as_bytes(), aead);
-    }
-    Ok(map)
-}
-
-impl EngineSink {
-    /// A reload's agile settings: a peer whose AEAD changed or went away drops its keys now
-    /// (back to WireGuard until the next epoch installs the new AEAD's keys).
-    fn replace_agile(&self, map: AgileMap) {
-        let mut current = self.agile.lock().unwrap_or_else(|e| e.into_inner());
-        for (peer, aead) in current.iter() {
-            if map.get(peer).is_none_or(|new| new.name() != aead.name()) {
-                self.engine.remove_agile(peer);
-            }
-        }
-        *current = map;
-    }
-}
-
-impl EngineSink {
-    fn set_psk(&self, peer: WgKey, psk: &[u8; 32]) {
-        let mut change = PeerChange {
-            public_key: peer,
-            update_only: true,
-            preshared_key: Some(Some(*psk)),
-            ..PeerChange::default()
-        };
-        // Serialised with `wg set` on the UAPI socket and reloads.
-        let guard = super::uapi::config_lock();
-        self.engine.apply(false, std::slice::from_ref(&change));
-        drop(guard);
-        if let Some(Some(k)) = change.preshared_key.as_mut() {
-            k.zeroize();
-        }
-    }
-}
-
-/// Builds an epoch's agile keys from the exporter (context and length fixed first).
-type AgileBuilder<'a> = Box<dyn FnOnce(&Exporter<'_>) -> Option<AgileInstall> + 'a>;
-
-impl EngineSink {
-    /// Exporter output: both directions' keys and IVs, then 4 bytes of the initiator's and 4
-    /// of the responder's receiver index (so no message carries them).
-    fn agile_keys<'a>(
-        &'a self,
-        peer: WgKey,
-        epoch: u64,
-        initiator: bool,
-        aead: &'a Arc<dyn AeadAlgorithm>,
-    ) -> Result<AgileBuilder<'a>, String> {
-        let (i_key, r_key) = if initiator {
-            (self.local, peer)
-        } else {
-            (peer, self.local)
-        };
-        let context = agile::exporter_context(epoch, aead.name(), &i_key, &r_key)
-            .map_err(|e| e.to_string())?;
-        let (key_len, nonce_len) = (aead.key_len(), aead.nonce_len());
-        let keys_len = agile::exporter_len(key_len, nonce_len);
-        let limits = agile::Limits::for_aead(&self.registry, aead.as_ref(), self.engine.mtu());
-        let role = if initiator {
-            Role::Initiator
-        } else {
-            Role::Responder
-        };
-        Ok(Box::new(move |export| {
-            let mut out = zeroize::Zeroizing::new(vec![0u8; keys_len + 8]);
-            if !export(agile::EXPORTER_LABEL, &context, &mut out[..]) {
-                return None;
-            }
-            let keys =
-                agile::derive_direction_keys(&out[..keys_len], key_len, nonce_len, role).ok()?;
-            let index = |at: usize| {
-                out.get(keys_len + at..keys_len + at + 4)
-                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
-                    .map_or(0, u32::from_le_bytes)
-            };
-            let (i_index, r_index) = (index(0), index(4));
-            let (local_index, remote_index) = if initiator {
-                (i_index, r_index)
-            } else {
-                (r_index, i_index)
-            };
-            Some(AgileInstall {
-                epoch,
-                aead: Arc::clone(aead),
-                limits,
-                keys,
-                local_index,
-                remote_index,
-                send_now: initiator,
-            })
-        }))
-    }
-}
-
-impl PskSink for EngineSink {
-    fn install(&self, peer: WgKey, psk: Psk, _epoch: u64) {
-        self.set_psk(peer, psk.expose());
-    }
-
-    fn force_handshake(&self, peer: WgKey) {
-        self.engine.force_handshake(&peer);
-    }
-
-    fn install_agile(&self, peer: WgKey, epoch: u64, initiator: bool, export: &Exporter<'_>) {
-        let aead = self
-            .agile
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&peer)
-            .cloned();
-        let Some(aead) = aead else {
-            return;
-        };
-        let aead = &aead;
-        // On any failure the peer keeps its previous epoch's keys (within their limits) or, with
-        // none, stays on WireGuard under its PQ PSK; it never gets weaker keys.
-        let install = match self.agile_keys(peer, epoch, initiator, aead) {
-            Ok(build) => build(export),
-            Err(e) => return tracing::warn!(epoch, "agile tunnel keys: {e}"),
-        };
-        let Some(install) = install else {
-            return tracing::warn!(epoch, "agile tunnel keys: the channel's exporter failed");
-        };
-        match self.engine.install_agile(&peer, install) {
-            Ok(()) => tracing::info!(epoch, aead = aead.name(), "agile tunnel keys installed"),
-            Err(e) => tracing::warn!(epoch, "agile tunnel keys refused: {e}"),
-        }
-    }
-
-    fn expire(&self, peer: WgKey) {
-        // Nobody knows this key: no handshake succeeds, so no data flows until the next PQ PSK.
-        let mut random = [0u8; 32];
-        if aws_lc_rs::rand::fill(&mut random).is_err() {
-            // Not reached in practice (AWS-LC aborts when the OS RNG fails); the sessions are
-            // reset below either way.
-            tracing::error!("the system RNG failed: expired PSK replaced by the start-up one");
-            random = *blocking_psk().expose();
-        }
-        self.set_psk(peer, &random);
-        random.zeroize();
-        self.engine.reset_sessions(&peer);
-    }
 }
 
 /// One interface's running node and what it was started from.
@@ -340,6 +167,7 @@ impl PqTunnels {
             };
             wanted.push(w.name.clone());
             let channel = pq.channel(&w.peers, endpoint_addr);
+            let statics = static_map(i, w, &mut warnings);
             let same_engine = self
                 .running
                 .get(&w.name)
@@ -353,13 +181,16 @@ impl PqTunnels {
                     }
                     Err(e) => errors.push(e),
                 }
+                if let Some(r) = self.running.get(&w.name) {
+                    r.sink.replace_statics(statics);
+                }
                 warnings.extend(self.update(w, pq, channel).await);
                 continue;
             }
             if let Some(old) = self.running.remove(&w.name) {
                 drop(old);
             }
-            match self.start_one(i, w, pq, &channel, engine).await {
+            match self.start_one(i, w, pq, &channel, engine, statics).await {
                 Ok(r) => {
                     tracing::info!(interface = %w.name, peers = r.peers.len(), "PQ PSK channel up");
                     self.running.insert(w.name.clone(), r);
@@ -389,6 +220,7 @@ impl PqTunnels {
         pq: &WgPqConfig,
         channel: &PqPskConfig,
         engine: Arc<Engine>,
+        statics: StaticMap,
     ) -> Result<Running, PqError> {
         let iface = w.name.clone();
         let shared = match pq.listen {
@@ -408,6 +240,7 @@ impl PqTunnels {
             engine: Arc::clone(&engine),
             local,
             agile: std::sync::Mutex::new(agile),
+            statics: std::sync::Mutex::new(statics),
             registry: Arc::clone(&self.registry),
         });
         let pq_index: Vec<usize> = (0..w.peers.len())
@@ -486,6 +319,7 @@ impl PqTunnels {
                 profile: r.config.profile.clone(),
                 listen: r.config.listen,
                 node: Arc::clone(&r.node),
+                engine: Arc::clone(&r.engine),
                 peers: r
                     .peers
                     .iter()

@@ -10,6 +10,7 @@ use pqgate_core::wg::Key32;
 use serde_json::{Value, json};
 
 use crate::pqpsk::Node;
+use crate::wg::engine::{AgileStatus, Engine};
 
 /// Gauge: the epoch of the PQ PSK a peer holds (labels `interface`, `peer`).
 pub const METRIC_EPOCH: &str = "pqgate_pqpsk_epoch";
@@ -33,6 +34,8 @@ pub(super) struct BoardEntry {
     pub profile: String,
     pub listen: Option<SocketAddr>,
     pub node: Arc<Node>,
+    /// The interface's engine (agile tunnel state per peer).
+    pub engine: Arc<Engine>,
     /// Each pq peer: key, certificate name, effective mode.
     pub peers: Vec<(WgKey, String, PqMode)>,
 }
@@ -135,11 +138,32 @@ fn views(e: &BoardEntry) -> Vec<View<'_>> {
         .collect()
 }
 
+fn agile_json(a: Option<AgileStatus>) -> Value {
+    let Some(a) = a else {
+        return Value::Null;
+    };
+    json!({
+        "aead": a.aead,
+        "send_epoch": a.send_epoch,
+        "send_generation": a.send_generation,
+        "recv_epoch": a.recv_epoch,
+        "recv_generation": a.recv_generation,
+        "key_updates": a.key_updates,
+        "tx_packets": a.tx_packets,
+        "rx_packets": a.rx_packets,
+    })
+}
+
 fn entry_json(e: &BoardEntry, now_ms: u64) -> Value {
     let peers: Vec<Value> = views(e)
         .into_iter()
         .map(|v| {
             let s = &v.status;
+            let agile = v
+                .key
+                .parse::<Key32>()
+                .ok()
+                .and_then(|k| e.engine.agile_status(k.as_bytes()));
             let mut kems = vec![channel_group(&e.profile)];
             kems.extend(kem_label(s.kem));
             json!({
@@ -155,6 +179,7 @@ fn entry_json(e: &BoardEntry, now_ms: u64) -> Value {
                 "expired": s.expired,
                 "data_allowed": v.allowed,
                 "failures": failures_json(&s.failures),
+                "agile": agile_json(agile),
             })
         })
         .collect();
@@ -206,6 +231,21 @@ pub fn render_text(v: &Value) -> String {
                 },
                 p["failures"],
             ));
+            let a = &p["agile"];
+            if a.is_object() {
+                out.push_str(&format!(
+                    "    agile {}: sends epoch {} key {}, opens epoch {} key {}, {} key updates, \
+                     packets tx {} rx {}\n",
+                    text(&a["aead"]),
+                    text(&a["send_epoch"]),
+                    text(&a["send_generation"]),
+                    text(&a["recv_epoch"]),
+                    text(&a["recv_generation"]),
+                    text(&a["key_updates"]),
+                    text(&a["tx_packets"]),
+                    text(&a["rx_packets"]),
+                ));
+            }
         }
     }
     out
@@ -289,6 +329,16 @@ mod tests {
         assert!(t.contains("interface wg0 (profile pq-hybrid"), "{t}");
         assert!(t.contains("epoch -") && t.contains("data BLOCKED"), "{t}");
         assert!(t.contains("{\"channel\":2}"), "{t}");
+        assert!(!t.contains("agile"), "{t}");
+        let mut with_agile = v.clone();
+        with_agile["interfaces"][0]["peers"][0]["agile"] = json!({"aead": "SM4-GCM",
+            "send_epoch": 7, "send_generation": 3, "recv_epoch": 7, "recv_generation": 2,
+            "key_updates": 40, "tx_packets": 900, "rx_packets": 800});
+        let t = render_text(&with_agile);
+        assert!(
+            t.contains("agile SM4-GCM: sends epoch 7 key 3, opens epoch 7 key 2, 40 key updates"),
+            "{t}"
+        );
         assert_eq!(
             render_text(&json!({})),
             "no interface with [wireguard.pq]\n"
