@@ -1,12 +1,14 @@
 //! One key generation of one epoch: the expanded AEAD key and IV, shared by the sealer and the
-//! opener. Built only from key material whose lengths fit the AEAD, it refuses to be replaced by
-//! an older epoch or by the same key bytes (whose counters would restart and repeat nonces),
-//! derives the next generation (key update) and makes each nonce.
+//! opener, with the epoch's generation-0 keys it derives any other generation from. Built only
+//! from key material whose lengths fit the AEAD, it refuses to be replaced by an older epoch or
+//! by the same epoch keys (whose counters would restart and repeat nonces) and makes each nonce.
+
+use std::sync::Arc;
 
 use pqgate_agility::plugin::{AeadAlgorithm, AeadKey};
 use zeroize::Zeroizing;
 
-use super::keys::{DirectionKeys, KeyError, next_generation};
+use super::keys::{DirectionKeys, KeyError, generation_keys};
 use super::seal::InstallError;
 use super::wire::{MAX_NONCE_LEN, nonce_into};
 
@@ -17,55 +19,64 @@ pub(crate) struct EpochKey {
     pub(crate) generation: u64,
     pub(crate) key: Box<dyn AeadKey>,
     pub(crate) iv: Zeroizing<Vec<u8>>,
-    /// Raw key bytes, kept only to refuse installing the same key twice.
-    raw: Zeroizing<Vec<u8>>,
+    /// The epoch's generation-0 keys (shared by its generations): the source of every other
+    /// generation, and what tells two epochs' keys apart.
+    base: Arc<DirectionKeys>,
 }
 
 impl EpochKey {
-    /// Expands `keys` for `aead` after checking their lengths.
+    /// Generation 0 of `epoch` from `keys` (the exporter's), after checking their lengths.
     pub(crate) fn new(
         aead: &dyn AeadAlgorithm,
         epoch: u64,
         keys: &DirectionKeys,
     ) -> Result<Self, InstallError> {
-        let lengths = |source| InstallError::Lengths {
-            aead: aead.name().to_owned(),
-            source,
-        };
-        DirectionKeys::new(keys.key(), keys.iv()).map_err(lengths)?;
-        if keys.key().len() != aead.key_len() {
-            return Err(lengths(KeyError::KeyLen));
-        }
-        if keys.iv().len() != aead.nonce_len() {
-            return Err(lengths(KeyError::NonceLen(keys.iv().len())));
-        }
+        let base = Arc::new(checked(aead, keys)?);
+        Self::expand(aead, epoch, 0, &base, base.as_ref())
+    }
+
+    fn expand(
+        aead: &dyn AeadAlgorithm,
+        epoch: u64,
+        generation: u64,
+        base: &Arc<DirectionKeys>,
+        keys: &DirectionKeys,
+    ) -> Result<Self, InstallError> {
         Ok(Self {
             epoch,
-            generation: 0,
+            generation,
             key: aead.new_key(keys.key()).map_err(InstallError::Aead)?,
             iv: Zeroizing::new(keys.iv().to_vec()),
-            raw: Zeroizing::new(keys.key().to_vec()),
+            base: Arc::clone(base),
         })
     }
 
-    /// The next key generation of this epoch (`keys::next_generation`); `None` past `last`.
+    /// Generation `generation` of this key's epoch (`keys::generation_keys`); `None` past
+    /// `last`.
+    pub(crate) fn at(
+        &self,
+        aead: &dyn AeadAlgorithm,
+        generation: u64,
+        last: u64,
+    ) -> Option<Result<Self, InstallError>> {
+        if generation > last {
+            return None;
+        }
+        let keys =
+            generation_keys(&self.base, generation).map_err(|source| InstallError::Lengths {
+                aead: aead.name().to_owned(),
+                source,
+            });
+        Some(keys.and_then(|k| Self::expand(aead, self.epoch, generation, &self.base, &k)))
+    }
+
+    /// The next key generation of this epoch; `None` past `last`.
     pub(crate) fn next(
         &self,
         aead: &dyn AeadAlgorithm,
         last: u64,
     ) -> Option<Result<Self, InstallError>> {
-        let generation = self.generation.checked_add(1).filter(|g| *g <= last)?;
-        let next = DirectionKeys::new(&self.raw, &self.iv)
-            .and_then(|current| next_generation(&current, generation))
-            .map_err(|source| InstallError::Lengths {
-                aead: aead.name().to_owned(),
-                source,
-            })
-            .and_then(|keys| Self::new(aead, self.epoch, &keys));
-        Some(next.map(|mut key| {
-            key.generation = generation;
-            key
-        }))
+        self.at(aead, self.generation.checked_add(1)?, last)
     }
 
     /// The header's key phase: the generation modulo 256.
@@ -81,7 +92,7 @@ impl EpochKey {
                 current: self.epoch,
             });
         }
-        if *other.raw == *self.raw {
+        if other.base.key() == self.base.key() {
             return Err(InstallError::SameKey(other.epoch));
         }
         Ok(())
@@ -94,4 +105,20 @@ impl EpochKey {
         nonce_into(&self.iv[..len], counter, &mut buf[..len]);
         (buf, len)
     }
+}
+
+/// `keys` with their lengths checked against `aead`.
+fn checked(aead: &dyn AeadAlgorithm, keys: &DirectionKeys) -> Result<DirectionKeys, InstallError> {
+    let lengths = |source| InstallError::Lengths {
+        aead: aead.name().to_owned(),
+        source,
+    };
+    let copy = DirectionKeys::new(keys.key(), keys.iv()).map_err(lengths)?;
+    if keys.key().len() != aead.key_len() {
+        return Err(lengths(KeyError::KeyLen));
+    }
+    if keys.iv().len() != aead.nonce_len() {
+        return Err(lengths(KeyError::NonceLen(keys.iv().len())));
+    }
+    Ok(copy)
 }

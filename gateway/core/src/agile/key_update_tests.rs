@@ -1,7 +1,8 @@
 //! Key updates inside an epoch (docs/agile-tunnel.md section 4.1): the sender moves to the next
 //! key generation at the soft limit with no message, the receiver follows on the first authentic
-//! packet of the new phase and keeps the previous generation for the grace period; forged phases
-//! promote nothing; phases wrap past 255; packets built from `next_generation` by hand match.
+//! packet of a later phase (skipping generations lost whole) and keeps the previous generation
+//! for the grace period; forged phases promote nothing and their derivations are rate-limited;
+//! phases wrap past 255; packets built from `generation_keys` by hand match.
 
 use pqgate_agility::selftest::names;
 
@@ -71,11 +72,24 @@ fn a_forged_next_phase_promotes_nothing() {
     let forged = craft_phase(aead.as_ref(), &k0, 9, 1, 0, &ipv4(28, 2));
     assert_eq!(open(&mut rx, 0, &forged), Err(OpenError::Auth));
     assert_eq!(rx.generation(), 0);
-    // Phases neither current, next nor previous.
-    for phase in [2u8, 128, 255] {
+    // A phase two ahead: derived (a loss of a whole key), refused by the AEAD; another skip
+    // within the rate limit is not even derived; phases beyond the skip window or behind the
+    // current one (no previous key held) are unknown.
+    let two = craft_phase(aead.as_ref(), &k0, 9, 2, 0, &ipv4(28, 3));
+    assert_eq!(open(&mut rx, 0, &two), Err(OpenError::Auth));
+    let three = craft_phase(aead.as_ref(), &k0, 9, 3, 0, &ipv4(28, 3));
+    let soon = SKIP_INTERVAL_MS - 1;
+    assert_eq!(open(&mut rx, soon, &three), Err(OpenError::Phase(3)));
+    assert_eq!(
+        open(&mut rx, SKIP_INTERVAL_MS, &three),
+        Err(OpenError::Auth)
+    );
+    for phase in [MAX_SKIP + 1, 128, 255] {
         let other = craft_phase(aead.as_ref(), &k0, 9, phase, 0, &ipv4(28, 3));
-        assert_eq!(open(&mut rx, 0, &other), Err(OpenError::Phase(phase)));
+        let now = 10 * SKIP_INTERVAL_MS;
+        assert_eq!(open(&mut rx, now, &other), Err(OpenError::Phase(phase)));
     }
+    assert_eq!(rx.generation(), 0);
     assert_eq!(open(&mut rx, 0, &first), Ok(ipv4(28, 1)));
     // Forgeries against the next generation count against it: three retire it before use.
     for _ in 0..2 {
@@ -93,10 +107,12 @@ fn hand_built_packets_of_the_next_generation_open_and_match_the_sealer() {
         let limits = Limits::with_soft(1, 2, 10).unwrap();
         let (mut tx, mut rx) = pair(&aead, limits, 0xabc);
         let g0 = keys(aead.as_ref(), 1, Role::Initiator).send;
-        let g1 = next_generation(&g0, 1).unwrap();
-        let g2 = next_generation(&g1, 2).unwrap();
+        let g1 = generation_keys(&g0, 1).unwrap();
+        let g2 = generation_keys(&g0, 2).unwrap();
+        assert_eq!(generation_keys(&g0, 0).unwrap().key(), g0.key());
         assert_ne!(g1.key(), g0.key());
         assert_ne!(g2.key(), g1.key());
+        assert_ne!(g2.iv(), g1.iv());
         assert_eq!(
             (g2.key().len(), g2.iv().len()),
             (g0.key().len(), g0.iv().len())
@@ -106,10 +122,11 @@ fn hand_built_packets_of_the_next_generation_open_and_match_the_sealer() {
         let (by_sealer, _) = seal(&mut tx, &inner);
         let by_hand = craft_phase(aead.as_ref(), &g1, 0xabc, 1, 0, &inner);
         assert_eq!(by_sealer, by_hand, "{}", aead.name());
-        let skipped = craft_phase(aead.as_ref(), &g2, 0xabc, 2, 0, &inner);
-        assert_eq!(open(&mut rx, 0, &skipped), Err(OpenError::Phase(2)));
+        let (by_sealer, _) = seal(&mut tx, &inner);
+        let next_by_hand = craft_phase(aead.as_ref(), &g2, 0xabc, 2, 0, &inner);
+        assert_eq!(by_sealer, next_by_hand, "{}", aead.name());
         assert_eq!(open(&mut rx, 0, &by_hand), Ok(inner.clone()));
-        assert_eq!(open(&mut rx, 0, &skipped), Ok(inner));
+        assert_eq!(open(&mut rx, 0, &next_by_hand), Ok(inner));
         assert_eq!(rx.generation(), 2);
     }
 }
@@ -159,7 +176,7 @@ fn the_last_generation_runs_to_the_hard_limit_then_needs_an_epoch() {
     ));
     // The receiver derives no generation past the last one.
     let k0 = keys(aead.as_ref(), 1, Role::Initiator).send;
-    let g3 = (1..=3).fold(k0, |k, g| next_generation(&k, g).unwrap());
+    let g3 = generation_keys(&k0, 3).unwrap();
     let beyond = craft_phase(aead.as_ref(), &g3, 4, 3, 0, &[]);
     assert_eq!(open(&mut rx, 0, &beyond), Err(OpenError::Phase(3)));
     // A new epoch starts again at generation 0.
@@ -191,12 +208,64 @@ fn an_epoch_install_drops_a_derived_next_generation() {
 }
 
 #[test]
-fn next_generation_refuses_unusable_lengths() {
+fn a_receiver_that_lost_whole_keys_skips_ahead() {
+    for aead in all_aeads() {
+        let limits = Limits::with_soft(2, 4, 10).unwrap();
+        let (mut tx, mut rx) = pair(&aead, limits, 0x5151);
+        let sent: Vec<_> = (0..40u8).map(|n| seal(&mut tx, &ipv4(36, n)).0).collect();
+        // Generation 0 arrives, then generations 1 to 8 are lost whole.
+        assert_eq!(open(&mut rx, 0, &sent[0]), Ok(ipv4(36, 0)));
+        for (n, d) in sent.iter().enumerate().skip(18) {
+            let n = n as u8;
+            assert_eq!(
+                open(&mut rx, 0, d),
+                Ok(ipv4(36, n)),
+                "{} packet {n}",
+                aead.name()
+            );
+        }
+        assert_eq!(rx.generation(), 19);
+        // Past the skip window the receiver cannot follow (the next epoch re-keys).
+        let far = (0..2 * usize::from(MAX_SKIP) + 4)
+            .map(|_| seal(&mut tx, &[]).0)
+            .last()
+            .unwrap();
+        assert!(matches!(open(&mut rx, 0, &far), Err(OpenError::Phase(_))));
+    }
+}
+
+#[test]
+fn generation_keys_refuse_unusable_lengths() {
     let k = DirectionKeys::new(&[1; 16], &[2; 12]).unwrap();
-    assert!(next_generation(&k, 1).is_ok());
+    assert!(generation_keys(&k, 1).is_ok());
     let huge = DirectionKeys::new(&vec![1; 13_000], &[2; 12]).unwrap();
     assert_eq!(
-        next_generation(&huge, 1).map(|_| ()).unwrap_err(),
+        generation_keys(&huge, 1).map(|_| ()).unwrap_err(),
         KeyError::Update(13_012)
+    );
+}
+
+#[test]
+fn the_previous_epoch_follows_its_own_key_updates_during_the_grace_period() {
+    let aead = aead(names::AES_256_GCM);
+    let limits = Limits::with_soft(2, 4, 10).unwrap();
+    let (mut tx, mut rx) = pair(&aead, limits, 1);
+    let (first, _) = seal(&mut tx, &ipv4(30, 0));
+    assert_eq!(open(&mut rx, 0, &first), Ok(ipv4(30, 0)));
+    // The receiver moves to epoch 2 (index 2) while the sender is still on epoch 1, where it
+    // updates its key before it switches (a responder waiting for its switch).
+    rx.install(10, 2, 2, &keys(aead.as_ref(), 2, Role::Responder).recv)
+        .unwrap();
+    let late: Vec<_> = (1..5u8).map(|n| seal(&mut tx, &ipv4(30, n)).0).collect();
+    for (n, d) in late.iter().enumerate() {
+        let n = n as u8 + 1;
+        assert_eq!(open(&mut rx, 20, d), Ok(ipv4(30, n)), "packet {n}");
+    }
+    assert_eq!((rx.epoch(), rx.generation()), (Some(2), 0));
+    // The grace period (1,000 ms from the install) ends: epoch 1 is gone, whatever its phase.
+    let (after, _) = seal(&mut tx, &ipv4(30, 9));
+    assert_eq!(
+        open(&mut rx, 1_010, &after),
+        Err(OpenError::UnknownIndex(1))
     );
 }

@@ -1,7 +1,7 @@
 //! The agile tunnel's key schedule (docs/agile-tunnel.md): the TLS exporter label and context
 //! for one (epoch, AEAD) and the split of the exporter output into a key and an IV per
-//! direction, and the key update that derives a direction's next key generation from its current
-//! one inside an epoch (one-way). The channel calls the exporter; this module only builds its
+//! direction, and the keys of each later key generation inside an epoch, derived from the
+//! epoch's own (generation 0) keys. The channel calls the exporter; this module only builds its
 //! input and cuts its output. Every secret lives in a `Zeroizing` buffer.
 
 use aws_lc_rs::hkdf;
@@ -14,7 +14,7 @@ use crate::pqpsk::{Role, WgKey};
 /// output).
 pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-pqgate-agile-v1";
 
-/// HKDF salt of a key update (the info is the new generation, u64 big-endian).
+/// HKDF salt of a key generation's derivation (the info is the generation, u64 big-endian).
 pub const KEY_UPDATE_LABEL: &[u8] = b"pqgate agile key update v1";
 
 /// Longest AEAD name accepted in the context (its length is one byte).
@@ -167,20 +167,21 @@ impl hkdf::KeyType for OutputLen {
     }
 }
 
-/// The keys of key generation `generation` from `previous`, the same direction's keys of the
-/// generation before it: HKDF (RFC 5869) with SHA-384, salt [`KEY_UPDATE_LABEL`], input keying
-/// material `previous` key || IV, info `u64be(generation)`, cut into a key and an IV of the same
-/// lengths. One-way: the new keys do not reveal the previous ones.
-pub fn next_generation(
-    previous: &DirectionKeys,
-    generation: u64,
-) -> Result<DirectionKeys, KeyError> {
-    let (key_len, nonce_len) = (previous.key.len(), previous.iv.len());
+/// The keys of key generation `generation` (>= 1) of the epoch whose exporter keys (generation
+/// 0) for this direction are `base`: HKDF (RFC 5869) with SHA-384, salt [`KEY_UPDATE_LABEL`],
+/// input keying material `base` key || IV, info `u64be(generation)`, cut into a key and an IV of
+/// the same lengths. Each generation comes straight from `base`, so a receiver that missed
+/// whole generations derives the one it needs at once. Generation 0 is `base` itself.
+pub fn generation_keys(base: &DirectionKeys, generation: u64) -> Result<DirectionKeys, KeyError> {
+    let (key_len, nonce_len) = (base.key.len(), base.iv.len());
     check_lengths(key_len, nonce_len)?;
+    if generation == 0 {
+        return DirectionKeys::new(&base.key, &base.iv);
+    }
     let total = key_len + nonce_len;
     let mut ikm = Zeroizing::new(Vec::with_capacity(total));
-    ikm.extend_from_slice(&previous.key);
-    ikm.extend_from_slice(&previous.iv);
+    ikm.extend_from_slice(&base.key);
+    ikm.extend_from_slice(&base.iv);
     let prk = hkdf::Salt::new(hkdf::HKDF_SHA384, KEY_UPDATE_LABEL).extract(&ikm);
     let generation = generation.to_be_bytes();
     let info = [&generation[..]];

@@ -5,6 +5,7 @@
 //! input a peer controls can panic.
 
 mod epoch_key;
+mod epoch_recv;
 pub mod keys;
 pub mod limits;
 pub mod open;
@@ -12,9 +13,10 @@ pub mod replay;
 pub mod seal;
 pub mod wire;
 
+pub use epoch_recv::{MAX_SKIP, SKIP_INTERVAL_MS};
 pub use keys::{
     DirectionKeys, EXPORTER_LABEL, KEY_UPDATE_LABEL, KeyError, SessionKeys, derive_direction_keys,
-    exporter_context, exporter_len, next_generation,
+    exporter_context, exporter_len, generation_keys,
 };
 pub use limits::{Limits, LimitsError, MAX_GENERATION};
 pub use open::{OpenError, Opened, Opener};
