@@ -11,8 +11,6 @@ mod common;
 use common::netns::*;
 use common::sys::*;
 use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -241,19 +239,7 @@ impl Drop for Lab {
 
 /// One HTTP GET to the admin endpoint inside `ns`; the whole response, or None.
 fn http_get(ns: &str, path: &str) -> Option<String> {
-    let path = path.to_owned();
-    spawn_in(ns, move || {
-        let addr: SocketAddr = ADMIN.parse().ok()?;
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
-        let mut text = String::new();
-        s.read_to_string(&mut text).ok()?;
-        Some(text)
-    })
-    .join()
-    .ok()
-    .flatten()
+    common::netns::http_get(ns, ADMIN.parse().ok()?, path)
 }
 
 /// The value of the sample of `metric` whose labels include every `labels` pair.

@@ -101,9 +101,7 @@ fn veth(n: u8, one: &Side, two: &Side) {
 }
 
 fn exec(ns: &str, args: &[&str]) -> std::process::Output {
-    let mut all = vec!["ip", "netns", "exec", ns];
-    all.extend_from_slice(args);
-    run(30, &all)
+    common::netns::run_in(30, ns, args)
 }
 
 fn log_text(s: &Side) -> String {
@@ -111,20 +109,7 @@ fn log_text(s: &Side) -> String {
 }
 
 fn http_get(ns: &str, path: &str) -> Option<String> {
-    let (ns, path) = (ns.to_owned(), path.to_owned());
-    thread::spawn(move || {
-        netns::enter_thread(&ns).ok()?;
-        let addr: SocketAddr = ADMIN.parse().ok()?;
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
-        let mut text = String::new();
-        s.read_to_string(&mut text).ok()?;
-        Some(text)
-    })
-    .join()
-    .ok()
-    .flatten()
+    common::netns::http_get(ns, ADMIN.parse().ok()?, path)
 }
 
 /// The `/status` entry of `peer` on `side`'s interface.
@@ -219,6 +204,30 @@ impl Lab {
         let path = pki.join(format!("{mine}.toml"));
         std::fs::write(&path, t).expect("config");
         path
+    }
+
+    /// A lab whose A and B load the SM4-GCM run-time plugin, with certificates, and their
+    /// pq-required configs with `agile = "SM4-GCM"` (A's with the wireguard-go peer when `with_c`).
+    fn sm4_agile(tag: &str, with_c: bool) -> (Self, PathBuf, PathBuf) {
+        let mut lab = Lab::tagged(tag);
+        lab.plugin = Some(common::sm4_plugin());
+        let pki = common::Pki::new(lab.dir.path(), "pq");
+        for n in ["a", "b"] {
+            let names = [format!("{n}.pq.test")];
+            pki.issue(n, &[&names[0]], &rcgen::PKCS_ECDSA_P256_SHA256);
+        }
+        let aead = Some("SM4-GCM");
+        let a = lab.config_agile(&lab.a, &lab.b, 1, "pq-required", with_c, aead);
+        let b = lab.config_agile(&lab.b, &lab.a, 2, "pq-required", false, aead);
+        (lab, a, b)
+    }
+
+    /// Starts A and B on their configs and waits until both are healthy.
+    fn start_both(&mut self, a: &Path, b: &Path) {
+        self.start(1, a);
+        self.start(2, b);
+        self.wait_healthy(&self.a);
+        self.wait_healthy(&self.b);
     }
 
     fn start(&mut self, which: u8, config: &Path) {
@@ -471,15 +480,7 @@ fn ping_counts(text: &str) -> (u64, u64) {
 }
 
 fn pattern(len: usize) -> Vec<u8> {
-    let mut x: u32 = 0x9e37_79b9;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
+    common::netns::pattern(0x9e37_79b9, len)
 }
 
 /// Sends [`TRANSFER`] bytes from `from_ns` to `addr` in `to_ns`, paced to last a few epochs;
@@ -717,22 +718,8 @@ fn agile_tunnel_fails_closed_when_the_channel_is_cut() {
     if !tools_ready() {
         return;
     }
-    let mut lab = Lab::tagged("h");
-    lab.plugin = Some(common::sm4_plugin());
-    let pki = common::Pki::new(lab.dir.path(), "pq");
-    for n in ["a", "b"] {
-        let names = [format!("{n}.pq.test")];
-        pki.issue(n, &[&names[0]], &rcgen::PKCS_ECDSA_P256_SHA256);
-    }
-    let aead = Some("SM4-GCM");
-    let (a_conf, b_conf) = (
-        lab.config_agile(&lab.a, &lab.b, 1, "pq-required", false, aead),
-        lab.config_agile(&lab.b, &lab.a, 2, "pq-required", false, aead),
-    );
-    lab.start(1, &a_conf);
-    lab.start(2, &b_conf);
-    lab.wait_healthy(&lab.a);
-    lab.wait_healthy(&lab.b);
+    let (mut lab, a_conf, b_conf) = Lab::sm4_agile("h", false);
+    lab.start_both(&a_conf, &b_conf);
     lab.wait_status("a PQ PSK", |p| {
         p["data_allowed"] == true && p["epoch"].is_u64()
     });
@@ -781,18 +768,7 @@ fn agile_tunnel_carries_traffic_across_epochs() {
     if !tools_ready() {
         return;
     }
-    let mut lab = Lab::tagged("g");
-    lab.plugin = Some(common::sm4_plugin());
-    let pki = common::Pki::new(lab.dir.path(), "pq");
-    for n in ["a", "b"] {
-        let names = [format!("{n}.pq.test")];
-        pki.issue(n, &[&names[0]], &rcgen::PKCS_ECDSA_P256_SHA256);
-    }
-    let aead = Some("SM4-GCM");
-    let (a_conf, b_conf) = (
-        lab.config_agile(&lab.a, &lab.b, 1, "pq-required", true, aead),
-        lab.config_agile(&lab.b, &lab.a, 2, "pq-required", false, aead),
-    );
+    let (mut lab, a_conf, b_conf) = Lab::sm4_agile("g", true);
     for conf in [&a_conf, &b_conf] {
         let text = std::fs::read_to_string(conf).expect("config");
         let line = "agile = \"SM4-GCM\"\n";
@@ -800,10 +776,7 @@ fn agile_tunnel_carries_traffic_across_epochs() {
         assert_ne!(capped, text, "no agile line in {}", conf.display());
         std::fs::write(conf, capped).expect("config");
     }
-    lab.start(1, &a_conf);
-    lab.start(2, &b_conf);
-    lab.wait_healthy(&lab.a);
-    lab.wait_healthy(&lab.b);
+    lab.start_both(&a_conf, &b_conf);
     lab.start_c();
     lab.ping_within(&lab.c, "10.101.0.1", 10);
     lab.wait_status("a PQ PSK", |p| {

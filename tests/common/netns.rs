@@ -348,3 +348,20 @@ pub fn terminate_all(mut children: Vec<Child>, grace: Duration) {
     }
     kill_all(&mut children);
 }
+
+/// `GET path` from the admin endpoint at `addr` inside namespace `ns`: the whole HTTP answer,
+/// `None` when it cannot be reached or read (bounded: 2 s to connect, 5 s to read).
+pub fn http_get(ns: &str, addr: SocketAddr, path: &str) -> Option<String> {
+    let path = path.to_owned();
+    spawn_in(ns, move || {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        Some(text)
+    })
+    .join()
+    .ok()
+    .flatten()
+}
