@@ -61,7 +61,9 @@ trap cleanup EXIT
 
 if ((BUILD)); then
   log "cargo build --release -j2 (pqgate, SM4 plugin)"
-  (cd "$REPO" && cargo build --release -j2 --locked --bin pqgate -p pqgate-plugin-sm4 >&2)
+  # Two invocations: `--bin pqgate -p pqgate-plugin-sm4` looks for the bin in the plugin too.
+  (cd "$REPO" && cargo build --release -j2 --locked --bin pqgate >&2 \
+    && cargo build --release -j2 --locked -p pqgate-plugin-sm4 >&2)
 fi
 [[ -x $PQ && -f $SO ]] || { echo "$PQ or $SO missing (drop --skip-build)" >&2; exit 1; }
 
