@@ -53,6 +53,7 @@ impl BuiltinKey {
 }
 
 impl AeadKey for BuiltinKey {
+    /// One copy of the plaintext into `out`, sealed there in place, the tag appended.
     fn seal(
         &self,
         nonce: &[u8],
@@ -60,16 +61,26 @@ impl AeadKey for BuiltinKey {
         plaintext: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), PluginError> {
+        let nonce = self.nonce(nonce)?;
         let start = out.len();
         out.extend_from_slice(plaintext);
-        let mut body = out.split_off(start);
-        self.key
-            .seal_in_place_append_tag(self.nonce(nonce)?, aead::Aad::from(aad), &mut body)
-            .map_err(|_| PluginError::call(self.name, "seal failed"))?;
-        out.extend_from_slice(&body);
-        Ok(())
+        let sealed = out.get_mut(start..).map(|body| {
+            self.key
+                .seal_in_place_separate_tag(nonce, aead::Aad::from(aad), body)
+        });
+        match sealed {
+            Some(Ok(tag)) => {
+                out.extend_from_slice(tag.as_ref());
+                Ok(())
+            }
+            _ => {
+                out.truncate(start);
+                Err(PluginError::call(self.name, "seal failed"))
+            }
+        }
     }
 
+    /// One copy of `sealed` into `out`, opened there in place; `out` unchanged on failure.
     fn open(
         &self,
         nonce: &[u8],
@@ -77,13 +88,24 @@ impl AeadKey for BuiltinKey {
         sealed: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), PluginError> {
-        let mut body = sealed.to_vec();
-        let plain = self
-            .key
-            .open_in_place(self.nonce(nonce)?, aead::Aad::from(aad), &mut body)
-            .map_err(|_| PluginError::call(self.name, "authentication failed"))?;
-        out.extend_from_slice(plain);
-        Ok(())
+        let nonce = self.nonce(nonce)?;
+        let start = out.len();
+        out.extend_from_slice(sealed);
+        let opened = out.get_mut(start..).map(|body| {
+            self.key
+                .open_in_place(nonce, aead::Aad::from(aad), body)
+                .map(|plain| plain.len())
+        });
+        match opened {
+            Some(Ok(len)) => {
+                out.truncate(start + len);
+                Ok(())
+            }
+            _ => {
+                out.truncate(start);
+                Err(PluginError::call(self.name, "authentication failed"))
+            }
+        }
     }
 }
 
