@@ -561,3 +561,90 @@ fn config_reads_from_toml_with_defaults_and_refuses_unknown_keys() {
     let bad_mode = text.replace("pq-preferred", "pq-maybe");
     assert!(toml::from_str::<PqPskConfig>(&bad_mode).is_err());
 }
+
+/// A TLS reload on a running node: a corrupt certificate is refused by its config key and the
+/// channel keeps rotating; a CRL that revokes the peer closes its live channel (counted) and
+/// its reconnects are refused; the peer's renewed certificate (same name and files, new serial)
+/// brings the channel back once the peer reloads too. No node restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_reload_closes_revoked_channels_and_takes_renewed_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "main", &rcgen::PKCS_ECDSA_P256_SHA256);
+    let leaf_a = ca.issue("a", "a.pqgate.test", false, 1);
+    let leaf_b = ca.issue("b", "b.pqgate.test", false, 2);
+    let crl = ca.crl(&[]);
+    let (sink_a, sink_b) = (Arc::new(FakeSink::default()), Arc::new(FakeSink::default()));
+    let mut cfg_a = config(
+        &ca.ca_path(),
+        &leaf_a,
+        SecondKem::None,
+        vec![peer(KEY_B, None, "b.pqgate.test")],
+    );
+    cfg_a.crl = vec![crl.clone()];
+    let a = start(&cfg_a, KEY_A, &sink_a).await;
+    let to_a = vec![peer(KEY_A, Some(a.local_addr().unwrap()), "a.pqgate.test")];
+    let mut cfg_b = config(&ca.ca_path(), &leaf_b, SecondKem::None, to_a);
+    cfg_b.crl = vec![crl];
+    let b = start(&cfg_b, KEY_B, &sink_b).await;
+    let up = |n: &Node| n.status()[0].1.channel_up;
+    wait_for("the channel", || {
+        up(&a) && up(&b) && !sink_a.installs(KEY_B).is_empty()
+    })
+    .await;
+
+    // A corrupt certificate: refused by key, the running material stays.
+    let mut corrupt = cfg_a.clone();
+    corrupt.cert = dir.path().join("corrupt.pem");
+    std::fs::write(&corrupt.cert, "-----BEGIN CERTIFICATE-----\nAAAA\n").unwrap();
+    let err = a.reload_tls(&corrupt, registry()).unwrap_err();
+    assert_eq!(err.key(), "pqpsk.cert", "{err}");
+    let n = sink_a.installs(KEY_B).len();
+    wait_for("rotations after the failed reload", || {
+        sink_a.installs(KEY_B).len() > n && sink_b.installs(KEY_A).len() > n
+    })
+    .await;
+    assert!(up(&a));
+
+    // Revoke B (the CRL file is rewritten in place) and reload A only.
+    ca.crl(&[2]);
+    let done = a.reload_tls(&cfg_a, registry()).unwrap();
+    assert_eq!(done.closed, [(KEY_B, Failure::CertRevoked)]);
+    assert_eq!(
+        done.leaf, done.previous,
+        "A's own certificate did not change"
+    );
+    wait_for("B's reconnects refused", || {
+        !up(&a) && a.failures().get(Failure::CertRevoked) >= 1
+    })
+    .await;
+    assert!(a.status()[0].1.failures.get(Failure::CertRevoked) >= 1);
+    let refused = a.failures().get(Failure::CertRevoked);
+    let installs = (sink_a.installs(KEY_B).len(), sink_b.installs(KEY_A).len());
+    wait_for("more refusals", || {
+        a.failures().get(Failure::CertRevoked) > refused
+    })
+    .await;
+    assert!(!up(&a));
+    assert_eq!(
+        sink_a.installs(KEY_B).len(),
+        installs.0,
+        "A installed for B"
+    );
+
+    // Renew B's certificate at the same paths and reload B: the channel comes back.
+    ca.issue("b", "b.pqgate.test", false, 3);
+    let done = b.reload_tls(&cfg_b, registry()).unwrap();
+    assert!(done.closed.is_empty());
+    assert_ne!(done.leaf, done.previous, "B's certificate changed");
+    assert_eq!(done.leaf.as_ref().map(|s| s.serial.as_str()), Some("03"));
+    wait_for("the channel again", || {
+        up(&a)
+            && up(&b)
+            && sink_a.installs(KEY_B).len() > installs.0
+            && sink_b.installs(KEY_A).len() > installs.1
+    })
+    .await;
+    assert_same_psks(&sink_a, &sink_b, 2);
+    b.shutdown().await;
+    a.shutdown().await;
+}

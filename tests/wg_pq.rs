@@ -8,7 +8,9 @@
 //! peer pq-preferred (a live peer change), the same cut leaves the pings going, both sides
 //! falling back to the pair's static PSK until the channel returns. Under the agile tunnel
 //! (pq-required) the cut stops data too: its keys go with the last PSK. A stock
-//! wireguard-go peer (C) with a static PSK on A's interface keeps working throughout. Root and
+//! wireguard-go peer (C) with a static PSK on A's interface keeps working throughout. A SIGHUP
+//! re-reads the channel's certificates and CRLs: a revocation closes the live channel, a renewed
+//! certificate brings it back, a corrupt one is refused by key, all without a restart. Root and
 //! netns only; every wait is bounded and Drop tears everything down.
 
 mod common;
@@ -950,4 +952,191 @@ fn one_way_from_the_responder(lab: &Lab) {
         log_text(init)
     );
     eprintln!("one-way from the responder across epochs: {got}/{sent}");
+}
+
+/// `pqgate ca ARGS`: its stdout, trimmed (the test fails on an error).
+fn pqgate_ca(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_pqgate"))
+        .arg("ca")
+        .args(args)
+        .output()
+        .expect("pqgate ca");
+    assert!(out.status.success(), "pqgate ca {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The `/status` interface entry of `side`.
+fn iface_status(side: &Side) -> Option<serde_json::Value> {
+    let text = http_get(&side.ns, "/status")?;
+    let v: serde_json::Value = serde_json::from_str(text.split_once("\r\n\r\n")?.1).ok()?;
+    let ifaces = v["interfaces"].as_array()?;
+    let found = ifaces
+        .iter()
+        .find(|i| i["interface"] == side.ifname.as_str());
+    found.cloned()
+}
+
+/// `cert_revoked` on `side`: its pq peer's failures plus its interface's refused connections
+/// (which one grows depends on who connects: the lower key).
+fn revoked_count(side: &Side) -> u64 {
+    let Some(i) = iface_status(side) else {
+        return 0;
+    };
+    let refused = i["refused"]["cert_revoked"].as_u64().unwrap_or(0);
+    let peer = i["peers"][0]["failures"]["cert_revoked"]
+        .as_u64()
+        .unwrap_or(0);
+    refused + peer
+}
+
+/// Waits (bounded) until `pred` holds for `side`'s status of its pq peer `peer`.
+fn wait_one(s: &Side, peer: &Side, what: &str, pred: impl Fn(&serde_json::Value) -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !peer_status(s, &peer.public).as_ref().is_some_and(&pred) {
+        assert_alive(s);
+        assert!(
+            Instant::now() < deadline,
+            "never {what}: {:?}\nlog:\n{}",
+            iface_status(s),
+            log_text(s)
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Certificate renewal and revocation by SIGHUP, no restart: a corrupt certificate file is
+/// refused by its config key (`wireguard[0].pq.cert`) and the channel keeps rotating; a CRL
+/// (made by `pqgate ca`) that revokes B's certificate, re-read by A's reload, closes the live
+/// channel and A refuses B's reconnects (counted); B's renewed certificate (same name, same
+/// files, new serial) brings the channel back after B's reload, with new epochs on both sides
+/// and the same two processes.
+#[test]
+fn sighup_renews_certificates_and_applies_revocation_to_live_channels() {
+    if !tools_ready() {
+        return;
+    }
+    let mut lab = Lab::tagged("r");
+    let dir = lab.dir.path().to_owned();
+    let ca_dir = dir.join("ca");
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let ca_dir_s = s(&ca_dir);
+    pqgate_ca(&["init", "--dir", &ca_dir_s, "--alg", "ecdsa-p256"]);
+    std::fs::copy(ca_dir.join("ca.pem"), dir.join("pq-ca.pem")).expect("CA copy");
+    let issue = |who: &str, force: bool| {
+        let name = format!("{who}.pq.test");
+        let (key, cert) = (
+            s(&dir.join(format!("{who}-key.pem"))),
+            s(&dir.join(format!("{who}-cert.pem"))),
+        );
+        let mut args = vec!["issue", "--dir", &ca_dir_s, "--name", &name, "--both"];
+        args.extend(["--out-key", &key, "--out-cert", &cert]);
+        if force {
+            args.push("--force");
+        }
+        pqgate_ca(&args)
+    };
+    let crl = dir.join("pq.crl");
+    let make_crl = || pqgate_ca(&["crl", "--dir", &ca_dir_s, "--out", &s(&crl)]);
+    issue("a", false);
+    let serial_b = issue("b", false);
+    make_crl();
+    let (a_conf, b_conf) = (
+        lab.config(&lab.a, &lab.b, 1, "pq-required", false),
+        lab.config(&lab.b, &lab.a, 2, "pq-required", false),
+    );
+    for conf in [&a_conf, &b_conf] {
+        let text = std::fs::read_to_string(conf).expect("config");
+        let with_crl = text.replacen("cert = ", &format!("crl = [\"{}\"]\ncert = ", s(&crl)), 1);
+        std::fs::write(conf, with_crl).expect("config");
+    }
+    lab.start_both(&a_conf, &b_conf);
+    lab.wait_status("a PQ PSK", |p| {
+        p["channel_up"] == true && p["epoch"].is_u64()
+    });
+    let rotations = |x: &Side, y: &Side| {
+        peer_status(x, &y.public)
+            .and_then(|p| p["rotations"].as_u64())
+            .unwrap_or(0)
+    };
+    let more = |lab: &Lab| {
+        let n = rotations(&lab.a, &lab.b).max(rotations(&lab.b, &lab.a));
+        move |p: &serde_json::Value| p["channel_up"] == true && p["rotations"].as_u64() > Some(n)
+    };
+
+    // A corrupt certificate: the reload reports it by key and the channel keeps rotating.
+    let cert_a = dir.join("a-cert.pem");
+    let good = std::fs::read(&cert_a).expect("A's certificate");
+    std::fs::write(&cert_a, "-----BEGIN CERTIFICATE-----\ngarbage\n").expect("corrupting");
+    lab.reload(&lab.a);
+    let log = log_text(&lab.a);
+    assert!(
+        log.contains("wireguard[0].pq.cert: ")
+            && log.contains("the running PQ channel TLS stays")
+            && !log.contains("PQ channel TLS reloaded"),
+        "{log}"
+    );
+    lab.wait_status("rotations after the refused reload", more(&lab));
+    std::fs::write(&cert_a, good).expect("restoring");
+
+    // Revoke B in the CRL A reads; reload A only: the live channel closes, B is refused.
+    pqgate_ca(&["revoke", "--dir", &ca_dir_s, "--serial", &serial_b]);
+    make_crl();
+    let revoked_before = revoked_count(&lab.a);
+    lab.reload(&lab.a);
+    let log = log_text(&lab.a);
+    assert!(
+        log.contains("PQ channel TLS reloaded")
+            && log.contains("PQ PSK channel closed: the peer's certificate is no longer trusted"),
+        "{log}"
+    );
+    wait_one(&lab.a, &lab.b, "the channel down on A", |p| {
+        p["channel_up"] == false
+    });
+    let deadline = Instant::now() + WAIT;
+    // The close and at least one refused reconnect.
+    while revoked_count(&lab.a) < revoked_before + 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no refusal: {:?}",
+            iface_status(&lab.a)
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    let rotations_down = rotations(&lab.a, &lab.b);
+    thread::sleep(Duration::from_secs(INTERVAL_SECS * 2));
+    let a_b = peer_status(&lab.a, &lab.b.public).expect("A's status");
+    assert_eq!(a_b["channel_up"], false, "{a_b}");
+    assert_eq!(a_b["rotations"].as_u64(), Some(rotations_down), "{a_b}");
+
+    // Renew B's certificate (same name and files, new serial) and reload B: the channel is back.
+    let serial_b2 = issue("b", true);
+    assert_ne!(serial_b2, serial_b);
+    lab.reload(&lab.b);
+    let log = log_text(&lab.b);
+    assert!(
+        log.contains("PQ channel TLS reloaded") && log.contains(&format!("serial {serial_b2}")),
+        "{log}"
+    );
+    lab.wait_status("the channel and new epochs after the renewal", more(&lab));
+    // Same processes (never exited), and each interface's node started once (no restart).
+    for side in [&mut lab.a, &mut lab.b] {
+        let child = side.child.as_mut().expect("running");
+        assert!(
+            matches!(child.try_wait(), Ok(None)),
+            "{} exited",
+            side.ifname
+        );
+        let starts = log_text(side).matches("PQ PSK channel up").count();
+        assert_eq!(starts, 1, "{}:\n{}", side.ifname, log_text(side));
+    }
+    eprintln!(
+        "revocation: {} cert_revoked on A; renewal: serial {serial_b} -> {serial_b2}",
+        revoked_count(&lab.a)
+    );
+    for side in [&lab.a, &lab.b] {
+        let keep = |l: &&str| l.contains("TLS") || l.contains("no longer trusted");
+        for line in log_text(side).lines().filter(keep) {
+            eprintln!("{}: {line}", side.ifname);
+        }
+    }
 }

@@ -15,6 +15,8 @@ pub mod close {
     pub const PROTOCOL: u32 = 1;
     /// The Hello named no configured peer, or a certificate of another peer.
     pub const UNKNOWN_PEER: u32 = 2;
+    /// A TLS reload no longer trusts the peer's certificate (revoked, expired, other CA).
+    pub const UNTRUSTED: u32 = 3;
 }
 
 /// Messages buffered between the reader task and the peer task (the protocol has at most one

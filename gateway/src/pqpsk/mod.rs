@@ -4,13 +4,16 @@
 
 mod channel;
 mod crypto;
+mod leaf;
 mod node;
 mod peer;
 mod tls;
+mod trust;
 
 use std::path::PathBuf;
 
-pub use node::Node;
+pub use leaf::Summary as CertSummary;
+pub use node::{Node, TlsReload};
 pub use pqgate_core::pqpsk::{Failure, PeerStatus, Psk, WgKey};
 
 /// The channel's TLS exporter: `(label, context, out)`, false when it failed.
@@ -77,4 +80,16 @@ pub enum PqPskError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl PqPskError {
+    /// The config key this error is about (`pqpsk.cert`, `pqpsk.crl`, ...).
+    pub fn key(&self) -> &str {
+        match self {
+            Self::Config { key, .. } | Self::Kem { key, .. } => key,
+            Self::Tls(e) => e.key(),
+            Self::Crl { .. } => "pqpsk.crl",
+            Self::Bind { .. } => "pqpsk.listen",
+        }
+    }
 }

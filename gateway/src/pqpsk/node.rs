@@ -1,7 +1,8 @@
 //! A PQ PSK node: one QUIC endpoint (accepting and connecting), one rotation machine and task per
 //! peer (peers can be added and removed while it runs), and the accept loop that authenticates
 //! incoming channels (certificate in the handshake, then the Hello: a configured peer whose
-//! certificate carries its configured name).
+//! certificate carries its configured name). Its TLS material can be replaced while it runs
+//! ([`Node::reload_tls`]): new handshakes use it, live channels it no longer trusts are closed.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -18,8 +19,10 @@ use pqgate_core::wg::Key32;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::channel::Chan;
+use super::channel::{Chan, close};
 use super::crypto::{self, StaticKeys};
+use super::leaf::Summary;
+use super::trust::{Trust, peer_chain};
 use super::{PqPskError, PskSink, peer, tls};
 
 /// Handshakes admitted at once; more incoming connections are refused until some finish (bounds
@@ -36,6 +39,8 @@ pub(super) struct Peer {
     pub address: Option<SocketAddr>,
     pub machine: Mutex<PeerMachine>,
     pub accepted: mpsc::Sender<Chan>,
+    /// The connection of the current channel (set by the peer's task), re-checked on reload.
+    conn: Mutex<Option<quinn::Connection>>,
     /// Set to stop the peer's task (removal, node shutdown).
     stop: watch::Sender<bool>,
 }
@@ -45,6 +50,20 @@ impl Peer {
     /// caller could break half-way).
     pub fn lock(&self) -> MutexGuard<'_, PeerMachine> {
         self.machine.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records the connection of the channel the task now holds.
+    pub fn set_conn(&self, conn: &quinn::Connection) {
+        *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
+    }
+
+    /// Forgets the connection once the task holds no channel (its state can then be freed).
+    pub fn clear_conn(&self) {
+        *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    fn conn(&self) -> Option<quinn::Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -61,7 +80,10 @@ struct Defaults {
 /// State shared by the node's tasks.
 pub(super) struct Inner {
     pub endpoint: quinn::Endpoint,
-    pub client: quinn::ClientConfig,
+    /// For new outgoing connections; replaced by a TLS reload.
+    client: RwLock<quinn::ClientConfig>,
+    /// The peer-certificate checks of the current TLS material.
+    trust: RwLock<Trust>,
     pub keys: Arc<StaticKeys>,
     pub sink: Arc<dyn PskSink>,
     peers: RwLock<Vec<Arc<Peer>>>,
@@ -84,11 +106,57 @@ impl Inner {
     pub fn peers(&self) -> Vec<Arc<Peer>> {
         self.peers.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
+
+    /// The client config for a new connection.
+    pub fn client(&self) -> quinn::ClientConfig {
+        self.client
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Whether `peer`'s certificate on `conn` passes the current CA, CRLs and dates (as a TLS
+    /// server named `peer.name` when this node connected, else as a TLS client). A connection
+    /// whose handshake ran against older material is caught here.
+    pub fn recheck(&self, peer: &Peer, conn: &quinn::Connection) -> Result<(), Failure> {
+        let chain = peer_chain(conn).ok_or(Failure::CertOther)?;
+        let peer_is_server = peer.lock().role() == Role::Initiator;
+        let trust = self.trust.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let now = rustls_pki_types::UnixTime::now();
+        trust.check(&chain, peer_is_server, &peer.name, now)
+    }
+
+    /// Closes `conn` of `peer`, no longer trusted for reason `f`, and counts it.
+    pub fn distrust(&self, peer: &Peer, conn: &quinn::Connection, f: Failure) {
+        conn.close(close::UNTRUSTED.into(), b"certificate no longer trusted");
+        peer.lock().count(f);
+        metrics::counter!(METRIC_FAILURES, "reason" => f.label()).increment(1);
+        tracing::warn!(
+            peer = %Key32::from_bytes(peer.remote),
+            name = %peer.name,
+            reason = f.label(),
+            "PQ PSK channel closed: the peer's certificate is no longer trusted"
+        );
+    }
+}
+
+/// What a TLS reload did.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct TlsReload {
+    /// This node's certificate now (serial and expiry), when it could be read.
+    pub leaf: Option<Summary>,
+    /// This node's certificate before the reload.
+    pub previous: Option<Summary>,
+    /// Peers whose live channel was closed, and why.
+    pub closed: Vec<(WgKey, Failure)>,
 }
 
 /// A running node; dropping it stops its tasks.
 pub struct Node {
     inner: Arc<Inner>,
+    /// Serial and expiry of the certificate in use, for the reload's log line.
+    leaf: Mutex<Option<Summary>>,
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -141,6 +209,7 @@ fn plan_peer(
         address: p.address,
         machine: Mutex::new(PeerMachine::new(params)),
         accepted: tx,
+        conn: Mutex::new(None),
         stop: watch::channel(false).0,
     };
     Ok((Arc::new(peer), rx))
@@ -237,7 +306,8 @@ impl Node {
         };
         let inner = Arc::new(Inner {
             endpoint,
-            client: channel_tls.client,
+            client: RwLock::new(channel_tls.client),
+            trust: RwLock::new(channel_tls.trust),
             keys,
             sink,
             peers: RwLock::new(peers),
@@ -247,6 +317,7 @@ impl Node {
         });
         let (stop, stopped) = watch::channel(false);
         let node = Self {
+            leaf: Mutex::new(channel_tls.leaf),
             tasks: Mutex::new(vec![tokio::spawn(accept_loop(inner.clone(), stopped))]),
             inner,
             stop,
@@ -297,6 +368,49 @@ impl Node {
             }
             None => false,
         }
+    }
+
+    /// Re-reads the TLS material of `c` (certificate, key, CA, CRLs; the profile and the
+    /// rotation interval must be the ones the node started with) and, when all of it is usable,
+    /// swaps it in: new incoming handshakes get the new server config, new connections the new
+    /// client config, and every live channel whose peer certificate the new CA and CRLs no
+    /// longer accept is closed (the peer's reconnects are then refused in the handshake). On an
+    /// error nothing changes.
+    pub fn reload_tls(
+        &self,
+        c: &PqPskConfig,
+        registry: &Registry,
+    ) -> Result<TlsReload, PqPskError> {
+        let new = tls::build(c, registry)?;
+        if new.hash != self.inner.defaults.hash {
+            return Err(config_err(
+                "pqpsk.profile".into(),
+                "a TLS reload cannot change the profile",
+            ));
+        }
+        self.inner.endpoint.set_server_config(Some(new.server));
+        *self.inner.client.write().unwrap_or_else(|e| e.into_inner()) = new.client;
+        *self.inner.trust.write().unwrap_or_else(|e| e.into_inner()) = new.trust;
+        let mut closed = Vec::new();
+        for p in self.inner.peers() {
+            let Some(conn) = p.conn() else { continue };
+            if conn.close_reason().is_some() {
+                continue;
+            }
+            if let Err(f) = self.inner.recheck(&p, &conn) {
+                self.inner.distrust(&p, &conn, f);
+                closed.push((p.remote, f));
+            }
+        }
+        let previous = std::mem::replace(
+            &mut *self.leaf.lock().unwrap_or_else(|e| e.into_inner()),
+            new.leaf.clone(),
+        );
+        Ok(TlsReload {
+            leaf: new.leaf,
+            previous,
+            closed,
+        })
     }
 
     /// The bound UDP address.

@@ -112,7 +112,7 @@ pub(super) async fn admit(inner: &Inner, incoming: quinn::Incoming) -> Result<()
 async fn connect(inner: Arc<Inner>, name: String, addr: SocketAddr) -> Result<Chan, Failure> {
     let connecting = inner
         .endpoint
-        .connect_with(inner.client.clone(), addr, &name)
+        .connect_with(inner.client(), addr, &name)
         .map_err(|_| Failure::Channel)?;
     let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting)
         .await
@@ -157,13 +157,26 @@ impl Task {
         self.connect_at = now_ms().saturating_add(self.retry_ms);
     }
 
+    /// Takes `c` as the current channel unless the current TLS material no longer trusts its
+    /// peer (a reload between its handshake and now): then it is closed and counted.
+    fn adopt(&mut self, c: Chan) -> Option<Event> {
+        self.peer.set_conn(&c.conn);
+        if let Err(f) = self.inner.recheck(&self.peer, &c.conn) {
+            self.inner.distrust(&self.peer, &c.conn, f);
+            self.peer.clear_conn();
+            if self.initiator {
+                self.back_off();
+            }
+            return None;
+        }
+        self.chan = Some(c);
+        Some(Event::ChannelUp)
+    }
+
     fn connected(&mut self, res: Result<Chan, Failure>) -> Option<Event> {
         self.connecting = None;
         match res {
-            Ok(c) => {
-                self.chan = Some(c);
-                Some(Event::ChannelUp)
-            }
+            Ok(c) => self.adopt(c),
             Err(f) => {
                 self.peer.lock().count(f);
                 metrics::counter!(METRIC_FAILURES, "reason" => f.label()).increment(1);
@@ -193,6 +206,7 @@ impl Task {
 
     /// Drops the channel; the initiator waits for the back-off before reconnecting.
     fn lost(&mut self) {
+        self.peer.clear_conn();
         if self.chan.take().is_some() && self.initiator {
             self.back_off();
         }
@@ -201,8 +215,11 @@ impl Task {
     async fn step(&mut self, event: Event) {
         let had = self.chan.is_some();
         step(&self.inner, &self.peer, &mut self.chan, event).await;
-        if had && self.chan.is_none() && self.initiator {
-            self.back_off();
+        if had && self.chan.is_none() {
+            self.peer.clear_conn();
+            if self.initiator {
+                self.back_off();
+            }
         }
     }
 }
@@ -240,8 +257,7 @@ pub(super) async fn run(
                 if t.chan.take().is_some() {
                     t.step(Event::ChannelLost).await;
                 }
-                t.chan = Some(c);
-                Some(Event::ChannelUp)
+                t.adopt(c)
             }
             msg = async {
                 match t.chan.as_mut() {

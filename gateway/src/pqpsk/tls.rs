@@ -10,13 +10,12 @@ use pqgate_agility::{KxPolicy, ProviderSpec, Registry, builtin_profile};
 use pqgate_core::pqpsk::KdfHash;
 use pqgate_core::pqpsk::config::PqPskConfig;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
-use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
-use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, ServerName};
+use rustls_pki_types::{CertificateRevocationListDer, ServerName};
 
 use super::PqPskError;
+use super::trust::{Trust, peer_chain};
 use crate::tls::{BuildError, material};
 
 /// The channel's ALPN protocol id.
@@ -45,6 +44,10 @@ pub struct ChannelTls {
     pub client: quinn::ClientConfig,
     /// The derivation hash of the profile.
     pub hash: KdfHash,
+    /// The verifiers inside `server` and `client`, to re-check live channels after a reload.
+    pub trust: Trust,
+    /// Serial and expiry of this node's own certificate, for log lines.
+    pub leaf: Option<super::leaf::Summary>,
 }
 
 fn load_crls(c: &PqPskConfig) -> Result<Vec<CertificateRevocationListDer<'static>>, PqPskError> {
@@ -111,39 +114,28 @@ pub fn build(c: &PqPskConfig, registry: &Registry) -> Result<ChannelTls, PqPskEr
     let roots =
         material::load_roots(&c.ca).map_err(|e| BuildError::material("pqpsk.ca".into(), e))?;
     let crls = load_crls(c)?;
-    let verifier_err = |e: rustls::server::VerifierBuilderError| {
-        BuildError::verifier("pqpsk.ca".into(), e.to_string())
-    };
-    let mut client_verifier =
-        WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone());
-    let mut server_verifier = WebPkiServerVerifier::builder_with_provider(roots, provider.clone());
-    if !crls.is_empty() {
-        // Leaf certificates are checked; one whose status no CRL covers is refused.
-        client_verifier = client_verifier
-            .with_crls(crls.clone())
-            .only_check_end_entity_revocation();
-        server_verifier = server_verifier
-            .with_crls(crls)
-            .only_check_end_entity_revocation();
-    }
-    let client_verifier = client_verifier.build().map_err(verifier_err)?;
-    let server_verifier = server_verifier.build().map_err(verifier_err)?;
+    let trust = Trust::new(roots, crls, &provider)?;
     let certs = material::load_certs(&c.cert, "certificate")
         .map_err(|e| BuildError::material("pqpsk.cert".into(), e))?;
     let key =
         material::load_key(&c.key).map_err(|e| BuildError::material("pqpsk.key".into(), e))?;
+    // A key that does not match the certificate is named here (rustls would refuse it too,
+    // but without saying which file).
+    material::load_certified_key(&c.cert, &c.key, &provider)
+        .map_err(|e| BuildError::material("pqpsk.key".into(), e))?;
+    let leaf = certs.first().and_then(|der| super::leaf::summary(der));
     let tls_err = |e| PqPskError::from(BuildError::tls("pqpsk".into(), e));
     let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(tls_err)?
-        .with_client_cert_verifier(client_verifier)
+        .with_client_cert_verifier(trust.client())
         .with_single_cert(certs.clone(), key.clone_key())
         .map_err(tls_err)?;
     server.alpn_protocols = vec![ALPN.to_vec()];
     let mut client = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(tls_err)?
-        .with_webpki_verifier(server_verifier)
+        .with_webpki_verifier(trust.server())
         .with_client_auth_cert(certs, key)
         .map_err(tls_err)?;
     client.alpn_protocols = vec![ALPN.to_vec()];
@@ -166,16 +158,15 @@ pub fn build(c: &PqPskConfig, registry: &Registry) -> Result<ChannelTls, PqPskEr
         server,
         client,
         hash,
+        trust,
+        leaf,
     })
 }
 
 /// Whether the end-entity certificate a client presented is valid for `name` (the chain, dates
 /// and revocation were checked in the handshake).
 pub fn client_cert_matches(conn: &quinn::Connection, name: &str) -> bool {
-    let Some(identity) = conn.peer_identity() else {
-        return false;
-    };
-    let Ok(chain) = identity.downcast::<Vec<CertificateDer<'static>>>() else {
+    let Some(chain) = peer_chain(conn) else {
         return false;
     };
     let (Some(leaf), Ok(name)) = (chain.first(), ServerName::try_from(name)) else {
@@ -253,5 +244,52 @@ mod tests {
             load_crls(&config_with_crls(vec![dir.join("missing.pem")])),
             Err(PqPskError::Crl { .. })
         ));
+    }
+
+    /// Every unusable file is named by its key: what a reload reports.
+    #[test]
+    fn each_unusable_file_names_its_config_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(params, ca_key);
+        let leaf_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["a.example".to_owned()])
+            .unwrap()
+            .signed_by(&leaf_key, &issuer)
+            .unwrap();
+        let other_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let mut c = config_with_crls(Vec::new());
+        c.ca = write("ca.pem", &ca.pem());
+        c.cert = write("c.pem", &leaf.pem());
+        c.key = write("k.pem", &leaf_key.serialize_pem());
+        let registry = pqgate_agility::Registry::power_on();
+        let built = build(&c, &registry).unwrap();
+        let summary = built.leaf.expect("the leaf's serial and expiry");
+        assert!(!summary.serial.is_empty() && summary.not_after.ends_with('Z'));
+        let key_of = |c: &PqPskConfig| match build(c, &registry) {
+            Ok(_) => "built".to_owned(),
+            Err(e) => e.key().to_owned(),
+        };
+        let mut bad = c.clone();
+        bad.cert = write("corrupt.pem", "-----BEGIN CERTIFICATE-----\nnot base64!\n");
+        assert_eq!(key_of(&bad), "pqpsk.cert");
+        let mut bad = c.clone();
+        bad.key = write("other.key", &other_key.serialize_pem());
+        assert_eq!(key_of(&bad), "pqpsk.key");
+        let mut bad = c.clone();
+        bad.ca = dir.join("missing.pem");
+        assert_eq!(key_of(&bad), "pqpsk.ca");
+        let mut bad = c.clone();
+        bad.crl = vec![write("junk.crl", "junk")];
+        assert_eq!(key_of(&bad), "pqpsk.crl");
     }
 }

@@ -1,8 +1,9 @@
 //! PQ PSKs for `[[wireguard]]` interfaces with a `[wireguard.pq]` table: one PQ PSK node
 //! (`crate::pqpsk::Node`) per such interface, on the tunnel's own UDP port unless `pq.listen`
 //! names another, installing each derived PSK into the interface's engine (`sink`, which also
-//! carries out the expiry policy); live peer changes on reload; a status board for
-//! `GET /status` and `pqgate status`. Peers without `pq` stay plain WireGuard peers.
+//! carries out the expiry policy); live peer changes and TLS material (certificate, key, CA,
+//! CRLs re-read) on reload; a status board for `GET /status` and `pqgate status`. Peers without
+//! `pq` stay plain WireGuard peers.
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -17,11 +18,13 @@ use super::engine::Engine;
 use super::tunnels::Tunnels;
 use crate::pqpsk::{Node, PqPskError};
 
+mod reload;
 mod sink;
 #[cfg(test)]
 mod sink_tests;
 mod status;
 
+use reload::{reload_tls, restart_only_changes};
 use sink::{EngineSink, StaticMap, agile_map, static_map};
 use status::BoardEntry;
 pub use status::{
@@ -44,6 +47,17 @@ pub enum PqError {
         /// The node's reason.
         #[source]
         source: PqPskError,
+    },
+    /// A reload could not re-read the channel's TLS material; the running material stays.
+    #[error("wireguard {iface}: {key}: {source} (the running PQ channel TLS stays)")]
+    Reload {
+        /// The interface.
+        iface: String,
+        /// The config key at fault (`wireguard[0].pq.cert`, ...).
+        key: String,
+        /// The node's reason (names the file).
+        #[source]
+        source: Box<PqPskError>,
     },
     /// The tunnel's UDP port could not be shared with QUIC.
     #[error("wireguard {iface}: sharing the tunnel port with QUIC: {source}")]
@@ -150,9 +164,9 @@ impl PqTunnels {
 
     /// Brings the nodes in line with `sections` and the running `tunnels`: starts a node for a
     /// new (or restarted) interface with `pq`, adds, removes and re-adds changed peers of a
-    /// running one (others keep their channel), stops the nodes of interfaces without `pq`.
-    /// Returns warnings and errors (an interface whose node cannot start; the others are still
-    /// synced).
+    /// running one (others keep their channel) and re-reads its TLS files, stops the nodes of
+    /// interfaces without `pq`. Returns warnings and errors (an interface whose node cannot start
+    /// or whose TLS files cannot be re-read; the others are still synced).
     pub async fn sync(
         &mut self,
         sections: &[WireguardConfig],
@@ -184,7 +198,9 @@ impl PqTunnels {
                 if let Some(r) = self.running.get(&w.name) {
                     r.sink.replace_statics(statics);
                 }
-                warnings.extend(self.update(w, pq, channel).await);
+                let (w_update, e_update) = self.update(i, w, pq, channel).await;
+                warnings.extend(w_update);
+                errors.extend(e_update);
                 continue;
             }
             if let Some(old) = self.running.remove(&w.name) {
@@ -267,24 +283,29 @@ impl PqTunnels {
         })
     }
 
-    /// A reload of a running interface: peer changes only (the channel's own settings need a
-    /// restart of the interface).
+    /// A reload of a running interface (`wireguard[i]`): the TLS material re-read and swapped
+    /// in (an error keeps the running one), then peer changes. The channel's other settings
+    /// need a restart (warning).
     async fn update(
         &mut self,
+        i: usize,
         w: &WireguardConfig,
         pq: &WgPqConfig,
         channel: PqPskConfig,
-    ) -> Vec<String> {
+    ) -> (Vec<String>, Option<PqError>) {
         let mut warnings = Vec::new();
         let Some(r) = self.running.get_mut(&w.name) else {
-            return warnings;
+            return (warnings, None);
         };
-        if r.config != *pq {
+        let restart = restart_only_changes(&r.config, pq);
+        if !restart.is_empty() {
             warnings.push(format!(
-                "wireguard {}: [wireguard.pq] changed: takes effect at the next restart",
-                w.name
+                "wireguard {}: [wireguard.pq] {} changed: takes effect at the next restart",
+                w.name,
+                restart.join(", ")
             ));
         }
+        let error = reload_tls(&self.registry, i, w, r, pq, &channel).err();
         for old in &r.peers {
             if !channel.peer.contains(old)
                 && let Ok(k) = old.public_key.parse::<Key32>()
@@ -307,7 +328,7 @@ impl PqTunnels {
             }
         }
         r.peers = kept;
-        warnings
+        (warnings, error)
     }
 
     fn publish(&self) {
