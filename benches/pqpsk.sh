@@ -66,11 +66,14 @@ load() { cut -d' ' -f1-3 /proc/loadavg; }
   echo "subscriber or metrics recorder installed, so the per-install log line and counters cost"
   echo "next to nothing here). CPU is getrusage(RUSAGE_SELF) of each process. A rotation round's"
   echo "window runs from 0.3 s before the epoch boundary to 0.2 s after A's last install; the"
-  echo "idle window (channels open, QUIC keep-alive every 2 s, peer tasks' timers) from there to"
+  echo "idle window (channels open, QUIC keep-alive every interval/8 clamped to 2-15 s, peer tasks'"
+  echo "timers) from there to"
   echo "0.3 s before the next boundary. *net* = round CPU minus the idle rate times the round's"
   echo "length, per peer. *other procs cores* = machine busy time outside the two processes during"
   echo "the epoch (other people's builds). Extrapolation: per-peer medians x 1,000 peers; rotations"
-  echo "once per 120 s; idle channel cost per second, independent of the interval."
+  echo "once per 120 s; idle channel cost per second as measured at this run's interval (its"
+  echo "keep-alive is interval/8 in 2-15 s: 2 s below a 16 s interval, 15 s at 120 s, so only a run"
+  echo "with --interval 120 measures the idle cost of the default)."
   echo
 } > "$TMP/head.md"
 
@@ -88,7 +91,8 @@ for c in "${CONFIGS[@]}"; do
   echo "== $c: N=$n second_kem=$kem (load $(load))" >&2
   before=$(load)
   rc=0
-  RUST_BACKTRACE=0 timeout 170 "$BENCH" run --peers "$n" --interval "$INTERVAL" --epochs "$EPOCHS" \
+  # Set-up, a warm-up epoch, the measured ones and a margin.
+  RUST_BACKTRACE=0 timeout $((60 + (EPOCHS + 2) * INTERVAL)) "$BENCH" run --peers "$n" --interval "$INTERVAL" --epochs "$EPOCHS" \
     --kem "$kem" > "$TMP/$c.md" 2> "$TMP/$c.err" || rc=$?
   if ((rc)); then
     FAILED=1
