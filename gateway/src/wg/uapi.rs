@@ -10,6 +10,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -226,7 +227,11 @@ fn accept_loop(listener: &UnixListener, engine: &Arc<Engine>, iface: &str) {
         let stream = match listener.accept() {
             Ok((s, _)) => s,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                thread::sleep(TICK);
+                // Wakes as soon as a client connects (`wg set` latency), or after a tick to
+                // check `stop`.
+                if crate::net::poll::wait_readable(listener.as_fd(), TICK).is_err() {
+                    thread::sleep(TICK);
+                }
                 continue;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
