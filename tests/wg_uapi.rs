@@ -303,9 +303,31 @@ fn wg_show_and_wg_set_against_pqgate() {
     assert!(!routes.contains("10.100.0.3"), "{routes}");
     lab.ping(&a, "10.100.0.2", 3);
 
-    // Refused in this slice: another listen port; the error reaches wg.
+    // Refused: another listen port (the sockets are bound once); the error reaches wg.
     let refused = lab.wg(&a, &["set", &if_a, "listen-port", "40000"]);
     assert!(!refused.status.success(), "listen-port change accepted");
+
+    // fwmark: set on every tunnel socket (the kernel's socket table shows it), read back by
+    // wg, cleared with 0; traffic goes on.
+    let marks = || {
+        let out = run_in(10, &a, &["ss", "-uane"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let port = format!(":{PORT_A} ");
+        let ours: Vec<String> = text
+            .lines()
+            .filter(|l| l.contains(&port))
+            .map(str::to_owned)
+            .collect();
+        assert!(!ours.is_empty(), "no tunnel socket in ss:\n{text}");
+        ours.iter().filter(|l| l.contains("fwmark:0x20")).count() * 100 / ours.len()
+    };
+    lab.wg_ok(&a, &["set", &if_a, "fwmark", "0x20"]);
+    assert_eq!(lab.wg_ok(&a, &["show", &if_a, "fwmark"]).trim(), "0x20");
+    assert_eq!(marks(), 100, "not every tunnel socket carries the mark");
+    lab.ping(&a, "10.100.0.2", 5);
+    lab.wg_ok(&a, &["set", &if_a, "fwmark", "0"]);
+    assert_eq!(lab.wg_ok(&a, &["show", &if_a, "fwmark"]).trim(), "off");
+    assert_eq!(marks(), 0, "a socket kept the mark");
 
     // A new private key ends the sessions; back to the old one, traffic resumes after a new
     // handshake.

@@ -132,14 +132,6 @@ impl Interface {
         let queues = queue_count(options.queues);
         let socks =
             udp::bind_many(port, queues).map_err(|source| WgError::Bind { port, source })?;
-        if let Some(mark) = spec.fwmark {
-            for sock in &socks {
-                setup::set_fwmark(sock, mark).map_err(|source| WgError::Io {
-                    what: "setting the fwmark",
-                    source,
-                })?;
-            }
-        }
         let tuns =
             Tun::open_queues(&name, options.offload, queues).map_err(|source| WgError::Tun {
                 name: name.clone(),
@@ -159,6 +151,12 @@ impl Interface {
             what: "starting the engine",
             source,
         })?;
+        if let Some(mark) = spec.fwmark {
+            engine.set_fwmark(mark).map_err(|source| WgError::Io {
+                what: "setting the fwmark",
+                source,
+            })?;
+        }
         let mut iface = Self {
             spec,
             engine,
@@ -272,6 +270,12 @@ impl Interface {
                 &mut warnings,
             );
         }
+        if let Some(mark) = diff.fwmark
+            && let Err(e) = self.engine.set_fwmark(mark)
+        {
+            warnings.push(format!("wireguard {name}: fwmark {mark:#x} not set: {e}"));
+            next.fwmark = self.spec.fwmark;
+        }
         for a in &diff.addresses_removed {
             if let Err(e) = setup::ip(&["address", "del", &a.to_string(), "dev", &name]) {
                 warnings.push(e.to_string());
@@ -292,7 +296,6 @@ impl Interface {
             ));
             next.listen_port = self.spec.listen_port;
             next.mtu = self.spec.mtu;
-            next.fwmark = self.spec.fwmark;
             next.offload = self.spec.offload;
             next.queues = self.spec.queues;
         }

@@ -5,8 +5,10 @@
 //! `errno=N\n\n`. Errors are negative errno values, as wireguard-go sends them (wg accepts
 //! both signs). A `set` is parsed completely before anything is applied, so a bad request
 //! changes nothing. A new `private_key` ends every peer's session (gotatun's
-//! `set_static_private`). Unsupported in this slice (refused with `-EOPNOTSUPP`, before anything
-//! is applied): a `listen_port` other than the bound one, and a non-zero `fwmark`.
+//! `set_static_private`). `fwmark` sets SO_MARK on every tunnel socket (0 clears it) before the
+//! peer changes; if the kernel refuses it, its errno is returned and nothing else is applied.
+//! Refused with `-EOPNOTSUPP`, before anything is applied: a `listen_port` other than the bound
+//! one (the sockets are bound once).
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
@@ -127,11 +129,19 @@ pub fn parse_set<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<SetRequ
 }
 
 /// The body of a `get` reply (without `errno`).
-pub fn format_get(private_key: &[u8; 32], listen_port: u16, peers: &[PeerStatus]) -> String {
+pub fn format_get(
+    private_key: &[u8; 32],
+    listen_port: u16,
+    fwmark: u32,
+    peers: &[PeerStatus],
+) -> String {
     let mut out = format!(
         "private_key={}\nlisten_port={listen_port}\n",
         hex(private_key)
     );
+    if fwmark != 0 {
+        out.push_str(&format!("fwmark={fwmark}\n"));
+    }
     for p in peers {
         let since = p
             .last_handshake
@@ -295,7 +305,12 @@ fn serve(stream: UnixStream, engine: &Engine, iface: &str) -> io::Result<()> {
                     return Ok(());
                 }
                 let port = engine.local_addr().map(|a| a.port()).unwrap_or(0);
-                let body = format_get(&engine.private_key(), port, &engine.peers());
+                let body = format_get(
+                    &engine.private_key(),
+                    port,
+                    engine.fwmark(),
+                    &engine.peers(),
+                );
                 w.write_all(format!("{body}errno=0\n\n").as_bytes())?;
             }
             "set=1" => {
@@ -346,8 +361,10 @@ fn apply(engine: &Engine, iface: &str, req: &SetRequest) -> i32 {
     if req.listen_port.is_some_and(|p| p != port) {
         return EOPNOTSUPP;
     }
-    if req.fwmark.is_some_and(|m| m != 0) {
-        return EOPNOTSUPP;
+    if let Some(mark) = req.fwmark
+        && let Err(e) = engine.set_fwmark(mark)
+    {
+        return e.raw_os_error().unwrap_or(EIO);
     }
     let mut errno = 0;
     if let Some(k) = req.private_key {
@@ -440,7 +457,7 @@ mod tests {
             counts: Default::default(),
             agile: None,
         };
-        let text = format_get(&[1; 32], 51820, &[p]);
+        let text = format_get(&[1; 32], 51820, 0, std::slice::from_ref(&p));
         assert_eq!(
             text,
             format!(

@@ -130,6 +130,7 @@ impl InterfaceSpec {
     pub fn diff(&self, next: &Self) -> InterfaceDiff {
         let mut d = InterfaceDiff {
             private_key: (self.private_key != next.private_key).then(|| next.private_key.clone()),
+            fwmark: (self.fwmark != next.fwmark).then(|| next.fwmark.unwrap_or(0)),
             restart_only: Vec::new(),
             addresses_removed: minus(&self.addresses, &next.addresses),
             addresses_added: minus(&next.addresses, &self.addresses),
@@ -140,9 +141,6 @@ impl InterfaceSpec {
         }
         if self.mtu != next.mtu {
             d.restart_only.push("mtu");
-        }
-        if self.fwmark != next.fwmark {
-            d.restart_only.push("fwmark");
         }
         // The TUN queues and sockets are opened with them: a new data path means a new TUN.
         if self.offload != next.offload {
@@ -192,6 +190,8 @@ fn minus(a: &[IpCidr], b: &[IpCidr]) -> Vec<IpCidr> {
 pub struct InterfaceDiff {
     /// The new private key, when it changed.
     pub private_key: Option<PrivateKey>,
+    /// The new socket mark (0: none), when it changed: applied live to the tunnel sockets.
+    pub fwmark: Option<u32>,
     /// Keys that changed but apply only when the interface is re-created (next restart).
     pub restart_only: Vec<&'static str>,
     /// Interface addresses to delete.
@@ -206,6 +206,7 @@ impl InterfaceDiff {
     /// Whether nothing changed.
     pub fn is_empty(&self) -> bool {
         self.private_key.is_none()
+            && self.fwmark.is_none()
             && self.restart_only.is_empty()
             && self.addresses_removed.is_empty()
             && self.addresses_added.is_empty()
@@ -268,8 +269,15 @@ mod tests {
         next.mtu = 1380;
         next.addresses.push("fd00::1/64".parse().unwrap());
         next.private_key = PrivateKey::from_bytes([9; 32]);
+        next.fwmark = Some(0x20);
         let d = old.diff(&next);
         assert_eq!(d.restart_only, ["mtu"]);
+        assert_eq!(d.fwmark, Some(0x20), "applied live, not at restart");
+        assert_eq!(
+            next.diff(&old).fwmark,
+            Some(0),
+            "removing the mark clears it"
+        );
         assert_eq!(d.private_key, Some(PrivateKey::from_bytes([9; 32])));
         assert_eq!(d.addresses_added, ["fd00::1/64".parse().unwrap()]);
         assert!(d.addresses_removed.is_empty());

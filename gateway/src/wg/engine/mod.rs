@@ -21,7 +21,7 @@ mod timers;
 use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -261,6 +261,8 @@ pub struct Engine {
     quic: OnceLock<QuicSender>,
     /// Set to make every thread return.
     pub stop: AtomicBool,
+    /// SO_MARK of the tunnel's sockets (0: none), as last set.
+    fwmark: AtomicU32,
     /// Drop and traffic counters.
     pub counters: Counters,
 }
@@ -312,10 +314,27 @@ impl Engine {
             agile_index: Mutex::new(HashMap::new()),
             quic: OnceLock::new(),
             stop: AtomicBool::new(false),
+            fwmark: AtomicU32::new(0),
             counters: Counters::default(),
         };
         engine.add_configured(peers);
         Ok(engine)
+    }
+
+    /// Sets SO_MARK on every tunnel socket (0 clears it; needs CAP_NET_ADMIN), as `fwmark` in
+    /// the config and `wg set IFACE fwmark` do. On an error the sockets set before it keep the
+    /// new mark and the reported one stays the old: set it again.
+    pub fn set_fwmark(&self, mark: u32) -> io::Result<()> {
+        for sock in &self.socks {
+            crate::wg::setup::set_fwmark(sock, mark)?;
+        }
+        self.fwmark.store(mark, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The tunnel sockets' SO_MARK (0: none).
+    pub fn fwmark(&self) -> u32 {
+        self.fwmark.load(Ordering::Relaxed)
     }
 
     fn new_tunn(
