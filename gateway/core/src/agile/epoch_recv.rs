@@ -133,6 +133,7 @@ impl EpochRecv {
             epoch,
             generation,
             key_updated,
+            latest: true,
             counter: header.counter,
             len,
         })

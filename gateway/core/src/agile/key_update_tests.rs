@@ -261,6 +261,10 @@ fn the_previous_epoch_follows_its_own_key_updates_during_the_grace_period() {
         let n = n as u8 + 1;
         assert_eq!(open(&mut rx, 20, d), Ok(ipv4(30, n)), "packet {n}");
     }
+    let mut out = Vec::new();
+    let (old, _) = seal(&mut tx, &ipv4(30, 5));
+    let opened = rx.open(20, &old, &mut out).unwrap();
+    assert_eq!((opened.epoch, opened.latest), (1, false), "opened by the previous epoch");
     assert_eq!((rx.epoch(), rx.generation()), (Some(2), 0));
     // The grace period (1,000 ms from the install) ends: epoch 1 is gone, whatever its phase.
     let (after, _) = seal(&mut tx, &ipv4(30, 9));
@@ -268,4 +272,26 @@ fn the_previous_epoch_follows_its_own_key_updates_during_the_grace_period() {
         open(&mut rx, 1_010, &after),
         Err(OpenError::UnknownIndex(1))
     );
+}
+
+#[test]
+fn lower_limits_take_effect_on_the_next_packet_without_repeating_a_counter() {
+    let aead = aead(names::AES_256_GCM);
+    let (mut tx, mut rx) = pair(&aead, Limits::with_soft(100, 200, 10).unwrap(), 6);
+    let mut seen = Vec::new();
+    for n in 0..3u8 {
+        let (wire, s) = seal(&mut tx, &ipv4(30, n));
+        seen.push((s.generation, s.counter));
+        assert_eq!(open(&mut rx, 0, &wire), Ok(ipv4(30, n)));
+    }
+    tx.set_limits(Limits::with_soft(2, 4, 10).unwrap());
+    rx.set_limits(Limits::with_soft(2, 4, 10).unwrap());
+    assert_eq!(tx.limits().soft(), 2);
+    for n in 3..6u8 {
+        let (wire, s) = seal(&mut tx, &ipv4(30, n));
+        seen.push((s.generation, s.counter));
+        assert_eq!(open(&mut rx, 0, &wire), Ok(ipv4(30, n)));
+    }
+    assert_eq!(seen, [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (2, 0)]);
+    assert_eq!(rx.limits().hard(), 4);
 }

@@ -160,6 +160,13 @@ impl Limits {
         }
     }
 
+    /// A receiver's limits for `aead`: the most any conforming sender may put under one key,
+    /// whatever its MTU and operator cap (both only lower the sender's limits). Receivers use
+    /// these, so two peers need not agree on MTU or `agile_key_packets`.
+    pub fn for_receiving(registry: &Registry, aead: &dyn AeadAlgorithm) -> Self {
+        Self::for_aead(registry, aead, 0)
+    }
+
     /// The limits for `aead` from `registry`: a built-in's own, else the confidentiality limit
     /// declared by a TLS 1.3 suite the plugin built on this AEAD (the smallest if several), else
     /// [`DEFAULT_PLUGIN_PACKETS`]; forgeries [`DEFAULT_PLUGIN_FORGERIES`].
@@ -219,6 +226,21 @@ mod tests {
         assert!(Limits::with_soft(1, MAX_COUNTER + 1, 1).is_err());
         let l = Limits::with_soft(2, 4, 3).unwrap();
         assert_eq!((l.soft(), l.hard(), l.integrity()), (2, 4, 3));
+    }
+
+    #[test]
+    fn receivers_accept_what_any_sender_may_send() {
+        let registry = Registry::power_on();
+        let aes = registry.aead(names::AES_256_GCM).unwrap();
+        let rx = Limits::for_receiving(&registry, aes.as_ref());
+        for tx in [
+            Limits::for_aead(&registry, aes.as_ref(), 9000),
+            Limits::for_aead(&registry, aes.as_ref(), 1420),
+            Limits::for_aead(&registry, aes.as_ref(), 1420).capped(Some(64)),
+        ] {
+            assert!(tx.hard() <= rx.hard(), "{tx:?} vs {rx:?}");
+            assert_eq!(tx.integrity(), rx.integrity());
+        }
     }
 
     #[test]

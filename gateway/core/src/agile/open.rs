@@ -62,6 +62,9 @@ pub struct Opened {
     pub generation: u64,
     /// The packet was the first authentic one under a new key generation (now current).
     pub key_updated: bool,
+    /// It was opened by the newest installed epoch's keys (not the previous epoch's in grace):
+    /// the peer sends under them, so this side may switch its send key too.
+    pub latest: bool,
     /// Its counter.
     pub counter: u64,
     /// Inner packet length (padding removed); 0 for a keepalive.
@@ -135,6 +138,16 @@ impl Opener {
         }
     }
 
+    /// The per-key limits.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// New per-key limits, from the next packet on.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
     /// The current epoch.
     pub fn epoch(&self) -> Option<u64> {
         self.current.as_ref().map(EpochRecv::epoch)
@@ -170,7 +183,8 @@ impl Opener {
             other => OpenError::Header(other),
         })?;
         let index = header.receiver;
-        let epoch = match self.current.as_mut().filter(|c| c.index == index) {
+        let latest = self.current.as_ref().is_some_and(|c| c.index == index);
+        let epoch = match self.current.as_mut().filter(|_| latest) {
             Some(c) => c,
             None => self
                 .previous
@@ -185,7 +199,8 @@ impl Opener {
             grace_ms: self.grace_ms,
             now_ms,
         };
-        epoch.open(&context, &header, datagram, out)
+        let opened = epoch.open(&context, &header, datagram, out)?;
+        Ok(Opened { latest, ..opened })
     }
 }
 

@@ -149,6 +149,17 @@ impl Sealer {
         Ok(())
     }
 
+    /// The per-key limits.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// New per-key limits, from the next packet on (a lower soft limit updates the current key
+    /// at once; the counter is never reset, so no nonce repeats).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
     /// The installed epoch.
     pub fn epoch(&self) -> Option<u64> {
         self.current.as_ref().map(|c| c.key.epoch)

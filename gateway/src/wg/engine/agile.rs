@@ -7,6 +7,7 @@
 //! to the TUN. The initiator of the channel announces a new epoch with an agile keepalive; the
 //! responder switches on it, or [`SWITCH_AFTER_MS`] after its own install (one-way traffic).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -43,8 +44,11 @@ pub struct AgileInstall {
     pub epoch: u64,
     /// The AEAD from the registry (self-tested), e.g. SM4-GCM from a plugin.
     pub aead: Arc<dyn AeadAlgorithm>,
-    /// Its usage limits (`Limits::for_aead`).
-    pub limits: Limits,
+    /// Its usage limits when sealing (`Limits::for_aead` at the MTU, with any operator cap).
+    pub send_limits: Limits,
+    /// Its usage limits when opening (`Limits::for_receiving`: what any conforming sender may
+    /// send, so peers need not agree on MTU or caps).
+    pub recv_limits: Limits,
     /// Send and receive keys of this side.
     pub keys: SessionKeys,
     /// The index the peer puts in packets to us (we chose it).
@@ -65,9 +69,6 @@ pub enum AgileError {
     /// No such peer.
     #[error("unknown peer")]
     UnknownPeer,
-    /// The local index is held by another peer.
-    #[error("receiver index {0:#x} is in use")]
-    IndexInUse(u32),
     /// The keys do not fit the AEAD, the epoch does not advance, or the MTU is out of range.
     #[error(transparent)]
     Install(#[from] InstallError),
@@ -112,6 +113,27 @@ pub struct AgileStatus {
     pub rx_packets: u64,
 }
 
+/// Makes peer `i` the owner of exactly the receiver indices `held` (its opener's current and
+/// previous epoch) in `map`. Indices come from each epoch's exporter, so two peers can draw the
+/// same one (about live indices / 2^32 per install: ~0.3 a day for a node with 1,000 peers at
+/// 120 s); both are kept and an inbound packet is tried against each (a wrong owner's failed
+/// open counts as a forgery against its key: harmless, the limit is 2^36 or more per key and
+/// each epoch starts afresh), so a collision costs nothing but a second AEAD check.
+fn set_owner(map: &mut HashMap<u32, Vec<usize>>, i: usize, held: &[u32]) {
+    map.retain(|index, owners| {
+        if !held.contains(index) {
+            owners.retain(|&o| o != i);
+        }
+        !owners.is_empty()
+    });
+    for &index in held {
+        let owners = map.entry(index).or_default();
+        if !owners.contains(&i) {
+            owners.push(i);
+        }
+    }
+}
+
 /// A peer's agile tunnel status, `None` without agile keys.
 pub(super) fn status_of(p: &Peer) -> Option<AgileStatus> {
     let s = p.agile.as_ref()?;
@@ -128,13 +150,25 @@ pub(super) fn status_of(p: &Peer) -> Option<AgileStatus> {
 }
 
 impl AgileSession {
-    /// Uses the pending send key when `opened_epoch` (a packet just opened) is its epoch or its
-    /// deadline passed. Returns false when the sealer refused it.
-    fn maybe_switch(&mut self, now: u64, opened_epoch: Option<u64>) -> bool {
+    /// A session for `install`'s AEAD and limits, with no keys yet.
+    fn new(install: &AgileInstall, mtu: u16) -> Result<Self, InstallError> {
+        let aead = &install.aead;
+        Ok(Self {
+            sealer: Sealer::new(Arc::clone(aead), install.send_limits, usize::from(mtu))?,
+            opener: Opener::new(Arc::clone(aead), install.recv_limits, GRACE_MS),
+            aead_name: aead.name().to_owned(),
+            pending: None,
+        })
+    }
+
+    /// Uses the pending send key when the peer confirmed it (`confirmed`: a packet just opened
+    /// under the newest installed epoch, which is the pending key's) or its deadline passed.
+    /// Returns false when the sealer refused it.
+    fn maybe_switch(&mut self, now: u64, confirmed: bool) -> bool {
         let due = self
             .pending
             .as_ref()
-            .is_some_and(|p| Some(p.epoch) == opened_epoch || now >= p.switch_at);
+            .is_some_and(|p| confirmed || now >= p.switch_at);
         match self.pending.take() {
             Some(p) if due => self.sealer.install(p.epoch, p.index, &p.keys).is_ok(),
             other => {
@@ -158,29 +192,16 @@ impl Engine {
             .ok_or(AgileError::UnknownPeer)?;
         let now = self.millis();
         let mut map = self.agile_index();
-        if map
-            .get(&install.local_index)
-            .is_some_and(|&owner| owner != i)
-        {
-            return Err(AgileError::IndexInUse(install.local_index));
-        }
         let mut p = lock(&peer);
-        let name = install.aead.name().to_owned();
-        let session = match p.agile.take() {
-            Some(s) if s.aead_name == name => s,
-            _ => AgileSession {
-                sealer: Sealer::new(
-                    Arc::clone(&install.aead),
-                    install.limits,
-                    usize::from(self.mtu),
-                )?,
-                opener: Opener::new(Arc::clone(&install.aead), install.limits, GRACE_MS),
-                aead_name: name,
-                pending: None,
-            },
+        let mut session = match p.agile.take() {
+            Some(mut s) if s.aead_name == install.aead.name() => {
+                // A reload may have changed the limits (e.g. `agile_key_packets`).
+                s.sealer.set_limits(install.send_limits);
+                s.opener.set_limits(install.recv_limits);
+                s
+            }
+            _ => AgileSession::new(&install, self.mtu)?,
         };
-        let mut session = session;
-        let initiator_keepalive = install.send_now;
         let AgileInstall {
             epoch,
             keys,
@@ -190,36 +211,32 @@ impl Engine {
             switch_after_ms,
             ..
         } = install;
-        // A previous epoch's send key still pending (its switch never came, e.g. epochs shorter
-        // than the deadline): the initiator has long installed it, use it before queueing this.
-        if !send_now && !session.maybe_switch(u64::MAX, None) {
-            p.stats.agile_switch_failures += 1;
-        }
-        let installed = session
-            .opener
-            .install(now, epoch, local_index, &keys.recv)
-            .and_then(|()| {
-                if send_now {
-                    session.pending = None;
-                    session.sealer.install(epoch, remote_index, &keys.send)
-                } else {
-                    session.pending = Some(PendingSend {
-                        epoch,
-                        index: remote_index,
-                        keys: keys.send,
-                        switch_at: now.saturating_add(switch_after_ms),
-                    });
-                    Ok(())
-                }
+        let installed = session.opener.install(now, epoch, local_index, &keys.recv);
+        let installed = installed.and_then(|()| {
+            if send_now {
+                session.pending = None;
+                return session.sealer.install(epoch, remote_index, &keys.send);
+            }
+            // A previous epoch's send key still pending (its switch never came): the initiator
+            // has long installed it, use it before queueing this one.
+            if !session.maybe_switch(u64::MAX, false) {
+                p.stats.agile_switch_failures += 1;
+            }
+            session.pending = Some(PendingSend {
+                epoch,
+                index: remote_index,
+                keys: keys.send,
+                switch_at: now.saturating_add(switch_after_ms),
             });
-        let still_used: Vec<u32> = session.opener.indices().collect();
+            Ok(())
+        });
+        let held: Vec<u32> = session.opener.indices().collect();
         p.agile = Some(session);
-        installed?;
-        map.retain(|idx, owner| *owner != i || still_used.contains(idx));
-        map.insert(local_index, i);
+        set_owner(&mut map, i, &held);
         drop(map);
+        installed?;
         // Tell the responder at once that this side sends under the new epoch.
-        let keepalive = initiator_keepalive
+        let keepalive = send_now
             .then(|| Self::agile_seal(&mut p, now, &[]))
             .flatten()
             .and_then(Result::ok)
@@ -243,7 +260,7 @@ impl Engine {
             return false;
         };
         lock(&peer).agile = None;
-        self.agile_index().retain(|_, owner| *owner != i);
+        set_owner(&mut self.agile_index(), i, &[]);
         true
     }
 
@@ -256,7 +273,7 @@ impl Engine {
         ip: &[u8],
     ) -> Option<Result<BytesMut, SealError>> {
         let session = peer.agile.as_mut()?;
-        if session.pending.is_some() && !session.maybe_switch(now, None) {
+        if session.pending.is_some() && !session.maybe_switch(now, false) {
             peer.stats.agile_switch_failures += 1;
         }
         let session = peer.agile.as_mut().filter(|s| s.sealer.epoch().is_some())?;
@@ -267,9 +284,10 @@ impl Engine {
         };
         let stats = &mut peer.stats;
         stats.agile_key_updates += u64::from(sealed.key_updated);
-        stats.agile_tx_bytes += out.len() as u64;
-        if !ip.is_empty() {
-            stats.agile_tx_packets += 1;
+        // Counted as sent only when it can be (the data path drops it without an endpoint).
+        if peer.endpoint.is_some() {
+            stats.agile_tx_bytes += out.len() as u64;
+            stats.agile_tx_packets += u64::from(!ip.is_empty());
         }
         // `Bytes::from(Vec)` then `BytesMut::from` take the buffer over: no second copy.
         Some(Ok(BytesMut::from(bytes::Bytes::from(out))))
@@ -285,40 +303,60 @@ impl Engine {
         else {
             return bump(&self.counters.garbage);
         };
-        let found = self.agile_index().get(&index).copied();
-        let Some((i, peer)) = found.and_then(|i| Some((i, self.peer(i)?))) else {
-            return bump(&self.counters.unknown_peer);
-        };
+        // Almost always one owner; two peers may have drawn the same index (see `set_owner`).
+        let owners = self.agile_index().get(&index).cloned().unwrap_or_default();
         let now = self.millis();
         let mut inner = Vec::new();
-        let mut p = lock(&peer);
-        let Some(session) = p.agile.as_mut() else {
-            return bump(&self.counters.unknown_peer);
-        };
-        let opened = match session.opener.open(now, &d, &mut inner) {
-            Ok(o) => o,
-            Err(e) => return self.count_agile_error(&e),
-        };
-        // The peer sends under its newest epoch: ours may follow now.
-        if !session.maybe_switch(now, Some(opened.epoch)) {
-            p.stats.agile_switch_failures += 1;
-            bump(&self.counters.protocol);
+        let mut error = OpenError::UnknownIndex(index);
+        for i in owners {
+            let Some(peer) = self.peer(i) else { continue };
+            let mut p = lock(&peer);
+            let Some(session) = p.agile.as_mut() else {
+                continue;
+            };
+            let opened = match session.opener.open(now, &d, &mut inner) {
+                Ok(o) => o,
+                Err(e) => {
+                    error = e;
+                    continue;
+                }
+            };
+            // The peer sends under the newest epoch: this side may follow now.
+            if !session.maybe_switch(now, opened.latest) {
+                p.stats.agile_switch_failures += 1;
+                bump(&self.counters.protocol);
+            }
+            p.stats.agile_key_updates += u64::from(opened.key_updated);
+            p.endpoint = Some(src);
+            if opened.len == 0 {
+                p.stats.agile_rx_bytes += d.len() as u64;
+                return; // keepalive
+            }
+            drop(p);
+            let packet = inner.get(..opened.len).unwrap_or_default();
+            return self.agile_deliver(i, &peer, d.len(), packet, deliver);
         }
-        p.stats.agile_key_updates += u64::from(opened.key_updated);
-        p.stats.agile_rx_bytes += d.len() as u64;
-        p.endpoint = Some(src);
-        drop(p);
-        if opened.len == 0 {
-            return; // keepalive
-        }
-        let packet = inner.get(..opened.len).unwrap_or_default();
+        self.count_agile_error(&error);
+    }
+
+    /// An opened agile packet of peer `i`: source-checked like WireGuard data, counted, handed to
+    /// the TUN.
+    fn agile_deliver(
+        &self,
+        i: usize,
+        peer: &super::PeerRef,
+        wire_len: usize,
+        packet: &[u8],
+        deliver: &mut dyn FnMut(&[u8]),
+    ) {
         let allowed = route::source(packet).is_some_and(|s| self.table().routes.allows(s, i));
         if !allowed {
             return bump(&self.counters.bad_source);
         }
-        let mut p = lock(&peer);
+        let mut p = lock(peer);
         p.stats.rx_packets += 1;
         p.stats.agile_rx_packets += 1;
+        p.stats.agile_rx_bytes += wire_len as u64;
         drop(p);
         bump(&self.counters.agile_rx);
         deliver(packet);
@@ -371,16 +409,19 @@ mod tests {
     #[test]
     fn the_responder_switches_on_the_new_epoch_or_its_deadline_only() {
         let mut s = responder(1_000);
-        assert!(s.maybe_switch(999, None));
-        assert!(s.maybe_switch(999, Some(1)), "a packet of the old epoch");
+        assert!(s.maybe_switch(999, false));
+        assert!(s.maybe_switch(999, false), "a packet of the previous epoch");
         assert_eq!(s.sealer.epoch(), Some(1));
-        assert!(s.maybe_switch(10, Some(2)), "the initiator's first packet");
+        assert!(
+            s.maybe_switch(10, true),
+            "the initiator's first packet under the newest epoch"
+        );
         assert_eq!(s.sealer.epoch(), Some(2));
         assert!(s.pending.is_none());
 
         let mut s = responder(1_000);
         assert!(
-            s.maybe_switch(1_000, None),
+            s.maybe_switch(1_000, false),
             "the deadline (one-way traffic)"
         );
         assert_eq!(s.sealer.epoch(), Some(2));
@@ -392,7 +433,7 @@ mod tests {
         if let Some(p) = s.pending.as_mut() {
             p.epoch = 0; // older than the installed epoch 1
         }
-        assert!(!s.maybe_switch(5, None));
+        assert!(!s.maybe_switch(5, false));
         assert_eq!(s.sealer.epoch(), Some(1));
         assert!(s.pending.is_none());
     }
@@ -402,5 +443,27 @@ mod tests {
         assert_eq!(switch_after_ms(120_000), SWITCH_AFTER_MS);
         assert_eq!(switch_after_ms(4_000), 1_000);
         assert_eq!(switch_after_ms(1_000), 500);
+    }
+
+    #[test]
+    fn colliding_receiver_indices_keep_both_owners() {
+        let mut map = HashMap::new();
+        set_owner(&mut map, 1, &[10, 11]);
+        set_owner(&mut map, 2, &[11, 12]);
+        assert_eq!(
+            map.get(&11),
+            Some(&vec![1, 2]),
+            "a collision keeps both peers"
+        );
+        // Peer 1 rotates: 10 goes, 11 stays its previous epoch, 13 is new.
+        set_owner(&mut map, 1, &[13, 11]);
+        assert_eq!(map.get(&10), None);
+        assert_eq!(map.get(&11), Some(&vec![1, 2]));
+        assert_eq!(map.get(&13), Some(&vec![1]));
+        set_owner(&mut map, 2, &[]);
+        assert_eq!(map.get(&11), Some(&vec![1]));
+        assert_eq!(map.get(&12), None);
+        set_owner(&mut map, 1, &[]);
+        assert!(map.is_empty());
     }
 }

@@ -255,8 +255,8 @@ pub struct Engine {
     /// When the handshake queue was last backed up (ms since `started`).
     loaded_at_ms: AtomicU64,
     started: Instant,
-    /// Agile receiver index -> peer slot.
-    agile_index: Mutex<HashMap<u32, usize>>,
+    /// Agile receiver index -> the peer slots holding it (almost always one).
+    agile_index: Mutex<HashMap<u32, Vec<usize>>>,
     /// Where QUIC datagrams on the tunnel port go, once a QUIC endpoint shares it.
     quic: OnceLock<QuicSender>,
     /// Set to make every thread return.
@@ -417,7 +417,7 @@ impl Engine {
         self.table().peers.get(i).cloned().flatten()
     }
 
-    fn agile_index(&self) -> MutexGuard<'_, HashMap<u32, usize>> {
+    fn agile_index(&self) -> MutexGuard<'_, HashMap<u32, Vec<usize>>> {
         self.agile_index.lock().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -81,9 +81,16 @@ impl Engine {
         // A copy, so that `keys` is never taken while `table` is held here.
         let keys = self.keys().clone();
         let mut t = self.table_mut();
-        t.apply(replace_peers, changes, |key| {
+        let delta = t.apply(replace_peers, changes, |key| {
             self.new_tunn(&keys, key, None, None)
-        })
+        });
+        // Removed peers' agile receiver indices go with them (order: table, then index map).
+        let live = |o: usize| t.peers.get(o).is_some_and(Option::is_some);
+        self.agile_index().retain(|_, owners| {
+            owners.retain(|&o| live(o));
+            !owners.is_empty()
+        });
+        delta
     }
 
     /// Starts a new handshake with the peer now (e.g. right after both sides installed a new

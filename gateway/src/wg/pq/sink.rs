@@ -183,8 +183,9 @@ impl EngineSink {
             .map_err(|e| e.to_string())?;
         let (key_len, nonce_len) = (aead.key_len(), aead.nonce_len());
         let keys_len = agile::exporter_len(key_len, nonce_len);
-        let limits = agile::Limits::for_aead(&self.registry, aead.as_ref(), self.engine.mtu())
+        let send_limits = agile::Limits::for_aead(&self.registry, aead.as_ref(), self.engine.mtu())
             .capped(choice.key_packets);
+        let recv_limits = agile::Limits::for_receiving(&self.registry, aead.as_ref());
         let role = if initiator {
             Role::Initiator
         } else {
@@ -211,7 +212,8 @@ impl EngineSink {
             Some(AgileInstall {
                 epoch,
                 aead: Arc::clone(aead),
-                limits,
+                send_limits,
+                recv_limits,
                 keys,
                 local_index,
                 remote_index,
@@ -232,13 +234,13 @@ impl PskSink for EngineSink {
     }
 
     fn install_agile(&self, peer: WgKey, epoch: u64, initiator: bool, export: &Exporter<'_>) {
-        let choice = self
-            .agile
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&peer)
-            .cloned();
-        let Some(choice) = choice else {
+        // Held to the end, so a reload's `replace_agile` cannot slip in between reading the
+        // settings and installing keys (it would leave keys of a removed or changed AEAD).
+        let agile = self.agile.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(choice) = agile.get(&peer).cloned() else {
+            if self.engine.agile_status(&peer).is_some() {
+                self.engine.remove_agile(&peer);
+            }
             return;
         };
         let aead = &choice.aead;
