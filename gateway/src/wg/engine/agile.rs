@@ -304,7 +304,13 @@ impl Engine {
             return bump(&self.counters.garbage);
         };
         // Almost always one owner; two peers may have drawn the same index (see `set_owner`).
-        let owners = self.agile_index().get(&index).cloned().unwrap_or_default();
+        // The rest is copied only on a collision: no allocation per packet otherwise.
+        let (first, rest) = match self.agile_index().get(&index).map(Vec::as_slice) {
+            Some([one]) => (Some(*one), Vec::new()),
+            Some([one, more @ ..]) => (Some(*one), more.to_vec()),
+            _ => (None, Vec::new()),
+        };
+        let owners = first.into_iter().chain(rest);
         let now = self.millis();
         let mut inner = Vec::new();
         let mut error = OpenError::UnknownIndex(index);
