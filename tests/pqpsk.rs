@@ -38,6 +38,7 @@ enum Record {
     Install(WgKey, u64, [u8; 32]),
     Force(WgKey),
     Expire(WgKey),
+    FallBack(WgKey),
 }
 
 #[derive(Default)]
@@ -55,6 +56,9 @@ impl PskSink for FakeSink {
     }
     fn expire(&self, peer: WgKey) {
         self.0.lock().unwrap().push(Record::Expire(peer));
+    }
+    fn fall_back(&self, peer: WgKey) {
+        self.0.lock().unwrap().push(Record::FallBack(peer));
     }
 }
 
@@ -598,17 +602,46 @@ async fn tls_reload_closes_revoked_channels_and_takes_renewed_certificates() {
     std::fs::write(&corrupt.cert, "-----BEGIN CERTIFICATE-----\nAAAA\n").unwrap();
     let err = a.reload_tls(&corrupt, registry()).unwrap_err();
     assert_eq!(err.key(), "pqpsk.cert", "{err}");
+    // Readable, but A's own certificate fails under it: a CA bundle of another CA, an expired
+    // certificate of A. Refused by key; nothing is swapped in, no channel closes.
+    let other = Ca::new(dir.path(), "other", &rcgen::PKCS_ECDSA_P256_SHA256);
+    let mut foreign = cfg_a.clone();
+    foreign.ca = other.ca_path();
+    let err = a.reload_tls(&foreign, registry()).unwrap_err();
+    assert_eq!(err.key(), "pqpsk.ca", "{err}");
+    let old = ca.issue("a-old", "a.pqgate.test", true, 9);
+    let mut expired = cfg_a.clone();
+    (expired.cert, expired.key) = (old.cert, old.key);
+    let err = a.reload_tls(&expired, registry()).unwrap_err();
+    assert_eq!(err.key(), "pqpsk.cert", "{err}");
+    assert!(up(&a), "a refused reload closed the channel");
     let n = sink_a.installs(KEY_B).len();
     wait_for("rotations after the failed reload", || {
         sink_a.installs(KEY_B).len() > n && sink_b.installs(KEY_A).len() > n
     })
     .await;
-    assert!(up(&a));
+    assert!(up(&a) && up(&b));
+    let fell_back = |s: &FakeSink| s.records().contains(&Record::FallBack(KEY_B));
+    assert!(!fell_back(&sink_a), "a refused reload fell back");
 
     // Revoke B (the CRL file is rewritten in place) and reload A only.
     ca.crl(&[2]);
     let done = a.reload_tls(&cfg_a, registry()).unwrap();
     assert_eq!(done.closed, [(KEY_B, Failure::CertRevoked)]);
+    assert!(!done.crl_stale);
+    // At once, not when B's last PSK expires: pq-preferred B falls back to its static PSK
+    // (the last call for B), and the status says expired.
+    let last_for_b = |s: &FakeSink| {
+        let records = s.records();
+        records.into_iter().rev().find(|r| match r {
+            Record::Install(k, ..) | Record::Force(k) | Record::Expire(k) | Record::FallBack(k) => {
+                *k == KEY_B
+            }
+        })
+    };
+    assert_eq!(last_for_b(&sink_a), Some(Record::FallBack(KEY_B)));
+    let status = &a.status()[0].1;
+    assert!(status.expired && !status.channel_up);
     assert_eq!(
         done.leaf, done.previous,
         "A's own certificate did not change"
@@ -645,6 +678,7 @@ async fn tls_reload_closes_revoked_channels_and_takes_renewed_certificates() {
     })
     .await;
     assert_same_psks(&sink_a, &sink_b, 2);
+    assert!(!a.status()[0].1.expired, "a new PSK ends the expired state");
     b.shutdown().await;
     a.shutdown().await;
 }

@@ -1078,11 +1078,24 @@ fn sighup_renews_certificates_and_applies_revocation_to_live_channels() {
     lab.wait_status("rotations after the refused reload", more(&lab));
     std::fs::write(&cert_a, good).expect("restoring");
 
-    // Revoke B in the CRL A reads; reload A only: the live channel closes, B is refused.
+    // Revoke B in the CRL A reads; reload A only: the live channel closes, B is refused, and
+    // B loses data access at once (not when its last PSK would expire, 1.25-2.25 intervals
+    // later).
+    lab.ping_within(&lab.a, "10.101.0.2", 5);
     pqgate_ca(&["revoke", "--dir", &ca_dir_s, "--serial", &serial_b]);
     make_crl();
     let revoked_before = revoked_count(&lab.a);
     lab.reload(&lab.a);
+    let a_b = peer_status(&lab.a, &lab.b.public).expect("A's status");
+    assert_eq!(
+        (&a_b["expired"], &a_b["data_allowed"]),
+        (&serde_json::json!(true), &serde_json::json!(false)),
+        "{a_b}"
+    );
+    assert!(
+        !lab.ping_once(&lab.a, "10.101.0.2"),
+        "B reachable after its revocation"
+    );
     let log = log_text(&lab.a);
     assert!(
         log.contains("PQ channel TLS reloaded")
@@ -1118,6 +1131,10 @@ fn sighup_renews_certificates_and_applies_revocation_to_live_channels() {
         "{log}"
     );
     lab.wait_status("the channel and new epochs after the renewal", more(&lab));
+    wait_one(&lab.a, &lab.b, "data allowed again on A", |p| {
+        p["data_allowed"] == true
+    });
+    lab.ping_within(&lab.a, "10.101.0.2", 10);
     // Same processes (never exited), and each interface's node started once (no restart).
     for side in [&mut lab.a, &mut lab.b] {
         let child = side.child.as_mut().expect("running");

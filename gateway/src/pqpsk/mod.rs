@@ -15,6 +15,7 @@ use std::path::PathBuf;
 pub use leaf::Summary as CertSummary;
 pub use node::{Node, TlsReload};
 pub use pqgate_core::pqpsk::{Failure, PeerStatus, Psk, WgKey};
+pub use trust::OwnCertError;
 
 /// The channel's TLS exporter: `(label, context, out)`, false when it failed.
 pub type Exporter<'a> = dyn Fn(&[u8], &[u8], &mut [u8]) -> bool + 'a;
@@ -62,6 +63,16 @@ pub enum PqPskError {
         #[source]
         source: rustls_pki_types::pem::Error,
     },
+    /// This node's own certificate fails under the material read (expired, not yet valid,
+    /// issued by another CA, revoked): every peer would refuse it.
+    #[error("this node's certificate {} {source}", path.display())]
+    OwnCert {
+        /// The certificate file.
+        path: PathBuf,
+        /// What fails, and the config key at fault.
+        #[source]
+        source: Box<trust::OwnCertError>,
+    },
     /// A second KEM failed its self-test or key generation.
     #[error("{key}: {source}")]
     Kem {
@@ -89,6 +100,7 @@ impl PqPskError {
             Self::Config { key, .. } | Self::Kem { key, .. } => key,
             Self::Tls(e) => e.key(),
             Self::Crl { .. } => "pqpsk.crl",
+            Self::OwnCert { source, .. } => source.key,
             Self::Bind { .. } => "pqpsk.listen",
         }
     }

@@ -126,10 +126,19 @@ impl Inner {
         trust.check(&chain, peer_is_server, &peer.name, now)
     }
 
-    /// Closes `conn` of `peer`, no longer trusted for reason `f`, and counts it.
+    /// Closes `conn` of `peer`, no longer trusted for reason `f`, counts it and applies the
+    /// peer's expiry policy at once (pq-required: no more data; pq-preferred: its static PSK),
+    /// so the last PSK and agile keys of the distrusted channel carry nothing more. All under
+    /// the machine's lock, which a PSK install also takes: an install racing with this either
+    /// lands before the expiry or sees the channel closed and is dropped.
     pub fn distrust(&self, peer: &Peer, conn: &quinn::Connection, f: Failure) {
+        let mut machine = peer.lock();
         conn.close(close::UNTRUSTED.into(), b"certificate no longer trusted");
-        peer.lock().count(f);
+        machine.count(f);
+        for a in machine.distrusted() {
+            peer::expiry(self, peer.remote, &a);
+        }
+        drop(machine);
         metrics::counter!(METRIC_FAILURES, "reason" => f.label()).increment(1);
         tracing::warn!(
             peer = %Key32::from_bytes(peer.remote),
@@ -150,6 +159,9 @@ pub struct TlsReload {
     pub previous: Option<Summary>,
     /// Peers whose live channel was closed, and why.
     pub closed: Vec<(WgKey, Failure)>,
+    /// A CRL covering this node's certificate is past its nextUpdate (it still applies; a
+    /// newer one may revoke more).
+    pub crl_stale: bool,
 }
 
 /// A running node; dropping it stops its tasks.
@@ -374,8 +386,10 @@ impl Node {
     /// rotation interval must be the ones the node started with) and, when all of it is usable,
     /// swaps it in: new incoming handshakes get the new server config, new connections the new
     /// client config, and every live channel whose peer certificate the new CA and CRLs no
-    /// longer accept is closed (the peer's reconnects are then refused in the handshake). On an
-    /// error nothing changes.
+    /// longer accept is closed and its peer expired at once (the peer's reconnects are then
+    /// refused in the handshake). Material under which this node's own certificate fails
+    /// (expired, not yet valid, another CA, revoked) is refused like an unreadable file, since
+    /// every peer would refuse it. On an error nothing changes.
     pub fn reload_tls(
         &self,
         c: &PqPskConfig,
@@ -388,6 +402,7 @@ impl Node {
                 "a TLS reload cannot change the profile",
             ));
         }
+        let crl_stale = new.check_own(rustls_pki_types::UnixTime::now())?;
         self.inner.endpoint.set_server_config(Some(new.server));
         *self.inner.client.write().unwrap_or_else(|e| e.into_inner()) = new.client;
         *self.inner.trust.write().unwrap_or_else(|e| e.into_inner()) = new.trust;
@@ -410,6 +425,7 @@ impl Node {
             leaf: new.leaf,
             previous,
             closed,
+            crl_stale,
         })
     }
 

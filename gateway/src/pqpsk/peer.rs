@@ -13,7 +13,7 @@ use pqgate_core::pqpsk::machine::Action;
 use pqgate_core::pqpsk::status::{
     METRIC_DEGRADED, METRIC_EXPIRED, METRIC_FAILURES, METRIC_ROTATIONS,
 };
-use pqgate_core::pqpsk::{Event, Failure, Message, Role};
+use pqgate_core::pqpsk::{Event, Failure, Message, Role, WgKey};
 use pqgate_core::wg::Key32;
 use rustls::AlertDescription;
 use tokio::sync::{mpsc, watch};
@@ -311,6 +311,28 @@ async fn step(inner: &Inner, peer: &Peer, chan: &mut Option<Chan>, event: Event)
     }
 }
 
+/// Carries out an expiry action (`Expire`: pq-required, the peer stops; `Degraded`:
+/// pq-preferred, its static PSK from the next handshake); other actions are ignored.
+pub(super) fn expiry(inner: &Inner, remote: WgKey, a: &Action) {
+    let who = key_text(&remote);
+    match a {
+        Action::Expire => {
+            inner.sink.expire(remote);
+            metrics::counter!(METRIC_EXPIRED).increment(1);
+            tracing::warn!(peer = %who, "no current PQ PSK: pq-required peer stopped");
+        }
+        Action::Degraded => {
+            inner.sink.fall_back(remote);
+            metrics::counter!(METRIC_DEGRADED).increment(1);
+            tracing::warn!(
+                peer = %who,
+                "no current PQ PSK: pq-preferred peer falls back to its static PSK (or none)"
+            );
+        }
+        _ => {}
+    }
+}
+
 /// Carries out one action; returns `ChannelLost` when the channel went away doing it.
 async fn act(inner: &Inner, peer: &Peer, chan: &mut Option<Chan>, a: Action) -> Option<Event> {
     let who = key_text(&peer.remote);
@@ -323,9 +345,18 @@ async fn act(inner: &Inner, peer: &Peer, chan: &mut Option<Chan>, a: Action) -> 
             }
         }
         Action::Install { epoch, psk } => {
+            // Under the machine's lock, as a reload's distrust is: a PSK derived before a
+            // distrust expired the peer (installing leaves the expired state, and only a
+            // distrust from another task can come in between) is dropped, never installed
+            // after the expiry.
+            let machine = peer.lock();
+            if machine.expired() {
+                tracing::debug!(peer = %who, epoch, "PQ PSK dropped: the peer was distrusted");
+                return None;
+            }
             inner.sink.install(peer.remote, psk, epoch);
             if let Some(c) = chan.as_ref() {
-                let initiator = peer.lock().role() == Role::Initiator;
+                let initiator = machine.role() == Role::Initiator;
                 let conn = &c.conn;
                 inner
                     .sink
@@ -333,23 +364,12 @@ async fn act(inner: &Inner, peer: &Peer, chan: &mut Option<Chan>, a: Action) -> 
                         conn.export_keying_material(out, label, context).is_ok()
                     });
             }
+            drop(machine);
             metrics::counter!(METRIC_ROTATIONS).increment(1);
             tracing::info!(peer = %who, epoch, "PQ PSK installed");
         }
         Action::ForceHandshake => inner.sink.force_handshake(peer.remote),
-        Action::Expire => {
-            inner.sink.expire(peer.remote);
-            metrics::counter!(METRIC_EXPIRED).increment(1);
-            tracing::warn!(peer = %who, "no current PQ PSK: pq-required peer stopped");
-        }
-        Action::Degraded => {
-            inner.sink.fall_back(peer.remote);
-            metrics::counter!(METRIC_DEGRADED).increment(1);
-            tracing::warn!(
-                peer = %who,
-                "PQ PSK expired: pq-preferred peer falls back to its static PSK (or none)"
-            );
-        }
+        Action::Expire | Action::Degraded => expiry(inner, peer.remote, &a),
         Action::Failed(f) => {
             metrics::counter!(METRIC_FAILURES, "reason" => f.label()).increment(1);
             tracing::debug!(peer = %who, reason = f.label(), "PQ PSK rotation failure");

@@ -12,7 +12,7 @@ use pqgate_core::pqpsk::config::PqPskConfig;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::crypto::CryptoProvider;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateRevocationListDer, ServerName};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, ServerName, UnixTime};
 
 use super::PqPskError;
 use super::trust::{Trust, peer_chain};
@@ -48,6 +48,26 @@ pub struct ChannelTls {
     pub trust: Trust,
     /// Serial and expiry of this node's own certificate, for log lines.
     pub leaf: Option<super::leaf::Summary>,
+    /// This node's own chain (leaf first), for [`ChannelTls::check_own`].
+    own: Vec<CertificateDer<'static>>,
+    /// Its file, for errors.
+    own_path: std::path::PathBuf,
+}
+
+impl ChannelTls {
+    /// Refuses material under which this node's own certificate fails at `now` (expired or not
+    /// yet valid: `pqpsk.cert`; not issued by the CA: `pqpsk.ca`; revoked, or no CRL covers
+    /// it: `pqpsk.crl`), which every peer would refuse. `Ok(true)` when it passes but a CRL
+    /// covering it is past its nextUpdate (worth a warning, not a refusal).
+    pub fn check_own(&self, now: UnixTime) -> Result<bool, PqPskError> {
+        self.trust
+            .check_own(&self.own, now)
+            .map_err(|source| PqPskError::OwnCert {
+                path: self.own_path.clone(),
+                source: Box::new(source),
+            })?;
+        Ok(self.trust.own_crl_stale(&self.own, now))
+    }
 }
 
 fn load_crls(c: &PqPskConfig) -> Result<Vec<CertificateRevocationListDer<'static>>, PqPskError> {
@@ -136,7 +156,7 @@ pub fn build(c: &PqPskConfig, registry: &Registry) -> Result<ChannelTls, PqPskEr
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(tls_err)?
         .with_webpki_verifier(trust.server())
-        .with_client_auth_cert(certs, key)
+        .with_client_auth_cert(certs.clone(), key)
         .map_err(tls_err)?;
     client.alpn_protocols = vec![ALPN.to_vec()];
     let no_initial = || BuildError::verifier("pqpsk".into(), "no QUIC initial suite".into());
@@ -160,6 +180,8 @@ pub fn build(c: &PqPskConfig, registry: &Registry) -> Result<ChannelTls, PqPskEr
         hash,
         trust,
         leaf,
+        own: certs,
+        own_path: c.cert.clone(),
     })
 }
 
@@ -244,6 +266,59 @@ mod tests {
             load_crls(&config_with_crls(vec![dir.join("missing.pem")])),
             Err(PqPskError::Crl { .. })
         ));
+    }
+
+    /// Readable material under which this node's own certificate fails builds, but
+    /// `check_own` refuses it by the key at fault (what a reload reports).
+    #[test]
+    fn own_certificate_failing_the_material_is_refused_by_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let write = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let ca = |name: &str| {
+            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, name);
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            let cert = params.self_signed(&key).unwrap();
+            (
+                write(&format!("{name}.pem"), &cert.pem()),
+                rcgen::Issuer::new(params, key),
+            )
+        };
+        let ((ca_path, issuer), (other_path, _)) = (ca("main"), ca("other"));
+        let mut c = config_with_crls(Vec::new());
+        c.ca = ca_path;
+        let mut own = |expired: bool| {
+            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+            let mut params = rcgen::CertificateParams::new(vec!["a.example".to_owned()]).unwrap();
+            if expired {
+                params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+                params.not_after = rcgen::date_time_ymd(2020, 12, 31);
+            }
+            let cert = params.signed_by(&key, &issuer).unwrap();
+            c.cert = write("c.pem", &cert.pem());
+            c.key = write("k.pem", &key.serialize_pem());
+            c.clone()
+        };
+        let registry = pqgate_agility::Registry::power_on();
+        let now = UnixTime::now();
+        let key_of = |c: &PqPskConfig| match build(c, &registry).unwrap().check_own(now) {
+            Ok(stale) => format!("ok stale={stale}"),
+            Err(e) => e.key().to_owned(),
+        };
+        let good = own(false);
+        assert_eq!(key_of(&good), "ok stale=false");
+        let mut foreign_ca = good.clone();
+        foreign_ca.ca = other_path;
+        assert_eq!(key_of(&foreign_ca), "pqpsk.ca");
+        assert_eq!(key_of(&own(true)), "pqpsk.cert");
     }
 
     /// Every unusable file is named by its key: what a reload reports.

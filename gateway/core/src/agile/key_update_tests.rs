@@ -264,7 +264,11 @@ fn the_previous_epoch_follows_its_own_key_updates_during_the_grace_period() {
     let mut out = Vec::new();
     let (old, _) = seal(&mut tx, &ipv4(30, 5));
     let opened = rx.open(20, &old, &mut out).unwrap();
-    assert_eq!((opened.epoch, opened.latest), (1, false), "opened by the previous epoch");
+    assert_eq!(
+        (opened.epoch, opened.latest),
+        (1, false),
+        "opened by the previous epoch"
+    );
     assert_eq!((rx.epoch(), rx.generation()), (Some(2), 0));
     // The grace period (1,000 ms from the install) ends: epoch 1 is gone, whatever its phase.
     let (after, _) = seal(&mut tx, &ipv4(30, 9));

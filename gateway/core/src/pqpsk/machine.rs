@@ -207,6 +207,13 @@ impl PeerMachine {
         &self.p
     }
 
+    /// Whether the last PQ PSK expired (or was distrusted, or none came yet in pq-required) and
+    /// no new one was installed since. A driver carrying out an [`Action::Install`] that finds
+    /// this set drops it: a distrust came in between.
+    pub fn expired(&self) -> bool {
+        self.expired
+    }
+
     /// Where the machine stands.
     pub fn phase(&self) -> Phase {
         match (&self.rotating, self.installed) {
@@ -257,6 +264,27 @@ impl PeerMachine {
             }
         }
         out
+    }
+
+    /// The peer's certificate is no longer trusted (a TLS reload revoked it, it expired, or its
+    /// CA went): its installed PSK must carry no more data, now rather than at its epoch's
+    /// expiry. Enters the expired state with the same actions an expiry in a tick gives
+    /// ([`Action::Expire`] for pq-required, [`Action::Degraded`] for pq-preferred; none when
+    /// already expired) and forgets the channel and any rotation on it, so a message still in
+    /// flight on the distrusted channel cannot install a PSK. The next PSK installed (from a new,
+    /// trusted channel) leaves the expired state as after any expiry. The reason is counted by
+    /// the caller ([`PeerMachine::count`]).
+    pub fn distrusted(&mut self) -> Vec<Action> {
+        self.channel = None;
+        self.rotating = None;
+        if self.expired {
+            return Vec::new();
+        }
+        self.expired = true;
+        vec![match self.p.mode {
+            PqMode::Required => Action::Expire,
+            PqMode::Preferred => Action::Degraded,
+        }]
     }
 
     /// The latest time the driver must deliver the next [`Event::Tick`].

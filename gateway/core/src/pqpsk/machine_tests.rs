@@ -421,3 +421,55 @@ fn a_refusal_is_counted_and_retried() {
     assert!(matches!(out[..], [Action::Failed(Failure::PeerRefused)]));
     assert_eq!(p.init.phase(), Phase::Idle);
 }
+
+#[test]
+fn a_distrusted_peer_expires_at_once_and_a_new_channel_brings_it_back() {
+    let expiry = Schedule::new(INTERVAL).unwrap().expiry(1);
+    for (mode, action) in [
+        (PqMode::Required, "Expire"),
+        (PqMode::Preferred, "Degraded"),
+    ] {
+        let mut p = Pair::new(KemId::Hqc128, mode);
+        p.up(INTERVAL + 5);
+        assert_eq!(p.init_installs.len(), 1);
+        p.log.clear();
+        // Long before epoch 1 expires: the same action as its expiry, once, on both sides.
+        for m in [&mut p.init, &mut p.resp] {
+            let out = m.distrusted();
+            assert_eq!(format!("{out:?}"), format!("[{action}]"), "{mode:?}");
+            let st = m.status();
+            assert!(st.expired && m.expired() && !st.channel_up, "{mode:?}");
+            assert_eq!(st.epoch, Some(1));
+            assert_eq!(m.phase(), Phase::Installed(1));
+            assert!(m.distrusted().is_empty(), "only once");
+            // No expiry deadline left to act on, and ticks add nothing.
+            assert!(m.next_deadline().is_none_or(|d| d > expiry));
+        }
+        p.tick_both(expiry + 1);
+        assert!(p.log.is_empty(), "{:?}", p.log);
+        // A message still in flight on the distrusted channel installs nothing.
+        let out = p.resp.handle(
+            INTERVAL + 6,
+            Event::Message(Message::Rotate {
+                epoch: 1,
+                offer: b"eph".to_vec(),
+            }),
+            &p.crypto,
+        );
+        assert!(!out.iter().any(|a| matches!(a, Action::Install { .. })));
+        assert!(p.resp.status().expired);
+        // The peer comes back on a new (trusted) channel: a new PSK and out of the expired state.
+        p.run(expiry + 1, true, Event::ChannelLost);
+        p.run(expiry + 1, false, Event::ChannelLost);
+        p.crypto.conn = 2;
+        p.up(expiry + 2);
+        assert_eq!(p.init_installs.len(), 2, "{mode:?}");
+        assert_eq!(p.init_installs, p.resp_installs);
+        assert_ne!(p.init_installs[0].1, p.init_installs[1].1);
+        for m in [&p.init, &p.resp] {
+            let st = m.status();
+            assert!(!st.expired && !m.expired() && st.channel_up, "{mode:?}");
+            assert_eq!(st.epoch, Some(3));
+        }
+    }
+}

@@ -99,6 +99,12 @@ fn log_tls_reload(iface: &str, paths: &[&str], done: &TlsReload) {
         channels_closed = %or_none(closed.join(", ")),
         "PQ channel TLS reloaded"
     );
+    if done.crl_stale {
+        tracing::warn!(
+            interface = %iface,
+            "PQ channel TLS reloaded with a CRL past its nextUpdate: revocations since then are missed"
+        );
+    }
 }
 
 #[cfg(test)]
