@@ -485,6 +485,16 @@ fn pattern(len: usize) -> Vec<u8> {
     common::netns::pattern(0x9e37_79b9, len)
 }
 
+/// `count` pings from `from` to `to` at 20/s, running; its quiet summary is in the output.
+fn ping_flood(from: &Side, to: &str, count: u32) -> Child {
+    let count = count.to_string();
+    common::netns::command_in(&from.ns, &["ping", "-q", "-i", "0.05", "-c", &count, to])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ping flood")
+}
+
 /// Sends [`TRANSFER`] bytes from `from_ns` to `addr` in `to_ns`, paced to last a few epochs;
 /// returns what arrived.
 fn transfer(from_ns: &str, to_ns: &str, addr: SocketAddr) -> thread::JoinHandle<Vec<u8>> {
@@ -564,16 +574,7 @@ fn pq_psks_rotate_hitless_and_fail_closed() {
         p["data_allowed"] == true && p["epoch"].is_u64()
     });
     lab.ping_within(&lab.a, "10.101.0.2", 10);
-    let flood = Command::new("ip")
-        .args([
-            "netns", "exec", &lab.a.ns, "ping", "-q", "-i", "0.05", "-c", "160",
-        ])
-        .arg("10.101.0.2")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ping flood");
+    let flood = ping_flood(&lab.a, "10.101.0.2", 160);
     let received = transfer(
         &lab.a.ns,
         &lab.b.ns,
@@ -785,16 +786,7 @@ fn agile_tunnel_carries_traffic_across_epochs() {
         p["data_allowed"] == true && p["epoch"].is_u64()
     });
     lab.ping_within(&lab.a, "10.101.0.2", 10);
-    let flood = Command::new("ip")
-        .args([
-            "netns", "exec", &lab.a.ns, "ping", "-q", "-i", "0.05", "-c", "120",
-        ])
-        .arg("10.101.0.2")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ping flood");
+    let flood = ping_flood(&lab.a, "10.101.0.2", 120);
     let received = transfer(
         &lab.a.ns,
         &lab.b.ns,

@@ -237,7 +237,7 @@ impl Engine {
         installed?;
         // Tell the responder at once that this side sends under the new epoch.
         let keepalive = send_now
-            .then(|| Self::agile_seal(&mut p, now, &[]))
+            .then(|| Self::agile_seal(&mut p, || now, &[]))
             .flatten()
             .and_then(Result::ok)
             .zip(p.endpoint);
@@ -265,15 +265,16 @@ impl Engine {
     }
 
     /// Seals `ip` (empty: a keepalive) for a peer with an agile send key; `None` when it has
-    /// none yet (before the first epoch is confirmed): WireGuard carries it. `now` is engine
-    /// milliseconds (the pending switch's deadline). Counts packets, bytes and key updates.
+    /// none yet (before the first epoch is confirmed): WireGuard carries it. `now` gives engine
+    /// milliseconds, asked only while a switch is pending (its deadline), not per packet.
+    /// Counts packets, bytes and key updates.
     pub(super) fn agile_seal(
         peer: &mut Peer,
-        now: u64,
+        now: impl FnOnce() -> u64,
         ip: &[u8],
     ) -> Option<Result<BytesMut, SealError>> {
         let session = peer.agile.as_mut()?;
-        if session.pending.is_some() && !session.maybe_switch(now, false) {
+        if session.pending.is_some() && !session.maybe_switch(now(), false) {
             peer.stats.agile_switch_failures += 1;
         }
         let session = peer.agile.as_mut().filter(|s| s.sealer.epoch().is_some())?;

@@ -122,8 +122,7 @@ impl Engine {
             return bump(&self.counters.no_route);
         };
         let mut peer = lock(&peer);
-        let agile_now = peer.agile.as_ref().map_or(0, |_| self.millis());
-        if let Some(sealed) = Self::agile_seal(&mut peer, agile_now, ip) {
+        if let Some(sealed) = Self::agile_seal(&mut peer, || self.millis(), ip) {
             let endpoint = peer.endpoint;
             match (sealed, endpoint) {
                 (Ok(d), Some(to)) => {

@@ -109,6 +109,8 @@ impl StatusBoard {
 
 /// One pq peer as status and metrics see it.
 struct View<'a> {
+    /// The peer's WireGuard key, and as base64 (the label and JSON form).
+    raw: WgKey,
     key: String,
     name: &'a str,
     mode: PqMode,
@@ -128,6 +130,7 @@ fn views(e: &BoardEntry) -> Vec<View<'_>> {
                 PqMode::Required => s.epoch.is_some() && !s.expired,
             };
             Some(View {
+                raw: *key,
                 key: Key32::from_bytes(*key).to_base64(),
                 name,
                 mode: *mode,
@@ -159,11 +162,7 @@ fn entry_json(e: &BoardEntry, now_ms: u64) -> Value {
         .into_iter()
         .map(|v| {
             let s = &v.status;
-            let agile = v
-                .key
-                .parse::<Key32>()
-                .ok()
-                .and_then(|k| e.engine.agile_status(k.as_bytes()));
+            let agile = e.engine.agile_status(&v.raw);
             let mut kems = vec![channel_group(&e.profile)];
             kems.extend(kem_label(s.kem));
             json!({
