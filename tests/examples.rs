@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::Pki;
-use pqgate::config_load::{Source, load};
+use pqgate::config::{Source, load};
 use pqgate_core::config::{Backend, ClientAuthMode, KxPolicy};
 
 fn repo() -> PathBuf {

@@ -3,7 +3,6 @@
 //! reload (a refused ruleset leaves the previous one in force) and removes it on stop unless
 //! `firewall.persist` is set. Nothing outside that table is touched.
 
-pub mod cli;
 pub mod json;
 pub mod nft;
 #[cfg(test)]

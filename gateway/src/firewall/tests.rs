@@ -7,7 +7,7 @@ use pqgate_core::firewall::generate;
 use serde_json::{Value, json};
 
 use super::{FirewallError, json, nft};
-use crate::config_load;
+use crate::config;
 
 fn ruleset_with_nat() -> pqgate_core::firewall::Ruleset {
     let mut cfg = Config::default();
@@ -149,11 +149,11 @@ fn verify_accepts_the_same_table_and_names_a_difference() {
     assert!(err.contains("no \"nftables\" array"), "{err}");
 }
 
-fn load(text: &str) -> Result<config_load::Loaded, config_load::ConfigErrors> {
+fn load(text: &str) -> Result<config::Loaded, config::ConfigErrors> {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("pqgate.toml");
     std::fs::write(&p, text).unwrap();
-    config_load::load(Some(Path::new(&p)))
+    config::load(Some(Path::new(&p)))
 }
 
 #[test]
@@ -168,7 +168,7 @@ fn section_loads_with_defaults_and_reports_key_paths() {
     );
     assert_eq!(fw.forward[0].to, "eth1");
     assert!(
-        !config_load::load(None).unwrap().config.firewall.enabled,
+        !config::load(None).unwrap().config.firewall.enabled,
         "embedded default: off"
     );
 

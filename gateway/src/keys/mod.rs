@@ -3,9 +3,9 @@
 //! files created 0600 (atomically, never silently replaced) and are never printed or logged.
 
 pub mod ca;
-pub mod cli;
 pub mod file;
 pub mod index;
+pub mod self_signed;
 pub mod tls;
 pub mod wg;
 

@@ -6,6 +6,8 @@ pub mod batch;
 pub mod caps;
 pub mod netns;
 pub mod poll;
+pub mod process;
 pub mod signal;
+pub mod sockopt;
 pub mod tun;
 pub mod udp;

@@ -20,8 +20,9 @@ use super::record::QuicHandshake;
 use super::stream::QuicStream;
 use super::tls::ConnectorQuic;
 use super::{QUIC_ACTIVE_STREAMS, QUIC_CONNECTIONS, QUIC_RECONNECTS, STREAM_PREAMBLE, code};
-use crate::endpoint::{ConnectionRecord, Endpoint as Serve};
-use crate::relay::{RelayCounters, relay};
+use crate::proxy::accept::Service;
+use crate::proxy::record::ConnectionRecord;
+use crate::proxy::relay::{RelayCounters, relay};
 use crate::tls::SessionFacts;
 
 /// First wait before reconnecting after a failure.
@@ -110,7 +111,7 @@ impl QuicConnectorState {
     }
 }
 
-impl Serve for QuicConnectorState {
+impl Service for QuicConnectorState {
     fn name(&self) -> &str {
         &self.config.name
     }

@@ -23,10 +23,10 @@ use tokio::time::{Instant, timeout};
 use super::connector::session_facts;
 use super::stream::QuicStream;
 use super::{ALPN, QUIC_ACTIVE_STREAMS, QUIC_CONNECTIONS, STREAM_PREAMBLE, code};
-use crate::endpoint::ConnectionRecord;
-use crate::relay::{RelayCounters, relay};
-use crate::server::connect;
-use crate::shared::Shared;
+use crate::proxy::backend::connect;
+use crate::proxy::drain::DrainState;
+use crate::proxy::record::ConnectionRecord;
+use crate::proxy::relay::{RelayCounters, relay};
 use crate::tls::SessionFacts;
 
 /// A QUIC listener's config and QUIC state, swapped as a whole on reload.
@@ -114,7 +114,7 @@ impl QuicListeners {
         &mut self,
         states: Vec<QuicListenerState>,
         mut bound: Bound,
-        shared: &Arc<Shared>,
+        shared: &Arc<DrainState>,
     ) {
         let mut next = HashMap::with_capacity(states.len());
         for state in states {
@@ -155,7 +155,7 @@ impl QuicListeners {
 async fn accept_loop(
     endpoint: Endpoint,
     state: Arc<ArcSwap<QuicListenerState>>,
-    shared: Arc<Shared>,
+    shared: Arc<DrainState>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -189,7 +189,7 @@ async fn handshake_and_serve(
     st: &Arc<QuicListenerState>,
     incoming: quinn::Incoming,
     peer: SocketAddr,
-    shared: &Arc<Shared>,
+    shared: &Arc<DrainState>,
     stop: watch::Receiver<bool>,
     up: &metrics::Gauge,
 ) {
@@ -242,7 +242,7 @@ async fn serve_connection(
     conn: &quinn::Connection,
     peer: SocketAddr,
     facts: &SessionFacts,
-    shared: &Arc<Shared>,
+    shared: &Arc<DrainState>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut streams = JoinSet::new();

@@ -100,7 +100,7 @@ pub fn remote_verifier(
 /// Verifies the remote with WebPKI (when a CA is configured) and then the SPKI pins (when any
 /// are configured). With pins alone, trust is in the key, as with SSH: names and dates are not
 /// checked, the handshake signature is.
-/// Shared by the TLS and the QUIC connectors.
+/// DrainState by the TLS and the QUIC connectors.
 #[derive(Debug)]
 pub struct RemoteVerifier {
     /// The CA check, when a CA is configured.

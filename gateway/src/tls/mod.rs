@@ -2,6 +2,8 @@
 //! handshakes under the listener's limits, and classifying how they end.
 
 pub mod client_config;
+pub mod connector;
+pub mod listener;
 pub mod material;
 pub mod server_config;
 

@@ -111,7 +111,7 @@ pub fn import(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config_load;
+    use crate::config;
     use crate::wg::tunnels;
     use pqgate_core::wg::{InterfaceSpec, QuickConfig};
 
@@ -131,7 +131,7 @@ mod tests {
     }
 
     fn loaded_spec(toml: &Path) -> InterfaceSpec {
-        let loaded = config_load::load(Some(toml)).unwrap();
+        let loaded = config::load(Some(toml)).unwrap();
         let mut specs = tunnels::specs(&loaded).unwrap();
         assert_eq!(specs.len(), 1);
         specs.remove(0)

@@ -6,8 +6,6 @@
 
 use std::io;
 use std::io::Write;
-use std::net::UdpSocket;
-use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 
 use pqgate_core::wg::IpCidr;
@@ -116,28 +114,6 @@ pub fn configure(
     }
     ip_batch(&route_lines(name, routes, "replace"), false)?;
     Ok(warnings)
-}
-
-/// Sets SO_MARK on the tunnel socket, so the firewall and policy routing can match its packets
-/// (needs CAP_NET_ADMIN).
-pub fn set_fwmark(sock: &UdpSocket, mark: u32) -> io::Result<()> {
-    let len = std::mem::size_of::<u32>() as libc::socklen_t;
-    // SAFETY: the fd is open for the life of `sock`; the option value points at a live u32 of
-    // exactly `len` bytes, which the kernel only reads.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_MARK,
-            (&raw const mark).cast(),
-            len,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@
 use std::fmt;
 use std::io::{self, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::{Context, Poll};
@@ -64,26 +63,8 @@ impl SharedPort {
     }
 }
 
-/// The tunnel socket is blocking (the engine's threads wait on it); quinn gets `MSG_DONTWAIT`.
-fn send_nowait(sock: &UdpSocket, data: &[u8], to: SocketAddr) -> io::Result<()> {
-    let (addr, len) = crate::net::batch::raw_sockaddr(to);
-    // SAFETY: `data` and `addr` are live for the call and their exact lengths are passed; the
-    // fd is open for the lifetime of `sock`.
-    let rc = unsafe {
-        libc::sendto(
-            sock.as_raw_fd(),
-            data.as_ptr().cast(),
-            data.len(),
-            libc::MSG_DONTWAIT,
-            addr.as_ptr(),
-            len,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
+// The tunnel socket is blocking (the engine's threads wait on it); quinn's sends use
+// `MSG_DONTWAIT` (crate::net::sockopt::send_to_nowait).
 
 impl AsyncUdpSocket for SharedPort {
     fn create_io_poller(self: std::sync::Arc<Self>) -> Pin<Box<dyn UdpPoller>> {
@@ -96,7 +77,7 @@ impl AsyncUdpSocket for SharedPort {
         // Like quinn-udp: a send error drops the datagram (a full buffer, EPERM from a firewall
         // rule, an unreachable route) and QUIC's loss recovery or idle timeout copes. Returning
         // it would end quinn's connection driver and leave the connection hanging.
-        if let Err(e) = send_nowait(&self.sock, transmit.contents, to)
+        if let Err(e) = crate::net::sockopt::send_to_nowait(&self.sock, transmit.contents, to)
             && e.kind() != io::ErrorKind::WouldBlock
         {
             tracing::debug!(%to, "QUIC datagram not sent: {e}");

@@ -11,7 +11,7 @@ use super::WgError;
 use super::interface::{Interface, Prepared};
 use super::keyfile;
 use super::metrics::{Sampler, Sources};
-use crate::config_load::{ConfigErrors, ConfigIssue, Loaded};
+use crate::config::{ConfigErrors, ConfigIssue, Loaded};
 
 /// An interface that failed to start or reload.
 #[derive(Debug, thiserror::Error)]
@@ -240,7 +240,7 @@ impl Tunnels {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config_load;
+    use crate::config;
     use std::os::unix::fs::PermissionsExt;
 
     const K: &str = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=";
@@ -263,7 +263,7 @@ mod tests {
              [[wireguard.peer]]\npublic_key = \"nope\"\n"
         );
         let p = write(dir.path(), "c.toml", &text, 0o600);
-        let errs = config_load::load(Some(&p)).err().unwrap();
+        let errs = config::load(Some(&p)).err().unwrap();
         let shown = errs.to_string();
         let keys: Vec<&str> = errs.0.iter().map(|i| i.key.as_str()).collect();
         assert!(keys.contains(&"wireguard[0].private_key"), "{shown}");
@@ -281,7 +281,7 @@ mod tests {
              [[wireguard.peer]]\npublic_key = \"{K}\"\npreshared_key_file = \"p.psk\"\n"
         );
         let p = write(dir.path(), "c.toml", &text, 0o600);
-        let loaded = config_load::load(Some(&p)).unwrap();
+        let loaded = config::load(Some(&p)).unwrap();
         let errs = specs(&loaded).err().unwrap();
         assert_eq!(errs.0.len(), 1, "{errs}");
         assert_eq!(errs.0[0].key, "wireguard[0].peer[0].preshared_key_file");
@@ -304,9 +304,7 @@ mod tests {
         let section =
             |extra: &str| format!("[[wireguard]]\nname = \"wg0\"\nprivate_key = \"{K}\"\n{extra}");
         let p = write(dir.path(), "d.toml", &section(""), 0o600);
-        let spec = specs(&config_load::load(Some(&p)).unwrap())
-            .unwrap()
-            .remove(0);
+        let spec = specs(&config::load(Some(&p)).unwrap()).unwrap().remove(0);
         assert_eq!(DataPathOptions::of(&spec), DataPathOptions::default());
         let p = write(
             dir.path(),
@@ -314,9 +312,7 @@ mod tests {
             &section("offload = false\nqueues = 2\n"),
             0o600,
         );
-        let spec = specs(&config_load::load(Some(&p)).unwrap())
-            .unwrap()
-            .remove(0);
+        let spec = specs(&config::load(Some(&p)).unwrap()).unwrap().remove(0);
         let plain = DataPathOptions {
             offload: false,
             queues: Some(2),
@@ -325,7 +321,7 @@ mod tests {
         let too_many = format!("queues = {}\n", super::super::interface::MAX_QUEUES + 1);
         for bad in ["queues = 0\n", &too_many] {
             let p = write(dir.path(), "b.toml", &section(bad), 0o600);
-            let errs = config_load::load(Some(&p)).err().unwrap();
+            let errs = config::load(Some(&p)).err().unwrap();
             let keys: Vec<&str> = errs.0.iter().map(|i| i.key.as_str()).collect();
             assert_eq!(keys, ["wireguard[0].queues"], "{errs}");
         }

@@ -326,7 +326,7 @@ impl Engine {
     /// new mark and the reported one stays the old: set it again.
     pub fn set_fwmark(&self, mark: u32) -> io::Result<()> {
         for sock in &self.socks {
-            crate::wg::setup::set_fwmark(sock, mark)?;
+            crate::net::sockopt::set_mark(sock, mark)?;
         }
         self.fwmark.store(mark, Ordering::Relaxed);
         Ok(())

@@ -421,7 +421,7 @@ mod tests {
             peer("pq-required")
         );
         std::fs::write(&path, &text).expect("config");
-        let loaded = crate::config_load::load(Some(&path)).expect("valid");
+        let loaded = crate::config::load(Some(&path)).expect("valid");
         let specs = super::super::tunnels::specs(&loaded).expect("specs");
         let blocked = specs[0].peers[0].preshared_key.clone().expect("a PSK");
         assert_eq!(blocked, blocking_psk(), "the same for the whole process");
@@ -430,7 +430,7 @@ mod tests {
         let plain = specs[1].peers[0].preshared_key.clone().expect("static");
         assert_eq!(plain.expose_base64(), K, "plain peers keep theirs");
         std::fs::write(&path, text.replace("pq-required", "pq-preferred")).expect("config");
-        let loaded = crate::config_load::load(Some(&path)).expect("valid");
+        let loaded = crate::config::load(Some(&path)).expect("valid");
         let specs = super::super::tunnels::specs(&loaded).expect("specs");
         let preferred = specs[0].peers[0].preshared_key.clone().expect("static");
         assert_eq!(

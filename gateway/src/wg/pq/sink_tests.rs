@@ -24,10 +24,8 @@ const AEAD: &str = "AES-256-GCM";
 /// Moves this thread into a new network namespace of its own. False (after a note) where that
 /// is not permitted or there is no TUN driver; a failure then under REQUIRE_INTEROP_TOOLS.
 fn private_netns() -> bool {
-    // SAFETY: unshare(CLONE_NEWNET) moves only the calling thread into a new network namespace;
-    // it takes no pointers and touches no memory of ours.
-    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-    if rc == 0 && std::path::Path::new("/dev/net/tun").exists() {
+    let entered = crate::net::netns::enter_new_thread().is_ok();
+    if entered && std::path::Path::new("/dev/net/tun").exists() {
         return true;
     }
     assert!(
@@ -213,7 +211,7 @@ fn static_map_holds_the_static_psks_of_pq_preferred_peers_only() {
     }
     let path = dir.path().join("c.toml");
     std::fs::write(&path, &text).expect("config");
-    let loaded = crate::config_load::load(Some(&path)).expect("valid");
+    let loaded = crate::config::load(Some(&path)).expect("valid");
     let w = &loaded.config.wireguard[0];
     let mut warnings = Vec::new();
     let map = static_map(0, w, &mut warnings);

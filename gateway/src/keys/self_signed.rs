@@ -50,8 +50,7 @@ pub fn state_dir(configured: Option<&Path>) -> PathBuf {
             .to_owned();
         return PathBuf::from(first);
     }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
+    if crate::net::process::is_root() {
         return PathBuf::from("/var/lib/pqgate");
     }
     let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);

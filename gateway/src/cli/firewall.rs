@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use pqgate_core::firewall::generate;
 
-use super::{FirewallError, json, nft};
-use crate::config_load::{self, ConfigErrors};
+use crate::config::{self, ConfigErrors};
+use crate::firewall::{FirewallError, json, nft};
 
 /// `pqgate firewall ...`.
 #[derive(Debug, clap::Subcommand)]
@@ -48,7 +48,7 @@ pub enum CliError {
 pub fn run(command: FirewallCommand) -> Result<ExitCode, CliError> {
     match command {
         FirewallCommand::Show { config, json } => {
-            let loaded = config_load::load(config.as_deref())?;
+            let loaded = config::load(config.as_deref())?;
             let ruleset = generate(&loaded.config).map_err(FirewallError::from)?;
             if !loaded.config.firewall.enabled {
                 eprintln!(
@@ -66,7 +66,7 @@ pub fn run(command: FirewallCommand) -> Result<ExitCode, CliError> {
             }
         }
         FirewallCommand::Check { config } => {
-            let loaded = config_load::load(config.as_deref())?;
+            let loaded = config::load(config.as_deref())?;
             let ruleset = generate(&loaded.config).map_err(FirewallError::from)?;
             nft::check(&json::replace_batch(&ruleset, None))?;
             println!(

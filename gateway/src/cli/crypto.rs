@@ -1,13 +1,16 @@
 //! `pqgate crypto list` and `pqgate crypto selftest`: the algorithm inventory with each
 //! algorithm's status, and the power-on self-test report, for operators and evaluation labs.
 
-use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
-use metrics::gauge;
+use clap::Subcommand;
+
+use crate::config;
+use crate::crypto::plugins;
+
 use pqgate_agility::{Registry, Status};
-
-/// Gauge per algorithm: 1 enabled, 0 disabled by a failed self-test.
-pub const ALGORITHM_ENABLED: &str = "pqgate_algorithm_enabled";
+use std::fmt::Write as _;
 
 /// The inventory as an aligned table.
 pub fn inventory_table(inventory: &[pqgate_agility::InventoryEntry]) -> String {
@@ -77,30 +80,6 @@ pub fn selftest_report(registry: &Registry) -> (String, bool) {
     (out, failed == 0)
 }
 
-/// Logs every failed self-test and exports one gauge per algorithm.
-pub fn publish(registry: &Registry) {
-    for f in registry.report().failures() {
-        tracing::error!(
-            algorithm = f.algorithm,
-            test = f.test,
-            "self-test failed: algorithm disabled"
-        );
-    }
-    for p in registry.plugins() {
-        for e in &p.errors {
-            tracing::error!(plugin = %p.name, origin = %p.origin, "plugin algorithm disabled: {e}");
-        }
-        if !p.enabled.is_empty() {
-            tracing::info!(plugin = %p.name, origin = %p.origin, enabled = ?p.enabled, "plugin loaded");
-        }
-    }
-    for e in registry.inventory() {
-        let usable = matches!(e.status, Status::Enabled | Status::PendingFirstUse);
-        let value = if usable { 1.0 } else { 0.0 };
-        gauge!(ALGORITHM_ENABLED, "algorithm" => e.name).set(value);
-    }
-}
-
 fn status_text(status: Status) -> &'static str {
     match status {
         Status::Enabled => "enabled",
@@ -108,4 +87,70 @@ fn status_text(status: Status) -> &'static str {
         Status::PendingFirstUse => "enabled (self-test on first use)",
         Status::DisabledByPolicy => "disabled by policy (no listener or connector admits it)",
     }
+}
+
+#[derive(Subcommand)]
+pub enum CryptoCommand {
+    /// List every algorithm with its properties and status after the power-on self-tests.
+    List {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Also load the run-time plugins this config names.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Run every self-test and print the report (exit 1 on any failure).
+    Selftest {
+        /// Also load and test the run-time plugins this config names.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Print a CycloneDX 1.6 cryptographic bill of materials (JSON) for a config's algorithms.
+    Cbom {
+        /// TOML config file (the embedded default when absent).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+}
+
+pub fn run(command: CryptoCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        CryptoCommand::List { json, config } => {
+            let (_, inventory) = registry_for(config.as_deref())?;
+            match json {
+                true => println!("{}", serde_json::to_string_pretty(&inventory)?),
+                false => print!("{}", inventory_table(&inventory)),
+            }
+        }
+        CryptoCommand::Selftest { config } => {
+            let (registry, _) = registry_for(config.as_deref())?;
+            let (report, ok) = selftest_report(&registry);
+            print!("{report}");
+            if !ok {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        CryptoCommand::Cbom { config } => {
+            println!("{}", crate::crypto::cbom::render(config.as_deref())?)
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The registry with the run-time plugins of `config` (none without a config), and the
+/// inventory, with what the config's profiles and policies leave out marked when one is given.
+fn registry_for(
+    config: Option<&Path>,
+) -> anyhow::Result<(Registry, Vec<pqgate_agility::InventoryEntry>)> {
+    let Some(path) = config else {
+        let registry = Registry::power_on();
+        let inventory = registry.inventory();
+        return Ok((registry, inventory));
+    };
+    let loaded = config::load(Some(path))?;
+    let registry = Registry::power_on_with(plugins::load_all(&loaded.config));
+    let inventory =
+        registry.inventory_with_policy(&crate::daemon::assemble::endpoint_uses(&loaded.config));
+    Ok((registry, inventory))
 }

@@ -2,6 +2,9 @@
 //! built and bound completely before anything is swapped, so a bad one changes nothing), and
 //! drains on SIGTERM. Reports to systemd throughout.
 
+pub mod assemble;
+pub mod notify;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,13 +20,12 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
-use crate::build::{Built, SelfSignedMode, build};
-use crate::config_load::{self, ConfigErrors, Loaded};
-use crate::connector::ConnectorState;
-use crate::endpoint::{Endpoint, accept_loop, bind};
-use crate::notify;
-use crate::server::ListenerState;
-use crate::shared::Shared;
+use crate::config::{self, ConfigErrors, Loaded};
+use crate::daemon::assemble::{Built, SelfSignedMode, build};
+use crate::proxy::accept::{Service, accept_loop, bind};
+use crate::proxy::drain::DrainState;
+use crate::tls::connector::ConnectorState;
+use crate::tls::listener::ListenerState;
 use crate::wg::tunnels::Tunnels;
 
 /// Why the daemon could not start or apply a config.
@@ -73,7 +75,7 @@ impl<E> Drop for Running<E> {
 /// The running gateway.
 pub struct Daemon {
     config_path: Option<PathBuf>,
-    shared: Arc<Shared>,
+    shared: Arc<DrainState>,
     listeners: HashMap<SocketAddr, Running<ListenerState>>,
     connectors: HashMap<SocketAddr, Running<ConnectorState>>,
     /// Listeners with `transport = "quic"` (UDP).
@@ -125,7 +127,7 @@ impl Daemon {
     ) -> Result<Self, DaemonError> {
         let built = build(&loaded, SelfSignedMode::Generate, &registry)?;
         let wg_specs = crate::wg::tunnels::specs(&loaded)?;
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(DrainState::default());
         let config = &loaded.config;
         let mut daemon = Self {
             config_path,
@@ -243,7 +245,7 @@ impl Daemon {
 
     /// Loads and applies a new config; returns its `[[wireguard]]` sections for the PQ sync.
     fn try_reload(&mut self) -> Result<Vec<pqgate_core::wg::WireguardConfig>, DaemonError> {
-        let loaded = config_load::load(self.config_path.as_deref())?;
+        let loaded = config::load(self.config_path.as_deref())?;
         let built = build(&loaded, SelfSignedMode::Generate, &self.registry)?;
         // WireGuard in two steps around the listener swap: `stage` (endpoints resolved, new
         // interfaces started) is undone by dropping it if anything after it fails.
@@ -402,11 +404,11 @@ fn bind_new<E>(
 /// Replaces the running set with `states`, keyed by address: an address already served swaps
 /// its state in place (open connections keep the state they started with, even when the name
 /// changed), a new address starts on its fresh socket, and an address no longer wanted stops.
-fn swap_in<E: Endpoint>(
+fn swap_in<E: Service>(
     running: &mut HashMap<SocketAddr, Running<E>>,
     states: Vec<E>,
     mut sockets: HashMap<SocketAddr, TcpListener>,
-    shared: &Arc<Shared>,
+    shared: &Arc<DrainState>,
     addr_of: impl Fn(&E) -> SocketAddr,
 ) {
     let mut next = HashMap::with_capacity(states.len());

@@ -1,6 +1,8 @@
 //! The admin endpoint: `GET /metrics` (Prometheus text), `GET /healthz` (200 while serving,
 //! 503 while draining) and `GET /status` (the PQ PSK channels as JSON). A deliberately tiny HTTP/1.1 responder with bounded reads and connections.
 
+pub mod telemetry;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
-use crate::shared::Shared;
+use crate::proxy::drain::DrainState;
 
 /// Admin connections served at once; more wait in the kernel backlog.
 const MAX_ADMIN_CONNECTIONS: usize = 32;
@@ -25,7 +27,7 @@ pub type StatusFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 pub async fn serve(
     listener: TcpListener,
     metrics: PrometheusHandle,
-    shared: Arc<Shared>,
+    shared: Arc<DrainState>,
     status: StatusFn,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -58,7 +60,7 @@ pub async fn serve(
 async fn answer(
     mut stream: TcpStream,
     metrics: &PrometheusHandle,
-    shared: &Shared,
+    shared: &DrainState,
     status: &StatusFn,
 ) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(512);

@@ -1,5 +1,5 @@
-//! Process-wide state the drivers share: the open-connection count that drain waits on, and the
-//! draining flag that `/healthz` reports.
+//! The drain state every listener, connector and the admin endpoint share: the open-connection
+//! count that drain waits on, and the draining flag that `/healthz` reports.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -7,16 +7,16 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-/// Shared by every listener, connector and the admin endpoint.
+/// DrainState by every listener, connector and the admin endpoint.
 #[derive(Default)]
-pub struct Shared {
+pub struct DrainState {
     open: AtomicUsize,
     all_closed: Notify,
     draining: AtomicBool,
 }
 
 /// Held by a connection while it is open.
-pub struct ConnectionGuard(Arc<Shared>);
+pub struct ConnectionGuard(Arc<DrainState>);
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
@@ -26,7 +26,7 @@ impl Drop for ConnectionGuard {
     }
 }
 
-impl Shared {
+impl DrainState {
     /// Counts a connection as open until the guard drops.
     pub fn open_connection(self: &Arc<Self>) -> ConnectionGuard {
         self.open.fetch_add(1, Ordering::AcqRel);

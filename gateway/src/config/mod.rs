@@ -13,7 +13,7 @@ use pqgate_core::validate::validate;
 use serde::de::DeserializeOwned;
 
 /// The annotated default configuration, compiled into the binary.
-pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/pqgate.toml");
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../../config/pqgate.toml");
 
 /// Prefix of environment overrides; `__` separates key path segments.
 pub const ENV_PREFIX: &str = "PQGATE_";

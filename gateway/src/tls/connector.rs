@@ -13,9 +13,10 @@ use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout};
 use tokio_rustls::TlsConnector;
 
-use crate::endpoint::{ConnectionRecord, Endpoint};
-use crate::relay::{RelayCounters, relay};
-use crate::server::connect;
+use crate::proxy::accept::Service;
+use crate::proxy::backend::connect;
+use crate::proxy::record::ConnectionRecord;
+use crate::proxy::relay::{RelayCounters, relay};
 use crate::tls::client_config::ConnectorTls;
 use crate::tls::{SessionFacts, classify_handshake_error};
 
@@ -37,7 +38,7 @@ impl ConnectorState {
     }
 }
 
-impl Endpoint for ConnectorState {
+impl Service for ConnectorState {
     fn name(&self) -> &str {
         &self.config.name
     }

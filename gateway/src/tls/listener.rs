@@ -9,7 +9,6 @@ use std::time::Duration;
 use metrics::counter;
 use pqgate_core::config::{Backend, HostPort, ListenerConfig};
 use pqgate_core::metrics::{self as m, ConnectionOutcome, HandshakeOutcome};
-use pqgate_core::proxy_v2;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
@@ -17,9 +16,11 @@ use tokio::time::{Instant, timeout};
 use tokio_rustls::LazyConfigAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use crate::builtin_info::{self, PageContext};
-use crate::endpoint::{ConnectionRecord, Endpoint};
-use crate::relay::{RelayCounters, relay};
+use crate::proxy::accept::Service;
+use crate::proxy::backend::{connect, proxy_header};
+use crate::proxy::builtin_page::{self, PageContext};
+use crate::proxy::record::ConnectionRecord;
+use crate::proxy::relay::{RelayCounters, relay};
 use crate::tls::server_config::ListenerTls;
 use crate::tls::{SessionFacts, classify_handshake_error};
 
@@ -41,7 +42,7 @@ impl ListenerState {
     }
 }
 
-impl Endpoint for ListenerState {
+impl Service for ListenerState {
     fn name(&self) -> &str {
         &self.config.name
     }
@@ -107,7 +108,7 @@ impl ListenerState {
                     listener: &self.config.name,
                     sni: record.sni.as_deref(),
                 };
-                match builtin_info::serve(&mut tls, &facts, &ctx, idle).await {
+                match builtin_page::serve(&mut tls, &facts, &ctx, idle).await {
                     Ok((up, down)) => {
                         let name = self.config.name.clone();
                         counter!(m::BYTES, "listener" => name.clone(), "direction" => m::DIRECTION_IN)
@@ -180,44 +181,4 @@ impl ListenerState {
         (record.up, record.down) = (report.up, report.down);
         (report.outcome, None)
     }
-}
-
-fn proxy_header(
-    peer: SocketAddr,
-    local: Option<SocketAddr>,
-    facts: &SessionFacts,
-    sni: Option<&str>,
-) -> Vec<u8> {
-    let local = local.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-    proxy_v2::encode(
-        peer,
-        local,
-        &proxy_v2::TlsFacts {
-            sni,
-            alpn: facts.alpn.as_deref(),
-            version: facts.version,
-            cipher: facts.suite,
-            client_cert: facts.peer_cert,
-        },
-    )
-}
-
-/// Connects to `host:port` (resolving names) within `limit`, trying each address in turn.
-pub async fn connect(target: &HostPort, limit: Duration) -> std::io::Result<TcpStream> {
-    let attempt = async {
-        let mut last = None;
-        for addr in tokio::net::lookup_host((target.host.as_str(), target.port)).await? {
-            match TcpStream::connect(addr).await {
-                Ok(s) => {
-                    let _ = s.set_nodelay(true);
-                    return Ok(s);
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| std::io::Error::other("name resolved to no address")))
-    };
-    timeout(limit, attempt)
-        .await
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
 }

@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
-use super::KeysError;
-use super::ca::{self, IssueRequest};
-use super::file;
-use super::index::{Reason, Usage};
-use super::tls::{self, KeyAlg};
-use super::wg::PrivateWgKey;
+use crate::keys::KeysError;
+use crate::keys::ca::{self, IssueRequest};
+use crate::keys::file;
+use crate::keys::index::{Reason, Usage};
+use crate::keys::tls::{self, KeyAlg};
+use crate::keys::wg::PrivateWgKey;
 
 /// Longest WireGuard key text read from stdin (a key is 44 characters plus a newline).
 const MAX_STDIN: u64 = 1024;
@@ -382,4 +382,12 @@ fn issue(args: IssueArgs) -> Result<(), KeysError> {
         args.force,
     )?;
     print(&issued.serial)
+}
+
+/// `pqgate pin`: the SHA-256 pin of the first certificate's public key in `cert`.
+pub fn pin(cert: std::path::PathBuf) -> anyhow::Result<std::process::ExitCode> {
+    let certs = crate::tls::material::load_certs(&cert, "certificate")?;
+    let pin = crate::tls::client_config::spki_pin(&certs[0])?;
+    println!("{pin}");
+    Ok(std::process::ExitCode::SUCCESS)
 }

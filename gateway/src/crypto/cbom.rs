@@ -37,9 +37,9 @@ use pqgate_core::config::Config;
 use rustls::SignatureScheme;
 use serde_json::{Value, json};
 
-use crate::build::resolve_profile;
-use crate::config_load::{self, ConfigErrors, Loaded};
-use crate::state;
+use crate::config::{self, ConfigErrors, Loaded};
+use crate::daemon::assemble::resolve_profile;
+use crate::keys::self_signed;
 use crate::tls::material::{self, MaterialError};
 
 /// Why no CBOM could be produced.
@@ -95,8 +95,8 @@ pub enum CbomError {
 /// The CBOM of the config at `path` (the embedded default when `None`) as pretty JSON, with the
 /// configured run-time plugins loaded and every self-test run.
 pub fn render(path: Option<&Path>) -> Result<String, CbomError> {
-    let loaded = config_load::load(path)?;
-    let registry = Registry::power_on_with(crate::plugins::load_all(&loaded.config));
+    let loaded = config::load(path)?;
+    let registry = Registry::power_on_with(crate::crypto::plugins::load_all(&loaded.config));
     let bom = build_bom(&loaded, &registry, timestamp()?)?;
     Ok(serde_json::to_string_pretty(&bom)?)
 }
@@ -171,7 +171,7 @@ const APP_REF: &str = "pqgate";
 
 /// Walks every listener and connector, recording what each uses.
 fn collect(config: &Config, inv: &mut Inventory) -> Result<(), CbomError> {
-    let state_dir = state::state_dir(config.service.state_dir.as_deref());
+    let state_dir = self_signed::state_dir(config.service.state_dir.as_deref());
     for (i, l) in config.listeners.iter().enumerate() {
         let at = format!("listener[{i}]");
         let user = format!("listener:{}", l.name);
@@ -189,12 +189,12 @@ fn collect(config: &Config, inv: &mut Inventory) -> Result<(), CbomError> {
                 sig_refs.extend(inv.certificate(&format!("{at}.cert"), cert, &user)?)
             }
             (None, true) => {
-                let generated = state::self_signed_paths(&state_dir).cert;
+                let generated = self_signed::self_signed_paths(&state_dir).cert;
                 if generated.exists() {
                     let key = format!("{at}.self_signed");
                     sig_refs.extend(inv.certificate(&key, &generated, &user)?);
                 } else {
-                    // state::ensure_self_signed generates ECDSA P-256 with SHA-256.
+                    // self_signed::ensure_self_signed generates ECDSA P-256 with SHA-256.
                     sig_refs.push(inv.known("ECDSA-P256-SHA256", USAGE_KEY, &user));
                     sig_refs.push(inv.known("ECDSA-P256-SHA256", USAGE_CERT_SIG, &user));
                 }

@@ -4,11 +4,11 @@
 use pqgate_agility::{Profile, Registry};
 use pqgate_core::config::{Config, Transport};
 
-use crate::config_load::{ConfigErrors, ConfigIssue, Loaded};
-use crate::connector::ConnectorState;
-use crate::server::ListenerState;
-use crate::state;
+use crate::config::{ConfigErrors, ConfigIssue, Loaded};
+use crate::keys::self_signed;
 use crate::tls::client_config::build_connector_tls;
+use crate::tls::connector::ConnectorState;
+use crate::tls::listener::ListenerState;
 use crate::tls::server_config::build_listener_tls;
 
 /// Whether building may create the self-signed certificate.
@@ -78,12 +78,12 @@ pub fn build(
         quic_listeners: Vec::new(),
         quic_connectors: Vec::new(),
     };
-    let state_dir = state::state_dir(config.service.state_dir.as_deref());
+    let state_dir = self_signed::state_dir(config.service.state_dir.as_deref());
     // `check` must not write into the state directory: when the generated certificate does not
     // exist yet, it checks the listener with a throwaway one, generated the same way.
     let scratch = std::env::temp_dir().join(format!("pqgate-check-{}", std::process::id()));
     let self_signed_dir = match mode {
-        SelfSignedMode::IfPresent if !state::self_signed_paths(&state_dir).cert.exists() => {
+        SelfSignedMode::IfPresent if !self_signed::self_signed_paths(&state_dir).cert.exists() => {
             scratch.as_path()
         }
         _ => state_dir.as_path(),
@@ -91,7 +91,7 @@ pub fn build(
     for (i, l) in config.listeners.iter().enumerate() {
         let at = format!("listener[{i}]");
         let pair = if l.self_signed {
-            match state::ensure_self_signed(self_signed_dir) {
+            match self_signed::ensure_self_signed(self_signed_dir) {
                 Ok(p) => Some((p.cert, p.key)),
                 Err(e) => {
                     issues.push(loaded.issue(&format!("{at}.self_signed"), e.to_string()));

@@ -26,23 +26,8 @@ pub fn notify(state: &str) {
 
 /// Tells systemd a reload started; systemd wants the monotonic time with it.
 pub fn reloading() {
-    let usec = monotonic_now().map_or(0, |t| t.as_micros());
+    let usec = crate::net::process::monotonic_now().map_or(0, |t| t.as_micros());
     notify(&format!("RELOADING=1\nMONOTONIC_USEC={usec}"));
-}
-
-fn monotonic_now() -> Option<Duration> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into the valid, exclusively borrowed `ts`.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (rc == 0).then(|| {
-        Duration::new(
-            u64::try_from(ts.tv_sec).unwrap_or(0),
-            u32::try_from(ts.tv_nsec).unwrap_or(0),
-        )
-    })
 }
 
 /// How often to send `WATCHDOG=1`: half the interval systemd asked for, if it asked.

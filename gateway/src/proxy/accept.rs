@@ -1,0 +1,94 @@
+//! The accept loop shared by listeners and connectors: admission against `max_connections`,
+//! then one task per connection, served by the [`Service`] current at its accept.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use metrics::{counter, gauge};
+use pqgate_core::metrics as m;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
+
+use crate::proxy::drain::DrainState;
+
+/// Pending connections the kernel queues per listening socket.
+const LISTEN_BACKLOG: u32 = 1024;
+/// At most one "max_connections reached" log line per listener per interval.
+const REJECT_WARN_INTERVAL: Duration = Duration::from_secs(10);
+/// Pause after an accept error (e.g. out of file descriptors) before trying again.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+
+/// A listener or connector: named, admission-limited, serving one connection at a time per task.
+pub trait Service: Send + Sync + 'static {
+    /// Config name (metric label).
+    fn name(&self) -> &str;
+    /// Admission slots (`max_connections`).
+    fn slots(&self) -> &Arc<Semaphore>;
+    /// Serves one accepted connection to its end.
+    fn serve(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) -> impl Future<Output = ()> + Send;
+}
+
+/// Binds a listening TCP socket with address reuse and our backlog.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Accepts until `stop` turns true; each connection runs with the state current at its accept.
+pub async fn accept_loop<E: Service>(
+    socket: TcpListener,
+    state: Arc<ArcSwap<E>>,
+    shared: Arc<DrainState>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let (mut last_warn, mut rejected_since_warn): (Option<Instant>, u64) = (None, 0);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = socket.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let endpoint = state.load_full();
+        let Ok(permit) = endpoint.slots().clone().try_acquire_owned() else {
+            counter!(m::CONNECTIONS_REJECTED, "listener" => endpoint.name().to_owned())
+                .increment(1);
+            rejected_since_warn += 1;
+            if last_warn.is_none_or(|t: Instant| t.elapsed() >= REJECT_WARN_INTERVAL) {
+                tracing::warn!(
+                    listener = endpoint.name(),
+                    %peer,
+                    refused = rejected_since_warn,
+                    "max_connections reached: connections refused"
+                );
+                (last_warn, rejected_since_warn) = (Some(Instant::now()), 0);
+            }
+            continue;
+        };
+        let guard = shared.open_connection();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _guard = guard;
+            let active = gauge!(m::ACTIVE_CONNECTIONS, "listener" => endpoint.name().to_owned());
+            active.increment(1.0);
+            let _ = tcp.set_nodelay(true);
+            endpoint.serve(tcp, peer).await;
+            active.decrement(1.0);
+        });
+    }
+}

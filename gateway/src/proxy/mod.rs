@@ -1,0 +1,11 @@
+//! The TCP proxy around every listener and connector: the accept loop with admission, the
+//! per-connection record (one log line, one set of metric updates), the backend connection
+//! (optionally behind a PROXY v2 header), the bidirectional relay, the built-in page, and the
+//! open-connection count that drain waits on.
+
+pub mod accept;
+pub mod backend;
+pub mod builtin_page;
+pub mod drain;
+pub mod record;
+pub mod relay;
