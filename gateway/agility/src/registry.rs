@@ -312,6 +312,18 @@ impl Registry {
         &self.suites
     }
 
+    /// The smallest confidentiality limit (records per key) that an enabled TLS 1.3 suite built
+    /// on the AEAD `aead` declares, `None` when no suite declares one: what the agile tunnel
+    /// takes as a plugin AEAD's usage limit.
+    pub fn aead_confidentiality_limit(&self, aead: &str) -> Option<u64> {
+        self.suites
+            .iter()
+            .filter(|s| !s.tls12 && s.requires.first() == Some(&aead))
+            .filter_map(|s| s.suite.tls13().map(|t| t.common.confidentiality_limit))
+            .filter(|&limit| limit > 0)
+            .min()
+    }
+
     /// The inventory with the key-exchange groups and suites that no `(spec, profile)` of a
     /// config admits marked [`Status::DisabledByPolicy`].
     pub fn inventory_with_policy(&self, uses: &[(ProviderSpec, Profile)]) -> Vec<InventoryEntry> {

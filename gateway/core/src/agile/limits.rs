@@ -3,7 +3,6 @@
 //! which the sender updates its key, and an operator's lower cap. Plugin AEADs take the limit their suite declares, or a
 //! conservative default. Pure data; docs/agile-tunnel.md explains each number.
 
-use pqgate_agility::Registry;
 use pqgate_agility::plugin::AeadAlgorithm;
 use pqgate_agility::selftest::names;
 
@@ -162,27 +161,24 @@ impl Limits {
 
     /// A receiver's limits for `aead`: the most any conforming sender may put under one key,
     /// whatever its MTU and operator cap (both only lower the sender's limits). Receivers use
-    /// these, so two peers need not agree on MTU or `agile_key_packets`.
-    pub fn for_receiving(registry: &Registry, aead: &dyn AeadAlgorithm) -> Self {
-        Self::for_aead(registry, aead, 0)
+    /// these, so two peers need not agree on MTU or `agile_key_packets`. `declared`: as for
+    /// [`Limits::for_aead`].
+    pub fn for_receiving(aead: &dyn AeadAlgorithm, declared: Option<u64>) -> Self {
+        Self::for_aead(aead, declared, 0)
     }
 
-    /// The limits for `aead` from `registry`: a built-in's own, else the confidentiality limit
-    /// declared by a TLS 1.3 suite the plugin built on this AEAD (the smallest if several), else
-    /// [`DEFAULT_PLUGIN_PACKETS`]; forgeries [`DEFAULT_PLUGIN_FORGERIES`].
-    pub fn for_aead(registry: &Registry, aead: &dyn AeadAlgorithm, max_plaintext: usize) -> Self {
+    /// The limits for `aead`: a built-in's own, else `declared` (the confidentiality limit a
+    /// TLS 1.3 suite built on this AEAD declares: the registry's
+    /// `aead_confidentiality_limit`), else [`DEFAULT_PLUGIN_PACKETS`]; forgeries
+    /// [`DEFAULT_PLUGIN_FORGERIES`].
+    pub fn for_aead(aead: &dyn AeadAlgorithm, declared: Option<u64>, max_plaintext: usize) -> Self {
         if let Some(limits) = Self::builtin(aead.name(), max_plaintext) {
             return limits;
         }
-        let declared = registry
-            .suites()
-            .iter()
-            .filter(|s| !s.tls12 && s.requires.first() == Some(&aead.name()))
-            .filter_map(|s| s.suite.tls13().map(|t| t.common.confidentiality_limit))
-            .filter(|&limit| limit > 0)
-            .min();
         Self::new(
-            declared.unwrap_or(DEFAULT_PLUGIN_PACKETS),
+            declared
+                .filter(|&limit| limit > 0)
+                .unwrap_or(DEFAULT_PLUGIN_PACKETS),
             DEFAULT_PLUGIN_FORGERIES,
         )
     }
@@ -191,6 +187,12 @@ impl Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pqgate_agility::Registry;
+
+    /// The limits the daemon computes: the AEAD with what the registry's suites declare.
+    fn from_registry(registry: &Registry, aead: &dyn AeadAlgorithm, mtu: usize) -> Limits {
+        Limits::for_aead(aead, registry.aead_confidentiality_limit(aead.name()), mtu)
+    }
 
     #[test]
     fn builtin_numbers() {
@@ -232,11 +234,14 @@ mod tests {
     fn receivers_accept_what_any_sender_may_send() {
         let registry = Registry::power_on();
         let aes = registry.aead(names::AES_256_GCM).unwrap();
-        let rx = Limits::for_receiving(&registry, aes.as_ref());
+        let rx = Limits::for_receiving(
+            aes.as_ref(),
+            registry.aead_confidentiality_limit(names::AES_256_GCM),
+        );
         for tx in [
-            Limits::for_aead(&registry, aes.as_ref(), 9000),
-            Limits::for_aead(&registry, aes.as_ref(), 1420),
-            Limits::for_aead(&registry, aes.as_ref(), 1420).capped(Some(64)),
+            from_registry(&registry, aes.as_ref(), 9000),
+            from_registry(&registry, aes.as_ref(), 1420),
+            from_registry(&registry, aes.as_ref(), 1420).capped(Some(64)),
         ] {
             assert!(tx.hard() <= rx.hard(), "{tx:?} vs {rx:?}");
             assert_eq!(tx.integrity(), rx.integrity());
@@ -258,7 +263,7 @@ mod tests {
         let registry = Registry::power_on();
         let aes = registry.aead(names::AES_256_GCM).unwrap();
         assert_eq!(
-            Limits::for_aead(&registry, aes.as_ref(), 1420),
+            from_registry(&registry, aes.as_ref(), 1420),
             Limits::builtin(names::AES_256_GCM, 1420).unwrap()
         );
         // An AEAD no suite names gets the conservative default.
@@ -288,7 +293,7 @@ mod tests {
                 &[]
             }
         }
-        let l = Limits::for_aead(&registry, &Unnamed, 1420);
+        let l = from_registry(&registry, &Unnamed, 1420);
         assert_eq!(l.hard(), DEFAULT_PLUGIN_PACKETS);
         assert_eq!(l.integrity(), DEFAULT_PLUGIN_FORGERIES);
     }
@@ -301,7 +306,7 @@ mod tests {
                 let Some(aead) = registry.aead(&suite.aead) else {
                     continue;
                 };
-                let l = Limits::for_aead(&registry, aead.as_ref(), 1420);
+                let l = from_registry(&registry, aead.as_ref(), 1420);
                 assert_eq!(l.hard(), suite.max_records_per_key.clamp(1, MAX_COUNTER));
             }
         }

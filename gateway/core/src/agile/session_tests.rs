@@ -155,7 +155,11 @@ pub(super) fn open(opener: &mut Opener, now: u64, d: &[u8]) -> Result<Vec<u8>, O
 #[test]
 fn round_trip_every_aead_both_directions() {
     for aead in all_aeads() {
-        let limits = Limits::for_aead(registry(), aead.as_ref(), MTU);
+        let limits = Limits::for_aead(
+            aead.as_ref(),
+            registry().aead_confidentiality_limit(aead.name()),
+            MTU,
+        );
         let (mut tx, mut rx) = pair(&aead, limits, 42);
         let mut back_tx = Sealer::new(aead.clone(), limits, MTU).unwrap();
         let mut back_rx = Opener::new(aead.clone(), limits, 0);
@@ -220,7 +224,11 @@ fn replay_and_window_edges_through_the_opener() {
 #[test]
 fn every_single_bit_flip_is_refused_and_moves_nothing() {
     for aead in all_aeads() {
-        let limits = Limits::for_aead(registry(), aead.as_ref(), MTU);
+        let limits = Limits::for_aead(
+            aead.as_ref(),
+            registry().aead_confidentiality_limit(aead.name()),
+            MTU,
+        );
         let (mut tx, mut rx) = pair(&aead, limits, 0x0102_0304);
         let mut wire = Vec::new();
         tx.seal(&ipv4(33, 0x5a), &mut wire).unwrap();
@@ -494,7 +502,11 @@ fn mutation_loop_never_panics_and_only_originals_open() {
         state
     };
     for aead in all_aeads() {
-        let limits = Limits::for_aead(registry(), aead.as_ref(), MTU);
+        let limits = Limits::for_aead(
+            aead.as_ref(),
+            registry().aead_confidentiality_limit(aead.name()),
+            MTU,
+        );
         let (mut tx, mut rx) = pair(&aead, limits, 77);
         let originals: Vec<Vec<u8>> = (0..64)
             .map(|n| {

@@ -393,7 +393,7 @@ mod tests {
     fn responder(switch_at: u64) -> AgileSession {
         let registry = Registry::power_on();
         let aead = registry.aead("AES-256-GCM").expect("AES-256-GCM");
-        let limits = Limits::for_aead(&registry, aead.as_ref(), 1420);
+        let limits = Limits::for_aead(aead.as_ref(), None, 1420);
         let keys = |seed: u8| {
             let out: Vec<u8> = (0..88u8).map(|i| i.wrapping_mul(7) ^ seed).collect();
             derive_direction_keys(&out, 32, 12, Role::Responder).expect("keys")

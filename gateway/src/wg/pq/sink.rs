@@ -183,9 +183,10 @@ impl EngineSink {
             .map_err(|e| e.to_string())?;
         let (key_len, nonce_len) = (aead.key_len(), aead.nonce_len());
         let keys_len = agile::exporter_len(key_len, nonce_len);
-        let send_limits = agile::Limits::for_aead(&self.registry, aead.as_ref(), self.engine.mtu())
+        let declared = self.registry.aead_confidentiality_limit(aead.name());
+        let send_limits = agile::Limits::for_aead(aead.as_ref(), declared, self.engine.mtu())
             .capped(choice.key_packets);
-        let recv_limits = agile::Limits::for_receiving(&self.registry, aead.as_ref());
+        let recv_limits = agile::Limits::for_receiving(aead.as_ref(), declared);
         let role = if initiator {
             Role::Initiator
         } else {
