@@ -890,7 +890,7 @@ fn peer_metric(metrics: &str, name: &str, peer: &str) -> f64 {
 /// initiator would stop opening its packets after the grace period. Counted at the initiator.
 fn one_way_from_the_responder(lab: &Lab) {
     let key = |s: &Side| s.public.parse::<Key32>().expect("key");
-    // The channel's initiator has the lower public key (docs/agile-tunnel.md section 3).
+    // The channel's initiator has the lower public key (docs/design/agile-tunnel.md section 3).
     let (init, resp, init_ip) = if key(&lab.a).as_bytes() < key(&lab.b).as_bytes() {
         (&lab.a, &lab.b, "10.101.0.1")
     } else {

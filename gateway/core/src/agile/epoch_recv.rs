@@ -105,7 +105,7 @@ impl EpochRecv {
         }
     }
 
-    /// Steps 2 (phase) to 6 of docs/agile-tunnel.md section 6 for a datagram under this epoch's
+    /// Steps 2 (phase) to 6 of docs/design/agile-tunnel.md section 6 for a datagram under this epoch's
     /// index.
     pub(crate) fn open(
         &mut self,
@@ -206,7 +206,7 @@ impl EpochRecv {
     }
 }
 
-/// Steps 3 to 6 of docs/agile-tunnel.md section 6 under one key: limits, replay check, AEAD open
+/// Steps 3 to 6 of docs/design/agile-tunnel.md section 6 under one key: limits, replay check, AEAD open
 /// (a failure counts a forgery), window update, padding trimmed. Returns the inner length.
 fn open_with(
     slot: &mut RecvKey,

@@ -1,4 +1,4 @@
-//! Key updates inside an epoch (docs/agile-tunnel.md section 4.1): the sender moves to the next
+//! Key updates inside an epoch (docs/design/agile-tunnel.md section 4.1): the sender moves to the next
 //! key generation at the soft limit with no message, the receiver follows on the first authentic
 //! packet of a later phase (skipping generations lost whole) and keeps the previous generation
 //! for the grace period; forged phases promote nothing and their derivations are rate-limited;

@@ -1,4 +1,4 @@
-//! The agile tunnel's key schedule (docs/agile-tunnel.md): the TLS exporter label and context
+//! The agile tunnel's key schedule (docs/design/agile-tunnel.md): the TLS exporter label and context
 //! for one (epoch, AEAD) and the split of the exporter output into a key and an IV per
 //! direction, and the keys of each later key generation inside an epoch, derived from the
 //! epoch's own (generation 0) keys. The channel calls the exporter; this module only builds its

@@ -1,7 +1,7 @@
 //! How many packets one agile key may seal, and how many forgeries it may see, per AEAD
 //! (RFC 9001 section 6.6 and appendix B; draft-irtf-cfrg-aead-limits), with a soft limit at
 //! which the sender updates its key, and an operator's lower cap. Plugin AEADs take the limit their suite declares, or a
-//! conservative default. Pure data; docs/agile-tunnel.md explains each number.
+//! conservative default. Pure data; docs/design/agile-tunnel.md explains each number.
 
 use pqgate_agility::plugin::AeadAlgorithm;
 use pqgate_agility::selftest::names;

@@ -1,4 +1,4 @@
-//! The agile tunnel's data plane, sans IO (docs/agile-tunnel.md is the wire spec): packets
+//! The agile tunnel's data plane, sans IO (docs/design/agile-tunnel.md is the wire spec): packets
 //! between two pqgate peers sealed with any registry AEAD, keyed per direction and per epoch from
 //! the QUIC channel's TLS exporter. [`Sealer`] and [`Opener`] take keys, caller buffers and the
 //! time (unix milliseconds) as inputs; nothing here reads a clock, a socket or an RNG, and no

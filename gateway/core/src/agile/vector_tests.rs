@@ -1,4 +1,4 @@
-//! The docs/agile-tunnel.md test vectors, checked byte for byte through the real key split,
+//! The docs/design/agile-tunnel.md test vectors, checked byte for byte through the real key split,
 //! [`Sealer`] and [`Opener`]. The expected bytes were computed by an independent implementation
 //! (python3 `cryptography` 48, OpenSSL's AES-GCM and ChaCha20-Poly1305; script in the doc).
 
@@ -189,7 +189,7 @@ fn check(registry: &Registry, v: &Vector) {
     assert_eq!(opened.len, inner.len());
 }
 
-/// A key update vector (docs/agile-tunnel.md section 7.5): the keys of each generation from
+/// A key update vector (docs/design/agile-tunnel.md section 7.5): the keys of each generation from
 /// `generation_keys`, and the packet the sealer makes at `generation`/`counter` after running
 /// through the earlier ones with a soft limit of `soft` packets per key.
 struct UpdateVector {

@@ -1,4 +1,4 @@
-//! The agile tunnel's data packet, byte by byte (docs/agile-tunnel.md): a 16-byte header (type
+//! The agile tunnel's data packet, byte by byte (docs/design/agile-tunnel.md): a 16-byte header (type
 //! 0x11, key phase, two zero bytes, receiver index u32 LE, counter u64 LE) that is also the AEAD's
 //! associated data; the nonce (per-direction IV xor the counter, as RFC 8446 section 5.3); the
 //! zero padding of the inner IP packet and its removal. Pure functions over caller buffers.

@@ -3,7 +3,7 @@
 //! (and optionally UDP) packets into super-packets for one TUN write each ([`Coalescer`]).
 //!
 //! No syscalls, no clock, no allocation per packet in steady state. The kernel facts behind it
-//! (virtio_net_hdr layout, what each segment needs) are in docs/offload.md.
+//! (virtio_net_hdr layout, what each segment needs) are in docs/design/offload.md.
 
 pub mod coalesce;
 pub mod csum;

@@ -1,4 +1,4 @@
-//! The PSK derivation (docs/pqpsk.md has it byte by byte, with test vectors): the TLS exporter
+//! The PSK derivation (docs/design/pqpsk.md has it byte by byte, with test vectors): the TLS exporter
 //! of the channel, for a context that binds the epoch and both WireGuard keys, and the shared
 //! secret of an optional second KEM, combined by HKDF with explicit domain separation, so the PSK
 //! holds if either the channel's key exchange or the second KEM holds.
@@ -124,7 +124,7 @@ mod tests {
     use super::*;
     use crate::hex;
 
-    /// The docs/pqpsk.md test-vector inputs.
+    /// The docs/design/pqpsk.md test-vector inputs.
     fn inputs() -> (u64, WgKey, WgKey, [u8; 32]) {
         let mut exporter = [0u8; 32];
         for (i, b) in exporter.iter_mut().enumerate() {
@@ -147,7 +147,7 @@ mod tests {
         assert!(ctx[40..].iter().all(|&b| b == 0x22));
     }
 
-    // Expected values computed independently (Python's hmac/hashlib, see docs/pqpsk.md).
+    // Expected values computed independently (Python's hmac/hashlib, see docs/design/pqpsk.md).
     #[test]
     fn test_vectors_from_docs() {
         assert_eq!(psk_hex(KdfHash::Sha256, None), VECTOR_SHA256_NONE);

@@ -1,4 +1,4 @@
-//! The agile tunnel on the WireGuard data path (docs/agile-tunnel.md): per peer, a `Sealer` and
+//! The agile tunnel on the WireGuard data path (docs/design/agile-tunnel.md): per peer, a `Sealer` and
 //! an `Opener` from `pqgate_core::agile`, keyed per epoch by the PQ channel through
 //! [`Engine::install_agile`]. A peer with an agile key sends every data packet agile-sealed
 //! (message type 0x11) under the registry AEAD it was given; one without stays on WireGuard.
