@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 
 use pqgate_agility::{AgilityError, KxPolicy, ProviderSpec, Registry, builtin_profile};
 use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
+use rustls::client::danger::ServerCertVerifier;
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection};
 use serde::Serialize;
 
 use crate::tls::SessionFacts;
+use crate::tls::client_config::RemoteVerifier;
 use crate::tls::material::{self, MaterialError};
 
 /// The profile the probe offers: the default one, hybrid groups first.
@@ -279,7 +279,13 @@ fn client_config(
                 .build()
                 .map_err(|e| ProbeError::Config(e.to_string()))?
         }
-        (None, true) => Arc::new(AnyCertificate(provider.signature_verification_algorithms)),
+        // `--insecure`: any certificate is accepted, but the handshake signature must still
+        // verify with the certificate's key (so the server holds the key it presents).
+        (None, true) => Arc::new(RemoteVerifier {
+            webpki: None,
+            pins: Vec::new(),
+            algorithms: provider.signature_verification_algorithms,
+        }),
         (None, false) => return Err(ProbeError::NoTrust),
     };
     let config = ClientConfig::builder_with_provider(provider)
@@ -289,46 +295,6 @@ fn client_config(
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     Ok(Arc::new(config))
-}
-
-/// `--insecure`: any certificate is accepted, but the handshake signature must still verify
-/// with the certificate's key (so the server holds the key it presents).
-#[derive(Debug)]
-struct AnyCertificate(WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
-    }
 }
 
 #[cfg(test)]

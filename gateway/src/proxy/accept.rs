@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use metrics::{counter, gauge};
-use pqgate_core::metrics as m;
+use pqgate_core::metrics::{self as m, ConnectionOutcome};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
 use crate::proxy::drain::DrainState;
+use crate::proxy::record::ConnectionRecord;
 
 /// Pending connections the kernel queues per listening socket.
 const LISTEN_BACKLOG: u32 = 1024;
@@ -28,8 +29,18 @@ pub trait Service: Send + Sync + 'static {
     fn name(&self) -> &str;
     /// Admission slots (`max_connections`).
     fn slots(&self) -> &Arc<Semaphore>;
-    /// Serves one accepted connection to its end.
-    fn serve(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) -> impl Future<Output = ()> + Send;
+    /// Serves one accepted connection to its end, filling in `record` (which the accept loop
+    /// then logs and counts); the outcome and an optional detail for the log line.
+    fn handle(
+        &self,
+        tcp: TcpStream,
+        record: &mut ConnectionRecord<'_>,
+    ) -> impl Future<Output = (ConnectionOutcome, Option<String>)> + Send;
+}
+
+/// The admission slots for `max_connections`.
+pub fn admission_slots(max_connections: u32) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(max_connections as usize))
 }
 
 /// Binds a listening TCP socket with address reuse and our backlog.
@@ -87,7 +98,9 @@ pub async fn accept_loop<E: Service>(
             let active = gauge!(m::ACTIVE_CONNECTIONS, "listener" => endpoint.name().to_owned());
             active.increment(1.0);
             let _ = tcp.set_nodelay(true);
-            endpoint.serve(tcp, peer).await;
+            let mut record = ConnectionRecord::new(endpoint.name(), peer);
+            let (outcome, detail) = endpoint.handle(tcp, &mut record).await;
+            record.finish(outcome, detail.as_deref());
             active.decrement(1.0);
         });
     }

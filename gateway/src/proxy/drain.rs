@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-/// DrainState by every listener, connector and the admin endpoint.
+/// Shared by every listener, connector and the admin endpoint.
 #[derive(Default)]
 pub struct DrainState {
     open: AtomicUsize,

@@ -41,7 +41,7 @@ pub struct RelayCounters {
     pub down: Counter,
 }
 
-/// DrainState between both directions and the idle watch.
+/// Shared between both directions and the idle watch.
 struct Activity {
     start: Instant,
     last_ms: AtomicU64,

@@ -20,7 +20,7 @@ use super::record::QuicHandshake;
 use super::stream::QuicStream;
 use super::tls::ConnectorQuic;
 use super::{QUIC_ACTIVE_STREAMS, QUIC_CONNECTIONS, QUIC_RECONNECTS, STREAM_PREAMBLE, code};
-use crate::proxy::accept::Service;
+use crate::proxy::accept::{Service, admission_slots};
 use crate::proxy::record::ConnectionRecord;
 use crate::proxy::relay::{RelayCounters, relay};
 use crate::tls::SessionFacts;
@@ -71,7 +71,7 @@ pub struct QuicConnectorState {
 impl QuicConnectorState {
     /// Wraps a built connector; nothing runs until the first TCP connection.
     pub fn new(config: ConnectorConfig, quic: ConnectorQuic) -> Self {
-        let slots = Arc::new(Semaphore::new(config.limits.max_connections as usize));
+        let slots = admission_slots(config.limits.max_connections);
         let spec = Arc::new(LinkSpec {
             config: config.clone(),
             quic,
@@ -120,10 +120,12 @@ impl Service for QuicConnectorState {
         &self.slots
     }
 
-    async fn serve(self: Arc<Self>, plain: TcpStream, peer: SocketAddr) {
-        let mut record = ConnectionRecord::new(&self.config.name, peer);
-        let (outcome, detail) = self.carry(plain, &mut record).await;
-        record.finish(outcome, detail.as_deref());
+    async fn handle(
+        &self,
+        plain: TcpStream,
+        record: &mut ConnectionRecord<'_>,
+    ) -> (ConnectionOutcome, Option<String>) {
+        self.carry(plain, record).await
     }
 }
 

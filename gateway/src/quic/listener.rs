@@ -44,7 +44,7 @@ pub struct QuicListenerState {
 impl QuicListenerState {
     /// Wraps a built listener.
     pub fn new(config: ListenerConfig, server: quinn::ServerConfig) -> Self {
-        let slots = Arc::new(Semaphore::new(config.limits.max_connections as usize));
+        let slots = crate::proxy::accept::admission_slots(config.limits.max_connections);
         Self {
             config,
             server,

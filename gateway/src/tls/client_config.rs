@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use pqgate_agility::{Profile, ProviderSpec, Registry};
+use pqgate_agility::{Profile, Registry};
 use pqgate_core::config::ConnectorConfig;
 use pqgate_core::{hex, spki};
 use rustls::client::ResolvesClientCert;
@@ -32,13 +32,7 @@ pub fn build_connector_tls(
     registry: &Registry,
     profile: &Profile,
 ) -> Result<ConnectorTls, BuildError> {
-    let spec = ProviderSpec {
-        policy: c.policy,
-        tls12: c.tls12,
-    };
-    let provider = registry
-        .provider_for(spec, profile)
-        .map_err(|e| BuildError::policy(format!("{at}.profile"), e))?;
+    let provider = super::endpoint_provider(at, c.policy, c.tls12, registry, profile)?;
     let verifier = remote_verifier(at, c, &provider)?;
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(protocol_versions(c.tls12))
@@ -100,7 +94,7 @@ pub fn remote_verifier(
 /// Verifies the remote with WebPKI (when a CA is configured) and then the SPKI pins (when any
 /// are configured). With pins alone, trust is in the key, as with SSH: names and dates are not
 /// checked, the handshake signature is.
-/// DrainState by the TLS and the QUIC connectors.
+/// Shared by the TLS and the QUIC connectors.
 #[derive(Debug)]
 pub struct RemoteVerifier {
     /// The CA check, when a CA is configured.

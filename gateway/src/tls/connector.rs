@@ -1,7 +1,6 @@
 //! TLS origination: accept plaintext, connect to the remote, complete a verified handshake
 //! under the connector's policy, then relay.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +12,7 @@ use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout};
 use tokio_rustls::TlsConnector;
 
-use crate::proxy::accept::Service;
+use crate::proxy::accept::{Service, admission_slots};
 use crate::proxy::backend::connect;
 use crate::proxy::record::ConnectionRecord;
 use crate::proxy::relay::{RelayCounters, relay};
@@ -33,7 +32,7 @@ pub struct ConnectorState {
 impl ConnectorState {
     /// Wraps a built connector.
     pub fn new(config: ConnectorConfig, tls: ConnectorTls) -> Self {
-        let slots = Arc::new(Semaphore::new(config.limits.max_connections as usize));
+        let slots = admission_slots(config.limits.max_connections);
         Self { config, tls, slots }
     }
 }
@@ -47,10 +46,12 @@ impl Service for ConnectorState {
         &self.slots
     }
 
-    async fn serve(self: Arc<Self>, plain: TcpStream, peer: SocketAddr) {
-        let mut record = ConnectionRecord::new(&self.config.name, peer);
-        let (outcome, detail) = self.originate(plain, &mut record).await;
-        record.finish(outcome, detail.as_deref());
+    async fn handle(
+        &self,
+        plain: TcpStream,
+        record: &mut ConnectionRecord<'_>,
+    ) -> (ConnectionOutcome, Option<String>) {
+        self.originate(plain, record).await
     }
 }
 

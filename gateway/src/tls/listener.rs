@@ -16,7 +16,7 @@ use tokio::time::{Instant, timeout};
 use tokio_rustls::LazyConfigAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use crate::proxy::accept::Service;
+use crate::proxy::accept::{Service, admission_slots};
 use crate::proxy::backend::{connect, proxy_header};
 use crate::proxy::builtin_page::{self, PageContext};
 use crate::proxy::record::ConnectionRecord;
@@ -37,7 +37,7 @@ pub struct ListenerState {
 impl ListenerState {
     /// Wraps a built listener.
     pub fn new(config: ListenerConfig, tls: ListenerTls) -> Self {
-        let slots = Arc::new(Semaphore::new(config.limits.max_connections as usize));
+        let slots = admission_slots(config.limits.max_connections);
         Self { config, tls, slots }
     }
 }
@@ -51,10 +51,12 @@ impl Service for ListenerState {
         &self.slots
     }
 
-    async fn serve(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) {
-        let mut record = ConnectionRecord::new(&self.config.name, peer);
-        let (outcome, detail) = self.terminate(tcp, &mut record).await;
-        record.finish(outcome, detail.as_deref());
+    async fn handle(
+        &self,
+        tcp: TcpStream,
+        record: &mut ConnectionRecord<'_>,
+    ) -> (ConnectionOutcome, Option<String>) {
+        self.terminate(tcp, record).await
     }
 }
 

@@ -96,6 +96,20 @@ impl BuildError {
     }
 }
 
+/// The provider the registry assembles for an endpoint at key path `at` with this key-exchange
+/// policy, TLS 1.2 switch and profile; a refusal names `{at}.profile`.
+pub fn endpoint_provider(
+    at: &str,
+    policy: pqgate_agility::KxPolicy,
+    tls12: bool,
+    registry: &pqgate_agility::Registry,
+    profile: &pqgate_agility::Profile,
+) -> Result<std::sync::Arc<rustls::crypto::CryptoProvider>, BuildError> {
+    registry
+        .provider_for(pqgate_agility::ProviderSpec { policy, tls12 }, profile)
+        .map_err(|e| BuildError::policy(format!("{at}.profile"), e))
+}
+
 /// TLS 1.3 only, or TLS 1.3 and 1.2 when the endpoint opted in.
 pub fn protocol_versions(tls12: bool) -> &'static [&'static SupportedProtocolVersion] {
     static TLS13_ONLY: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];

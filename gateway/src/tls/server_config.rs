@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use pqgate_agility::{Profile, ProviderSpec, Registry};
+use pqgate_agility::{Profile, Registry};
 use pqgate_core::config::{Backend, ClientAuthConfig, ClientAuthMode, KxPolicy, ListenerConfig};
 use pqgate_core::route::SniTable;
 use rustls::crypto::CryptoProvider;
@@ -65,13 +65,7 @@ pub fn build_listener_tls(
     registry: &Registry,
     profile: &Profile,
 ) -> Result<ListenerTls, BuildError> {
-    let spec = ProviderSpec {
-        policy: l.policy,
-        tls12: l.tls12,
-    };
-    let provider = registry
-        .provider_for(spec, profile)
-        .map_err(|e| BuildError::policy(format!("{at}.profile"), e))?;
+    let provider = super::endpoint_provider(at, l.policy, l.tls12, registry, profile)?;
     let versions = protocol_versions(l.tls12);
     let verifier = match &l.client_auth {
         Some(auth) => Some(client_verifier(at, auth, &provider)?),
