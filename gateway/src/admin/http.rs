@@ -275,6 +275,7 @@ mod tests {
         }
         match target(req) {
             "/hello" => reply(StatusCode::OK, "text/plain", "hi\n"),
+            "/big" => reply(StatusCode::OK, "text/plain", vec![b'x'; 1 << 20]),
             _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
         }
     }
@@ -301,6 +302,14 @@ mod tests {
         let traffic = served.unwrap();
         assert_eq!(traffic.read, request.len() as u64);
         assert_eq!(traffic.written, answer.len() as u64);
+    }
+
+    #[tokio::test]
+    async fn a_body_larger_than_the_buffers_goes_out_whole() {
+        let (answer, served) = exchange(b"GET /big HTTP/1.1\r\n\r\n").await;
+        assert!(answer.contains("Content-Length: 1048576\r\n"));
+        assert!(answer.ends_with(&"x".repeat(1 << 20)));
+        assert_eq!(served.unwrap().written, answer.len() as u64);
     }
 
     #[tokio::test]
