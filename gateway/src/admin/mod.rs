@@ -1,24 +1,31 @@
 //! The admin endpoint: `GET /metrics` (Prometheus text), `GET /healthz` (200 while serving,
-//! 503 while draining) and `GET /status` (the PQ PSK channels as JSON). A deliberately tiny HTTP/1.1 responder with bounded reads and connections.
+//! 503 while draining) and `GET /status` (the PQ PSK channels as JSON); anything else is 405
+//! (not a GET) or 404. One request per connection over [`http::serve_http1`], at most 32
+//! at once, each bounded in head size and time.
 
+pub mod http;
 pub mod telemetry;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
+use self::http::{Limits, Reply, reply};
 use crate::proxy::drain::DrainState;
 
 /// Admin connections served at once; more wait in the kernel backlog.
 const MAX_ADMIN_CONNECTIONS: usize = 32;
-/// Largest admin request head.
-const MAX_HEAD_BYTES: usize = 4096;
-/// A scraper must send its request within this.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// A scraper sends its request (head at most 4 KiB) and is answered within 5 s.
+const LIMITS: Limits = Limits {
+    header_timeout: Duration::from_secs(5),
+    max_head_bytes: 4096,
+    total: Duration::from_secs(5),
+};
 
 /// Renders the `GET /status` body (JSON).
 pub type StatusFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
@@ -51,86 +58,104 @@ pub async fn serve(
         let (metrics, shared, status) = (metrics.clone(), shared.clone(), status.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            let answered = answer(stream, &metrics, &shared, &status);
-            let _ = tokio::time::timeout(REQUEST_TIMEOUT, answered).await;
+            let handler = |req: &Request<Incoming>| answer(req, &metrics, &shared, &status);
+            let _ = http::serve_http1(stream, &LIMITS, handler).await;
         });
     }
 }
 
-async fn answer(
-    mut stream: TcpStream,
+/// The admin answer to `req`.
+fn answer(
+    req: &Request<Incoming>,
     metrics: &PrometheusHandle,
     shared: &DrainState,
     status: &StatusFn,
-) -> std::io::Result<()> {
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 512];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        if head.len() > MAX_HEAD_BYTES {
-            return reply(
-                &mut stream,
-                "431 Request Header Fields Too Large",
-                "text/plain",
-                "",
-            )
-            .await;
-        }
-        let n = stream.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        head.extend_from_slice(&buf[..n]);
+) -> Reply {
+    if let Some(refused) = http::get_only(req) {
+        return refused;
     }
-    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
-    let mut parts = line.split(|&b| b == b' ');
-    let (method, path) = (
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
-    );
-    if method != b"GET" {
-        return reply(
-            &mut stream,
-            "405 Method Not Allowed",
-            "text/plain",
-            "GET only\n",
-        )
-        .await;
-    }
-    match path {
-        b"/metrics" => {
-            let text = metrics.render();
-            reply(&mut stream, "200 OK", "text/plain; version=0.0.4", &text).await
+    match http::target(req) {
+        "/metrics" => reply(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            metrics.render(),
+        ),
+        "/healthz" if shared.is_draining() => {
+            reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "draining\n")
         }
-        b"/healthz" if shared.is_draining() => {
-            reply(
-                &mut stream,
-                "503 Service Unavailable",
-                "text/plain",
-                "draining\n",
-            )
-            .await
-        }
-        b"/healthz" => reply(&mut stream, "200 OK", "text/plain", "ok\n").await,
-        b"/status" => {
-            let body = format!("{}\n", status());
-            reply(&mut stream, "200 OK", "application/json", &body).await
-        }
-        _ => reply(&mut stream, "404 Not Found", "text/plain", "not found\n").await,
+        "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n"),
+        "/status" => reply(
+            StatusCode::OK,
+            "application/json",
+            format!("{}\n", status()),
+        ),
+        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
     }
 }
 
-async fn reply(
-    stream: &mut TcpStream,
-    status: &str,
-    content_type: &str,
-    body: &str,
-) -> std::io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    async fn ask(addr: std::net::SocketAddr, request: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).await.unwrap();
+        answer
+    }
+
+    #[tokio::test]
+    async fn routes_and_bodies() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .build_recorder()
+            .handle();
+        let shared = Arc::new(DrainState::default());
+        let status: StatusFn = Arc::new(|| serde_json::json!({"interfaces": []}));
+        let (stop_tx, stop) = watch::channel(false);
+        let server = tokio::spawn(serve(listener, metrics, shared.clone(), status, stop));
+
+        // No `Connection: close`: the answer still ends the connection.
+        let health = ask(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(health.starts_with("HTTP/1.1 200 OK\r\n"), "{health}");
+        assert!(health.ends_with("\r\n\r\nok\n"), "{health}");
+        let status = ask(addr, "GET /status HTTP/1.1\r\n\r\n").await;
+        assert!(
+            status.contains("Content-Type: application/json\r\n"),
+            "{status}"
+        );
+        assert!(
+            status.ends_with("\r\n\r\n{\"interfaces\":[]}\n"),
+            "{status}"
+        );
+        let metrics = ask(addr, "GET /metrics HTTP/1.1\r\n\r\n").await;
+        assert!(
+            metrics.contains("Content-Type: text/plain; version=0.0.4\r\n"),
+            "{metrics}"
+        );
+        let missing = ask(addr, "GET /metrics?x=1 HTTP/1.1\r\n\r\n").await;
+        assert!(
+            missing.starts_with("HTTP/1.1 404 Not Found\r\n"),
+            "{missing}"
+        );
+        let post = ask(addr, "POST /healthz HTTP/1.1\r\n\r\n").await;
+        assert!(
+            post.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
+            "{post}"
+        );
+        shared.start_draining();
+        let health = ask(addr, "GET /healthz HTTP/1.1\r\n\r\n").await;
+        assert!(
+            health.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{health}"
+        );
+        assert!(health.ends_with("\r\n\r\ndraining\n"), "{health}");
+
+        stop_tx.send(true).unwrap();
+        server.await.unwrap();
+    }
 }

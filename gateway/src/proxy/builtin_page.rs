@@ -1,11 +1,14 @@
 //! The built-in backend: a small HTTP/1.1 page (or JSON at `/info.json`) that tells the client
-//! what its TLS session negotiated. One request per connection.
+//! what its TLS session negotiated, whatever the method. One request per connection, over
+//! [`crate::admin::http::serve_http1`].
 
-use std::io;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use hyper::StatusCode;
+use hyper::header::{CACHE_CONTROL, SERVER};
+use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::admin::http::{self, HttpError, Limits, Traffic, reply};
 use crate::tls::SessionFacts;
 
 /// Largest request head read; anything longer gets 431.
@@ -19,85 +22,30 @@ pub struct PageContext<'a> {
     pub sni: Option<&'a str>,
 }
 
-/// Reads one request and answers it; returns (bytes read, bytes written).
+/// Reads one request and answers it (the request head must arrive within `timeout`, the
+/// answer be written within as long again); returns the bytes read and written.
 pub async fn serve<S>(
     stream: &mut S,
     facts: &SessionFacts,
     ctx: &PageContext<'_>,
     timeout: Duration,
-) -> io::Result<(u64, u64)>
+) -> Result<Traffic, HttpError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let head = tokio::time::timeout(timeout, read_head(stream))
-        .await
-        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
-    let head = match head {
-        Head::Complete(h) => Some(h),
-        Head::TooLong => None,
-        // A browser's speculative connection that never sent a request.
-        Head::Closed => return Ok((0, 0)),
+    let limits = Limits {
+        header_timeout: timeout,
+        max_head_bytes: MAX_HEAD_BYTES,
+        total: timeout.saturating_mul(2),
     };
-    let response = match head.as_deref().and_then(request_path) {
-        None => respond(
-            "431 Request Header Fields Too Large",
-            "text/plain",
-            "bad request\n",
-        ),
-        Some("/info.json") => respond("200 OK", "application/json", &json(facts, ctx)),
-        Some(_) => respond("200 OK", "text/html; charset=utf-8", &html(facts, ctx)),
-    };
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await?;
-    let read = head.as_ref().map_or(MAX_HEAD_BYTES, Vec::len);
-    Ok((read as u64, response.len() as u64))
-}
-
-/// What arrived of a request head.
-enum Head {
-    /// Up to and including the blank line.
-    Complete(Vec<u8>),
-    /// More than [`MAX_HEAD_BYTES`] without a blank line.
-    TooLong,
-    /// The client closed before a complete head.
-    Closed,
-}
-
-/// Reads up to the end of the request head.
-async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<Head> {
-    let mut head = Vec::with_capacity(1024);
-    let mut buf = [0u8; 1024];
-    while head.len() < MAX_HEAD_BYTES {
-        let n = match stream.read(&mut buf).await {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
-            Err(e) => return Err(e),
+    http::serve_http1(stream, &limits, |req| {
+        let page = match http::target(req) {
+            "/info.json" => reply(StatusCode::OK, "application/json", json(facts, ctx)),
+            _ => reply(StatusCode::OK, "text/html; charset=utf-8", html(facts, ctx)),
         };
-        if n == 0 {
-            return Ok(Head::Closed);
-        }
-        head.extend_from_slice(&buf[..n]);
-        if head.windows(4).any(|w| w == b"\r\n\r\n") {
-            return Ok(Head::Complete(head));
-        }
-    }
-    Ok(Head::TooLong)
-}
-
-fn request_path(head: &[u8]) -> Option<&str> {
-    let line = head.split(|&b| b == b'\r').next()?;
-    let line = std::str::from_utf8(line).ok()?;
-    let mut parts = line.split(' ');
-    let _method = parts.next()?;
-    parts.next()
-}
-
-fn respond(status: &str, content_type: &str, body: &str) -> String {
-    format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Cache-Control: no-store\r\nConnection: close\r\nServer: pqgate\r\n\r\n{body}",
-        body.len()
-    )
+        http::with_headers(page, &[(CACHE_CONTROL, "no-store"), (SERVER, "pqgate")])
+    })
+    .await
 }
 
 fn escape(text: &str) -> String {
@@ -202,6 +150,8 @@ fn slug(label: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
     use super::*;
 
     fn facts() -> SessionFacts {
@@ -226,12 +176,20 @@ mod tests {
             listener: "default",
             sni: Some("<script>"),
         };
-        serve(&mut server, &facts(), &ctx, Duration::from_secs(5))
+        let traffic = serve(&mut server, &facts(), &ctx, Duration::from_secs(5))
             .await
             .unwrap();
         let mut page = String::new();
         client.read_to_string(&mut page).await.unwrap();
         assert!(page.starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(
+            page.contains("Content-Type: text/html; charset=utf-8\r\n"),
+            "{page}"
+        );
+        assert!(page.contains("Cache-Control: no-store\r\n"), "{page}");
+        assert!(page.contains("Server: pqgate\r\n"), "{page}");
+        assert_eq!(traffic.read, 27);
+        assert_eq!(traffic.written, page.len() as u64);
         assert!(page.contains("<td id=\"key-exchange-group\">X25519MLKEM768</td>"));
         assert!(page.contains("&lt;script&gt;"));
         assert!(!page.contains("<script>"));

@@ -111,7 +111,8 @@ impl ListenerState {
                     sni: record.sni.as_deref(),
                 };
                 match builtin_page::serve(&mut tls, &facts, &ctx, idle).await {
-                    Ok((up, down)) => {
+                    Ok(traffic) => {
+                        let (up, down) = (traffic.read, traffic.written);
                         let name = self.config.name.clone();
                         counter!(m::BYTES, "listener" => name.clone(), "direction" => m::DIRECTION_IN)
                             .increment(up);

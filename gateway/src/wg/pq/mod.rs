@@ -28,8 +28,8 @@ use reload::{reload_tls, restart_only_changes};
 use sink::{EngineSink, StaticMap, agile_map, static_map};
 use status::BoardEntry;
 pub use status::{
-    FetchError, METRIC_DATA_ALLOWED, METRIC_EPOCH, METRIC_LAST_ROTATION, METRIC_PEER_FAILURES,
-    METRIC_PEER_ROTATIONS, StatusBoard, fetch_status, render_text,
+    METRIC_DATA_ALLOWED, METRIC_EPOCH, METRIC_LAST_ROTATION, METRIC_PEER_FAILURES,
+    METRIC_PEER_ROTATIONS, StatusBoard,
 };
 
 /// How often the per-peer metrics are refreshed from the nodes.
