@@ -15,9 +15,7 @@ use gotatun::packet::{Packet, WgKind};
 use pqgate_core::offload::Coalescer;
 
 use super::handshake::{HANDSHAKE_QUEUE, Queued};
-use super::{Engine, PeerRef, bump, lock};
-use crate::net::batch::RecvBatch;
-use crate::net::tun::Tun;
+use super::{Engine, PeerRef, TunQueue, UdpTransport, bump, lock};
 use crate::wg::route;
 use crate::wg::shared_port::is_quic;
 
@@ -30,7 +28,7 @@ const MESSAGE_DATA: u8 = 4;
 /// Cleared for every receive batch, so a removed peer stops within one batch.
 type PeerCache = Option<(u32, usize, PeerRef)>;
 
-impl Engine {
+impl<T: TunQueue, U: UdpTransport> Engine<T, U> {
     /// UDP -> peers -> TUN, until `stop`: one thread per socket (this one serves the first),
     /// and the handshake thread.
     pub fn run_udp(&self) -> io::Result<()> {
@@ -57,7 +55,7 @@ impl Engine {
     fn read_datagrams(&self, q: usize, queue: SyncSender<Queued>) -> io::Result<()> {
         let sock = &self.socks[q];
         let tun = &self.tuns[q % self.tuns.len()];
-        let mut recv = RecvBatch::new();
+        let mut recv = sock.recv_state();
         let vnet = tun.offloads().vnet_hdr;
         let mut coalescer = Coalescer::new(COALESCE_MAX, tun.offloads().uso);
         let mut cache: PeerCache;
@@ -66,7 +64,7 @@ impl Engine {
                 break Ok(());
             }
             cache = None;
-            let got = recv.recv(sock, &mut |d, src| {
+            let got = sock.recv_batch(&mut recv, &mut |d, src| {
                 self.datagram(d, src, &queue, &mut cache, &mut |inner: &[u8]| {
                     if vnet {
                         coalescer.push(inner, &mut |b| self.write_tun(tun, b));
@@ -197,7 +195,7 @@ impl Engine {
     }
 
     /// Writes one packet (with its virtio-net header when the TUN has one) into the kernel.
-    fn write_tun(&self, tun: &Tun, buf: &[u8]) {
+    fn write_tun(&self, tun: &T, buf: &[u8]) {
         match tun.write(buf) {
             Ok(_) => {
                 bump(&self.counters.rx_packets);
@@ -206,3 +204,4 @@ impl Engine {
         }
     }
 }
+
