@@ -15,7 +15,11 @@ pub use agile::{AgileError, AgileInstall, AgileStatus, SWITCH_AFTER_MS, switch_a
 mod datapath;
 mod handshake;
 mod inbound;
+#[cfg(test)]
+mod memory;
 mod peers;
+#[cfg(test)]
+mod tests;
 mod timers;
 mod transport;
 pub use transport::{KernelUdp, TunQueue, UdpTransport};
