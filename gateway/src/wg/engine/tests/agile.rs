@@ -41,14 +41,10 @@ fn install(registry: &Registry, role: Role) -> AgileInstall {
     }
 }
 
-#[test]
-fn agile_keys_carry_data_both_ways_without_a_wireguard_handshake() {
-    let net = MemNet::default();
-    let tap = net.tap();
-    let (a, b) = pair(&net, false);
+/// Installs epoch 1 on both sides: the responder first, as the channel does; the initiator's
+/// install sends an agile keepalive, on which the responder switches.
+fn install_both(a: &Node, b: &Node) {
     let registry = Registry::power_on();
-    // The responder installs first, as the channel does; the initiator's install sends an
-    // agile keepalive, on which the responder switches.
     b.engine
         .install_agile(&public_of(A_KEY), install(&registry, Role::Responder))
         .expect("B installs");
@@ -60,6 +56,31 @@ fn agile_keys_carry_data_both_ways_without_a_wireguard_handshake() {
             .agile_status(&public_of(A_KEY))
             .is_some_and(|s| s.send_epoch == Some(1))
     });
+}
+
+/// One side after 40 agile packets each way: engine, peer and agile counts, and the status.
+fn assert_agile_counts(n: &Node, other: [u8; 32]) {
+    let c = &n.engine.counters;
+    assert_eq!((get(&c.agile_tx), get(&c.agile_rx)), (40, 40));
+    let p = n.peer();
+    assert_eq!(p.counts.handshakes, 0, "no WireGuard handshake was needed");
+    assert_eq!(
+        (p.counts.agile_tx_packets, p.counts.agile_rx_packets),
+        (40, 40)
+    );
+    assert_eq!((p.counts.tx_packets, p.counts.rx_packets), (40, 40));
+    let s = n.engine.agile_status(&public_of(other)).expect("agile");
+    assert_eq!(s.aead, AEAD);
+    assert_eq!((s.send_epoch, s.recv_epoch), (Some(1), Some(1)));
+    assert_eq!((s.tx_packets, s.rx_packets), (40, 40));
+}
+
+#[test]
+fn agile_keys_carry_data_both_ways_without_a_wireguard_handshake() {
+    let net = MemNet::default();
+    let tap = net.tap();
+    let (a, b) = pair(&net, false);
+    install_both(&a, &b);
     let to_b: Vec<Vec<u8>> = (0..40)
         .map(|i| udp_packet(A_IP, B_IP, &payload(i * 33, 3)))
         .collect();
@@ -75,21 +96,8 @@ fn agile_keys_carry_data_both_ways_without_a_wireguard_handshake() {
     }
     assert_eq!(a.written(40), to_a, "B -> A agile, byte-exact");
 
-    for (n, other) in [(&a, B_KEY), (&b, A_KEY)] {
-        let c = &n.engine.counters;
-        assert_eq!((get(&c.agile_tx), get(&c.agile_rx)), (40, 40));
-        let p = n.peer();
-        assert_eq!(p.counts.handshakes, 0, "no WireGuard handshake was needed");
-        assert_eq!(
-            (p.counts.agile_tx_packets, p.counts.agile_rx_packets),
-            (40, 40)
-        );
-        assert_eq!((p.counts.tx_packets, p.counts.rx_packets), (40, 40));
-        let s = n.engine.agile_status(&public_of(other)).expect("agile");
-        assert_eq!(s.aead, AEAD);
-        assert_eq!((s.send_epoch, s.recv_epoch), (Some(1), Some(1)));
-        assert_eq!((s.tx_packets, s.rx_packets), (40, 40));
-    }
+    assert_agile_counts(&a, B_KEY);
+    assert_agile_counts(&b, A_KEY);
     let wire: Vec<_> = tap.try_iter().collect();
     assert!(
         wire.len() >= 81,
