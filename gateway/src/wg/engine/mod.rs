@@ -6,6 +6,10 @@
 //! datagrams and packets are counted and dropped, never a panic; endpoints follow authenticated
 //! packets (roaming).
 //!
+//! The TUN queues and UDP sockets come in through the `transport` seam ([`TunQueue`],
+//! [`UdpTransport`]): the kernel's by default, in-memory ones in the tests (`memory`, `tests`),
+//! which run two engines against each other without root.
+//!
 //! Layout: this file holds the shared state; `peers` the peer set and its changes,
 //! `datapath` the outbound path (TUN -> UDP), `inbound` UDP -> TUN, `handshake` the handshake
 //! thread and under-load cookies, `timers` the timer thread.
@@ -211,7 +215,8 @@ pub struct Counters {
     pub replay: AtomicU64,
     /// Failed decryption or handshake authentication.
     pub decrypt: AtomicU64,
-    /// Other protocol errors reported by the core.
+    /// Other protocol errors reported by the core, and decrypted packets whose IP header
+    /// claims more bytes than were carried.
     pub protocol: AtomicU64,
     /// TUN packets with no peer for the destination (or not IP).
     pub no_route: AtomicU64,
