@@ -247,7 +247,7 @@ fn bump(c: &AtomicU64) {
 }
 
 /// A running interface's shared state, over TUN queues `T` and UDP sockets `U` (the kernel's by
-/// default; see [`transport`]).
+/// default; see [`TunQueue`] and [`UdpTransport`]).
 pub struct Engine<T = Tun, U = KernelUdp> {
     /// TUN queues (one file descriptor each; at least one).
     tuns: Vec<T>,
