@@ -347,6 +347,11 @@ impl SendBatch {
         self.queue.is_empty()
     }
 
+    /// Takes the queued datagrams out in order (for transports that send them one by one).
+    pub fn drain(&mut self) -> impl Iterator<Item = (SocketAddr, BytesMut)> + '_ {
+        self.queue.drain(..)
+    }
+
     /// Sends everything queued, in order.
     pub fn flush(&mut self, sock: &UdpSocket, offloads: &Offloads) -> SendOutcome {
         let mut out = SendOutcome::default();

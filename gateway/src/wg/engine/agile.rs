@@ -18,7 +18,7 @@ use pqgate_core::agile::{
     SessionKeys,
 };
 
-use super::{Engine, Peer, bump, lock};
+use super::{Engine, Peer, TunQueue, UdpTransport, bump, lock};
 use crate::wg::route;
 
 /// How long the previous epoch's receiving key stays usable after a new one is installed, so
@@ -179,7 +179,7 @@ impl AgileSession {
     }
 }
 
-impl Engine {
+impl<T: TunQueue, U: UdpTransport> Engine<T, U> {
     /// Installs (or rotates to) agile keys for a peer: from now on its data packets are
     /// agile-sealed; packets under the previous epoch are still accepted for [`GRACE_MS`].
     pub fn install_agile(

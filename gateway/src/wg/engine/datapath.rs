@@ -11,7 +11,7 @@ use gotatun::packet::{Packet, WgKind};
 use gotatun::tun::MtuWatcher;
 use pqgate_core::offload::{VnetHdr, segment};
 
-use super::{Engine, MAX_PACKET, TICK, bump, lock};
+use super::{Engine, MAX_PACKET, TICK, TunQueue, UdpTransport, bump, lock};
 use crate::net::batch::SendBatch;
 use crate::net::udp;
 use crate::wg::route;
@@ -28,7 +28,7 @@ struct Outbound {
     scratch: Vec<u8>,
 }
 
-impl Engine {
+impl<T: TunQueue, U: UdpTransport> Engine<T, U> {
     /// Sends a message to `to` now, first noting the receiver index a handshake message claims.
     pub(super) fn send(&self, peer: usize, packet: WgKind, to: SocketAddr) {
         match &packet {
@@ -163,7 +163,7 @@ impl Engine {
         if batch.is_empty() {
             return;
         }
-        let r = batch.flush(&self.socks[sock], &self.udp_offloads[sock]);
+        let r = self.socks[sock].send_batch(batch);
         self.counters
             .tx_datagrams
             .fetch_add(r.sent, Ordering::Relaxed);

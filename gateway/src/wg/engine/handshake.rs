@@ -16,7 +16,7 @@ use gotatun::noise::handshake::parse_handshake_anon;
 use gotatun::packet::{Packet, WgKind};
 use gotatun::tun::MtuWatcher;
 
-use super::{Engine, TICK, bump, lock};
+use super::{Engine, TICK, TunQueue, UdpTransport, bump, lock};
 use crate::net::udp;
 
 /// Handshake messages queued at most; more are dropped (`queue_full`).
@@ -32,7 +32,7 @@ pub(super) struct Queued {
     pub(super) src: SocketAddr,
 }
 
-impl Engine {
+impl<T: TunQueue, U: UdpTransport> Engine<T, U> {
     /// Notes the queue depth seen when a handshake message arrived.
     pub(super) fn note_load(&self, depth: usize) {
         if depth >= UNDER_LOAD_DEPTH {

@@ -15,9 +15,7 @@ use gotatun::packet::{Packet, WgKind};
 use pqgate_core::offload::Coalescer;
 
 use super::handshake::{HANDSHAKE_QUEUE, Queued};
-use super::{Engine, PeerRef, bump, lock};
-use crate::net::batch::RecvBatch;
-use crate::net::tun::Tun;
+use super::{Engine, PeerRef, TunQueue, UdpTransport, bump, lock};
 use crate::wg::route;
 use crate::wg::shared_port::is_quic;
 
@@ -26,11 +24,31 @@ const COALESCE_MAX: usize = 65_535;
 /// WireGuard message type of transport data.
 const MESSAGE_DATA: u8 = 4;
 
+/// A decrypted packet without WireGuard's padding (to a multiple of 16 bytes): cut to the
+/// length its IPv4 or IPv6 header states, as kernel WireGuard does. `None` when the header
+/// states more than was carried; a packet that is not IP is left whole (the source check
+/// refuses it).
+fn unpadded(inner: &[u8]) -> Option<&[u8]> {
+    let be16 = |at: usize| {
+        let b = <[u8; 2]>::try_from(inner.get(at..at + 2)?).ok()?;
+        Some(usize::from(u16::from_be_bytes(b)))
+    };
+    let stated = match inner.first().map(|b| b >> 4) {
+        Some(4) => be16(2),
+        Some(6) => be16(4).map(|payload| payload + 40),
+        _ => None,
+    };
+    match stated {
+        Some(len) => inner.get(..len),
+        None => Some(inner),
+    }
+}
+
 /// The peer of the last data message, so a run of datagrams for one peer looks it up once.
 /// Cleared for every receive batch, so a removed peer stops within one batch.
 type PeerCache = Option<(u32, usize, PeerRef)>;
 
-impl Engine {
+impl<T: TunQueue, U: UdpTransport> Engine<T, U> {
     /// UDP -> peers -> TUN, until `stop`: one thread per socket (this one serves the first),
     /// and the handshake thread.
     pub fn run_udp(&self) -> io::Result<()> {
@@ -57,7 +75,7 @@ impl Engine {
     fn read_datagrams(&self, q: usize, queue: SyncSender<Queued>) -> io::Result<()> {
         let sock = &self.socks[q];
         let tun = &self.tuns[q % self.tuns.len()];
-        let mut recv = RecvBatch::new();
+        let mut recv = sock.recv_state();
         let vnet = tun.offloads().vnet_hdr;
         let mut coalescer = Coalescer::new(COALESCE_MAX, tun.offloads().uso);
         let mut cache: PeerCache;
@@ -66,7 +84,7 @@ impl Engine {
                 break Ok(());
             }
             cache = None;
-            let got = recv.recv(sock, &mut |d, src| {
+            let got = sock.recv_batch(&mut recv, &mut |d, src| {
                 self.datagram(d, src, &queue, &mut cache, &mut |inner: &[u8]| {
                     if vnet {
                         coalescer.push(inner, &mut |b| self.write_tun(tun, b));
@@ -158,16 +176,19 @@ impl Engine {
                 if inner.is_empty() {
                     return; // keepalive
                 }
+                drop(peer);
+                let Some(inner) = unpadded(&inner) else {
+                    return bump(&self.counters.protocol);
+                };
                 // Cryptokey routing: the source's longest-prefix match must be this peer. The
                 // table is read with the peer unlocked (`apply` takes table, then peer).
-                drop(peer);
                 let allowed =
-                    route::source(&inner).is_some_and(|s| self.table().routes.allows(s, i));
+                    route::source(inner).is_some_and(|s| self.table().routes.allows(s, i));
                 if !allowed {
                     return bump(&self.counters.bad_source);
                 }
                 lock(&peer_ref).stats.rx_packets += 1;
-                deliver(&inner);
+                deliver(inner);
             }
         }
     }
@@ -197,12 +218,31 @@ impl Engine {
     }
 
     /// Writes one packet (with its virtio-net header when the TUN has one) into the kernel.
-    fn write_tun(&self, tun: &Tun, buf: &[u8]) {
+    fn write_tun(&self, tun: &T, buf: &[u8]) {
         match tun.write(buf) {
             Ok(_) => {
                 bump(&self.counters.rx_packets);
             }
             Err(_) => bump(&self.counters.io_errors),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unpadded;
+
+    #[test]
+    fn padding_is_cut_to_the_stated_ip_length() {
+        let mut v4 = vec![0x45, 0, 0, 21];
+        v4.resize(32, 0);
+        assert_eq!(unpadded(&v4).map(<[u8]>::len), Some(21));
+        let mut v6 = vec![0x60, 0, 0, 0, 0, 3];
+        v6.resize(48, 0);
+        assert_eq!(unpadded(&v6).map(<[u8]>::len), Some(43));
+        v4[3] = 33; // more than was carried
+        assert_eq!(unpadded(&v4), None);
+        assert_eq!(unpadded(b"\x10 not ip").map(<[u8]>::len), Some(8));
+        assert_eq!(unpadded(&[0x45]), Some(&[0x45][..]));
     }
 }

@@ -6,6 +6,10 @@
 //! datagrams and packets are counted and dropped, never a panic; endpoints follow authenticated
 //! packets (roaming).
 //!
+//! The TUN queues and UDP sockets come in through the `transport` seam ([`TunQueue`],
+//! [`UdpTransport`]): the kernel's by default, in-memory ones in the tests (`memory`, `tests`),
+//! which run two engines against each other without root.
+//!
 //! Layout: this file holds the shared state; `peers` the peer set and its changes,
 //! `datapath` the outbound path (TUN -> UDP), `inbound` UDP -> TUN, `handshake` the handshake
 //! thread and under-load cookies, `timers` the timer thread.
@@ -15,8 +19,14 @@ pub use agile::{AgileError, AgileInstall, AgileStatus, SWITCH_AFTER_MS, switch_a
 mod datapath;
 mod handshake;
 mod inbound;
+#[cfg(test)]
+mod memory;
 mod peers;
+#[cfg(test)]
+mod tests;
 mod timers;
+mod transport;
+pub use transport::{KernelUdp, TunQueue, UdpTransport};
 
 use std::collections::HashMap;
 use std::io;
@@ -32,7 +42,6 @@ use gotatun::x25519::{PublicKey, StaticSecret};
 use pqgate_core::wg::IpCidr;
 
 use super::route::AllowedIps;
-use crate::net::batch::Offloads;
 use crate::net::tun::{Tun, TunOffloads};
 use crate::wg::shared_port::{QuicSender, SharedPort};
 
@@ -206,7 +215,8 @@ pub struct Counters {
     pub replay: AtomicU64,
     /// Failed decryption or handshake authentication.
     pub decrypt: AtomicU64,
-    /// Other protocol errors reported by the core.
+    /// Other protocol errors reported by the core, and decrypted packets whose IP header
+    /// claims more bytes than were carried.
     pub protocol: AtomicU64,
     /// TUN packets with no peer for the destination (or not IP).
     pub no_route: AtomicU64,
@@ -236,20 +246,20 @@ fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
-/// A running interface's shared state.
-pub struct Engine {
+/// A running interface's shared state, over TUN queues `T` and UDP sockets `U` (the kernel's by
+/// default; see [`TunQueue`] and [`UdpTransport`]).
+pub struct Engine<T = Tun, U = KernelUdp> {
     /// TUN queues (one file descriptor each; at least one).
-    tuns: Vec<Tun>,
-    /// UDP sockets sharing the port (SO_REUSEPORT when more than one; at least one).
-    socks: Vec<UdpSocket>,
+    tuns: Vec<T>,
+    /// UDP sockets sharing the port (SO_REUSEPORT when more than one; at least one), with the
+    /// GSO/GRO probed on each.
+    socks: Vec<U>,
     sock_is_v6: bool,
     mtu: u16,
     keys: RwLock<Keys>,
     index_table: IndexTable,
     table: RwLock<Table>,
     by_index: Mutex<HashMap<u32, usize>>,
-    /// UDP GSO/GRO as probed on each socket.
-    udp_offloads: Vec<Offloads>,
     /// Handshake messages waiting for the handshake thread.
     handshakes_queued: AtomicUsize,
     /// When the handshake queue was last backed up (ms since `started`).
@@ -279,6 +289,37 @@ impl Engine {
         private_key: [u8; 32],
         peers: Vec<PeerConfig>,
     ) -> io::Result<Self> {
+        let socks = socks
+            .into_iter()
+            .map(|s| KernelUdp::new(s, udp_offload))
+            .collect();
+        Self::with_transports(tuns, socks, mtu, private_key, peers)
+    }
+}
+
+impl<T: TunQueue> Engine<T, KernelUdp> {
+    /// Shares the tunnel's UDP port with a QUIC endpoint: datagrams whose first byte has the
+    /// QUIC fixed bit go to the returned socket (build the quinn endpoint on it with
+    /// `Endpoint::new_with_abstract_socket`). Once per engine.
+    pub fn share_port_with_quic(&self) -> io::Result<SharedPort> {
+        let (port, sender) = SharedPort::new(self.socks[0].socket().try_clone()?)?;
+        self.quic.set(sender).map_err(|_| {
+            io::Error::new(io::ErrorKind::AlreadyExists, "the port is already shared")
+        })?;
+        Ok(port)
+    }
+}
+
+impl<T: TunQueue, U: UdpTransport> Engine<T, U> {
+    /// Builds the engine over any TUN queues and UDP sockets of one port (at least one of each):
+    /// one outbound thread per TUN queue and one inbound thread per socket.
+    pub fn with_transports(
+        tuns: Vec<T>,
+        socks: Vec<U>,
+        mtu: u16,
+        private_key: [u8; 32],
+        peers: Vec<PeerConfig>,
+    ) -> io::Result<Self> {
         let first = socks
             .first()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no UDP socket"))?;
@@ -286,14 +327,8 @@ impl Engine {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "no TUN queue"));
         }
         let sock_is_v6 = first.local_addr()?.is_ipv6();
-        let mut udp_offloads = Vec::with_capacity(socks.len());
         for sock in &socks {
             sock.set_read_timeout(Some(TICK))?;
-            udp_offloads.push(if udp_offload {
-                Offloads::probe(sock)
-            } else {
-                Offloads::disabled()
-            });
         }
         let keys = Keys::new(private_key);
         let snapshot = keys.clone();
@@ -307,7 +342,6 @@ impl Engine {
             index_table,
             table: RwLock::new(Table::default()),
             by_index: Mutex::new(HashMap::new()),
-            udp_offloads,
             handshakes_queued: AtomicUsize::new(0),
             loaded_at_ms: AtomicU64::new(0),
             started: Instant::now(),
@@ -326,7 +360,7 @@ impl Engine {
     /// new mark and the reported one stays the old: set it again.
     pub fn set_fwmark(&self, mark: u32) -> io::Result<()> {
         for sock in &self.socks {
-            crate::net::sockopt::set_mark(sock, mark)?;
+            sock.set_fwmark(mark)?;
         }
         self.fwmark.store(mark, Ordering::Relaxed);
         Ok(())
@@ -373,19 +407,8 @@ impl Engine {
 
     /// The offloads in use: TUN (virtio-net header, TSO, USO) and UDP (GSO, GRO).
     pub fn offloads(&self) -> (TunOffloads, bool, bool) {
-        let udp = &self.udp_offloads[0];
+        let udp = &self.socks[0];
         (self.tuns[0].offloads(), udp.gso(), udp.gro())
-    }
-
-    /// Shares the tunnel's UDP port with a QUIC endpoint: datagrams whose first byte has the
-    /// QUIC fixed bit go to the returned socket (build the quinn endpoint on it with
-    /// `Endpoint::new_with_abstract_socket`). Once per engine.
-    pub fn share_port_with_quic(&self) -> io::Result<SharedPort> {
-        let (port, sender) = SharedPort::new(self.socks[0].try_clone()?)?;
-        self.quic.set(sender).map_err(|_| {
-            io::Error::new(io::ErrorKind::AlreadyExists, "the port is already shared")
-        })?;
-        Ok(port)
     }
 
     /// The data path's shape in one line: queues and offloads in use.

@@ -16,11 +16,11 @@ use pqgate_core::wg::IpCidr;
 use super::timers::Watch;
 use super::{
     Engine, Keys, Peer, PeerChange, PeerConfig, PeerCounts, PeerRef, PeerStatus, RouteDelta, Table,
-    lock,
+    TunQueue, UdpTransport, lock,
 };
 use crate::wg::route::AllowedIps;
 
-impl Engine {
+impl<T: TunQueue, U: UdpTransport> Engine<T, U> {
     /// Adds the configured peers at start, through the same path as [`Engine::apply`] (a
     /// public key listed twice is one peer; a prefix listed twice goes to the later peer).
     pub(super) fn add_configured(&self, peers: Vec<PeerConfig>) {

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use gotatun::noise::Tunn;
 use gotatun::packet::WgKind;
 
-use super::{Engine, PeerRef, TICK, Table, lock};
+use super::{Engine, PeerRef, TICK, Table, TunQueue, UdpTransport, lock};
 
 /// A cold peer is ticked once every this many ticks: 2 s at 100 ms, below REKEY_TIMEOUT (5 s)
 /// with room for a late tick, so a handshake a cold peer starts is found hot before its first
@@ -104,7 +104,7 @@ fn sweep(cursor: usize, n: usize) -> Range<usize> {
     start..n.min(start + n.div_ceil(COLD_TICKS))
 }
 
-impl Engine {
+impl<T: TunQueue, U: UdpTransport> Engine<T, U> {
     /// Timers (handshake retries, rekeys, keepalives), until `stop`.
     pub fn run_timers(&self) -> io::Result<()> {
         let mut schedule = Schedule::default();
