@@ -12,6 +12,5 @@ pub mod offload;
 pub mod pqpsk;
 pub mod proxy_v2;
 pub mod route;
-pub mod spki;
 pub mod validate;
 pub mod wg;
