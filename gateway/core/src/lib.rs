@@ -3,7 +3,6 @@
 #![forbid(unsafe_code)]
 
 pub mod agile;
-pub mod base64;
 pub mod config;
 pub mod firewall;
 pub mod hex;
