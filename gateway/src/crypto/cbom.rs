@@ -29,7 +29,6 @@
 //! same bytes; two runs a second apart give different serial numbers.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::digest;
 use pqgate_agility::{KNOWN_GROUPS, KxPolicy, Profile, Registry, SuiteInfo};
@@ -112,9 +111,7 @@ pub fn timestamp() -> Result<u64, CbomError> {
             .trim()
             .parse()
             .map_err(|_| CbomError::SourceDateEpoch(text)),
-        Err(_) => Ok(SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())),
+        Err(_) => Ok(crate::clock::unix_ms().map_or(0, |ms| ms / 1000)),
     }
 }
 
