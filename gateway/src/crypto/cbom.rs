@@ -1127,4 +1127,52 @@ mod tests {
         }
         assert!(der::cert_facts(&[0x30, 0x03, 0x30, 0x01]).is_err());
     }
+
+    #[test]
+    fn every_keygen_algorithm_and_rsa_are_named() {
+        use crate::keys::tls::{self, KeyAlg};
+        let now = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        for alg in KeyAlg::ALL {
+            let (signer, _) = tls::generate(alg).unwrap();
+            let pem = tls::self_signed(&signer, &["a.test".into()], now, 30).unwrap();
+            let der = rustls_pki_types::pem::PemObject::from_pem_slice(pem.as_bytes());
+            let der: rustls_pki_types::CertificateDer<'_> = der.unwrap();
+            let facts = der::cert_facts(&der).unwrap();
+            let name = match alg {
+                KeyAlg::EcdsaP256 => "ECDSA-P256-SHA256",
+                KeyAlg::EcdsaP384 => "ECDSA-P384-SHA384",
+                KeyAlg::Ed25519 => "Ed25519",
+                KeyAlg::MlDsa44 => "ML-DSA-44",
+                KeyAlg::MlDsa65 => "ML-DSA-65",
+                KeyAlg::MlDsa87 => "ML-DSA-87",
+            };
+            assert_eq!(key_algorithm(&facts.key).name, name, "{alg}");
+            assert_eq!(
+                signature_algorithm(&facts.signature, Some(&facts.key)).name,
+                name,
+                "{alg}"
+            );
+        }
+        use aws_lc_rs::encoding::AsDer;
+        let rsa = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let pkcs8 = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der<'_>>::as_der(&rsa).unwrap();
+        let key = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(
+            &pkcs8.as_ref().to_vec().into(),
+            &rcgen::PKCS_RSA_SHA256,
+        )
+        .unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["a.test".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let facts = der::cert_facts(cert.der()).unwrap();
+        assert_eq!(facts.key.rsa_bits, Some(2048));
+        let asset = key_algorithm(&facts.key);
+        assert_eq!(asset.name, "RSASSA-PSS (RSA-2048)");
+        assert_eq!(asset.classical, Some(112));
+        assert_eq!(
+            signature_algorithm(&facts.signature, Some(&facts.key)).name,
+            "RSASSA-PKCS1-v1_5-SHA256"
+        );
+    }
 }
