@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use base64::Engine as _;
 use common::*;
 use pqgate_agility::Registry;
 use pqgate_agility::plugin::{PluginError, loader};
@@ -160,19 +161,7 @@ fn signatures_are_required_when_configured() {
 
 /// PEM-encodes `der` (RFC 7468), for the trusted key file.
 fn base64_pem(label: &str, der: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut b64 = String::new();
-    for chunk in der.chunks(3) {
-        let n =
-            chunk.iter().fold(0u32, |acc, &b| acc << 8 | u32::from(b)) << (8 * (3 - chunk.len()));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                b64.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                b64.push('=');
-            }
-        }
-    }
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
     let body: Vec<String> = b64
         .as_bytes()
         .chunks(64)

@@ -3,7 +3,6 @@
 #![forbid(unsafe_code)]
 
 pub mod agile;
-pub mod base64;
 pub mod config;
 pub mod firewall;
 pub mod hex;
@@ -12,6 +11,5 @@ pub mod offload;
 pub mod pqpsk;
 pub mod proxy_v2;
 pub mod route;
-pub mod spki;
 pub mod validate;
 pub mod wg;

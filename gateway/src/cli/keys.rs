@@ -14,7 +14,7 @@ use crate::keys::ca::{self, IssueRequest};
 use crate::keys::file;
 use crate::keys::index::{Reason, Usage};
 use crate::keys::tls::{self, KeyAlg};
-use crate::keys::wg::PrivateWgKey;
+use crate::keys::wg;
 
 /// Longest WireGuard key text read from stdin (a key is 44 characters plus a newline).
 const MAX_STDIN: u64 = 1024;
@@ -165,10 +165,7 @@ pub struct IssueArgs {
 
 /// The wall clock, for certificate dates.
 fn now() -> Result<OffsetDateTime, KeysError> {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|_| KeysError::Clock)?
-        .as_secs();
+    let secs = crate::net::clock::unix_ms().ok_or(KeysError::Clock)? / 1000;
     let secs = i64::try_from(secs).map_err(|_| KeysError::Clock)?;
     OffsetDateTime::from_unix_timestamp(secs).map_err(|_| KeysError::Clock)
 }
@@ -195,7 +192,7 @@ pub fn keygen(command: KeygenCommand) -> Result<(), KeysError> {
                 .take(MAX_STDIN)
                 .read_to_string(&mut text)
                 .map_err(|source| KeysError::Stdio { source })?;
-            print(&PrivateWgKey::from_base64(&text)?.public_base64()?)
+            print(&wg::public_key(&wg::parse(&text)?)?.to_base64())
         }
         KeygenCommand::Tls {
             alg,
@@ -224,14 +221,16 @@ fn keygen_wg_file(out: &Path, force: bool, if_missing: bool) -> Result<(), KeysE
                     source,
                 })?,
             );
-        return print(&PrivateWgKey::from_base64(&text)?.public_base64()?);
+        return print(&wg::public_key(&wg::parse(&text)?)?.to_base64());
     }
     file::check_absent(out, force)?;
-    let key = PrivateWgKey::generate()?;
-    let mut text = Zeroizing::new(key.to_base64().to_string());
-    text.push('\n');
+    let key = wg::generate()?;
+    let text = Zeroizing::new(format!(
+        "{}\n",
+        Zeroizing::new(key.expose_base64()).as_str()
+    ));
     file::write_atomic(out, text.as_bytes(), file::PRIVATE, force)?;
-    print(&key.public_base64()?)
+    print(&wg::public_key(&key)?.to_base64())
 }
 
 /// `wg genkey` behaviour, except that a terminal is refused: a key shown on screen ends up
@@ -246,8 +245,8 @@ fn keygen_wg_stdout() -> Result<(), KeysError> {
     {
         eprintln!("warning: writing a private key to a file readable by others (mode {mode:o})");
     }
-    let key = PrivateWgKey::generate()?;
-    print(key.to_base64().as_str())
+    let key = wg::generate()?;
+    print(Zeroizing::new(key.expose_base64()).as_str())
 }
 
 /// The permission bits of stdout when it is a regular file.

@@ -29,7 +29,6 @@
 //! same bytes; two runs a second apart give different serial numbers.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::digest;
 use pqgate_agility::{KNOWN_GROUPS, KxPolicy, Profile, Registry, SuiteInfo};
@@ -40,6 +39,7 @@ use serde_json::{Value, json};
 use crate::config::{self, ConfigErrors, Loaded};
 use crate::daemon::assemble::resolve_profile;
 use crate::keys::self_signed;
+use crate::keys::x509::CertError;
 use crate::tls::material::{self, MaterialError};
 
 /// Why no CBOM could be produced.
@@ -65,6 +65,9 @@ pub enum CbomError {
         key: String,
         /// The file.
         path: PathBuf,
+        /// What is wrong with it (`None`: the file holds no certificate).
+        #[source]
+        source: Option<CertError>,
     },
     /// A listener or connector names a profile that does not exist.
     #[error("{key}: unknown profile {name:?}")]
@@ -108,9 +111,7 @@ pub fn timestamp() -> Result<u64, CbomError> {
             .trim()
             .parse()
             .map_err(|_| CbomError::SourceDateEpoch(text)),
-        Err(_) => Ok(SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())),
+        Err(_) => Ok(crate::net::clock::unix_ms().map_or(0, |ms| ms / 1000)),
     }
 }
 
@@ -743,22 +744,23 @@ impl<'r> Inventory<'r> {
                 key: key.to_owned(),
                 source: Box::new(source),
             })?;
-        let malformed = || CbomError::CertificateDer {
+        let malformed = |source| CbomError::CertificateDer {
             key: key.to_owned(),
             path: path.to_owned(),
+            source,
         };
-        let leaf = chain.first().ok_or_else(malformed)?;
-        let facts = der::cert_facts(leaf).ok_or_else(malformed)?;
+        let leaf = chain.first().ok_or_else(|| malformed(None))?;
+        let facts = der::cert_facts(leaf).map_err(|e| malformed(Some(e)))?;
         let issuer_key = if facts.self_issued {
             Some(facts.key.clone())
         } else {
             match chain.get(1) {
-                Some(c) => Some(der::cert_facts(c).ok_or_else(malformed)?.key),
+                Some(c) => Some(der::cert_facts(c).map_err(|e| malformed(Some(e)))?.key),
                 None => None,
             }
         };
         let key_asset = key_algorithm(&facts.key);
-        let sig_asset = signature_algorithm(facts.signature, issuer_key.as_ref());
+        let sig_asset = signature_algorithm(&facts.signature, issuer_key.as_ref());
         Ok(vec![
             self.add(key_asset, USAGE_KEY, user),
             self.add(sig_asset, USAGE_CERT_SIG, user),
@@ -939,8 +941,16 @@ fn rfc3339(secs: u64) -> String {
     )
 }
 
-/// Just enough DER (X.509, RFC 5280 section 4.1) to name a certificate's algorithms.
+/// A certificate's algorithms, as [`x509`] reads them.
 mod der {
+    use std::borrow::Cow;
+
+    use x509_parser::asn1_rs::{FromDer, Oid, Tag};
+    use x509_parser::error::X509Error;
+    use x509_parser::public_key::RSAPublicKey;
+
+    use crate::keys::x509::{self, CertError};
+
     /// OID contents (without tag and length).
     pub mod oid {
         pub const EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
@@ -961,12 +971,6 @@ mod der {
         pub const ML_DSA_87: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x03, 0x13];
     }
 
-    const SEQUENCE: u8 = 0x30;
-    const INTEGER: u8 = 0x02;
-    const BIT_STRING: u8 = 0x03;
-    const OID: u8 = 0x06;
-    const VERSION: u8 = 0xa0;
-
     /// A SubjectPublicKeyInfo's algorithm.
     #[derive(Clone, Debug, PartialEq, Eq)]
     pub struct KeyFacts {
@@ -979,104 +983,57 @@ mod der {
     }
 
     /// What a certificate says about its algorithms.
-    pub struct CertFacts<'a> {
+    pub struct CertFacts {
         /// Its subject key.
         pub key: KeyFacts,
         /// Its signature algorithm OID contents.
-        pub signature: &'a [u8],
+        pub signature: Vec<u8>,
         /// Issuer equals subject.
         pub self_issued: bool,
     }
 
-    /// One TLV with tag `tag`: (contents, rest). Definite lengths of up to 4 bytes only.
-    fn expect(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
-        let (&t, rest) = input.split_first()?;
-        let (&first, mut rest) = rest.split_first()?;
-        if t != tag {
-            return None;
-        }
-        let len = if first < 0x80 {
-            usize::from(first)
-        } else {
-            let n = usize::from(first & 0x7f);
-            if n == 0 || n > 4 || rest.len() < n {
-                return None;
-            }
-            let (bytes, tail) = rest.split_at(n);
-            rest = tail;
-            bytes
-                .iter()
-                .fold(0usize, |acc, &b| acc << 8 | usize::from(b))
-        };
-        (rest.len() >= len).then(|| rest.split_at(len))
-    }
-
     /// Reads a DER certificate.
-    pub fn cert_facts(der: &[u8]) -> Option<CertFacts<'_>> {
-        let (cert, _) = expect(der, SEQUENCE)?;
-        let (tbs, after_tbs) = expect(cert, SEQUENCE)?;
-        let (sig_alg, _) = expect(after_tbs, SEQUENCE)?;
-        let (signature, _) = expect(sig_alg, OID)?;
-        let mut rest = tbs;
-        if rest.first() == Some(&VERSION) {
-            rest = expect(rest, VERSION)?.1;
-        }
-        rest = expect(rest, INTEGER)?.1;
-        rest = expect(rest, SEQUENCE)?.1;
-        let (issuer, rest) = expect(rest, SEQUENCE)?;
-        let rest = expect(rest, SEQUENCE)?.1;
-        let (subject, rest) = expect(rest, SEQUENCE)?;
-        let (spki, _) = expect(rest, SEQUENCE)?;
-        Some(CertFacts {
-            key: key_facts(spki)?,
-            signature,
-            self_issued: issuer == subject,
-        })
-    }
-
-    /// Reads SubjectPublicKeyInfo contents.
-    fn key_facts(spki: &[u8]) -> Option<KeyFacts> {
-        let (alg_id, key_bits) = expect(spki, SEQUENCE)?;
-        let (algorithm, params) = expect(alg_id, OID)?;
-        let curve = expect(params, OID).map(|(c, _)| c.to_vec());
+    pub fn cert_facts(der: &[u8]) -> Result<CertFacts, CertError> {
+        let cert = x509::parse(der)?;
+        let tbs = &cert.tbs_certificate;
+        let spki = &tbs.subject_pki;
+        let algorithm = spki.algorithm.algorithm.as_bytes();
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .filter(|p| p.tag() == Tag::Oid)
+            .map(|p| p.data.to_vec());
         let rsa_bits = if algorithm == oid::RSA_ENCRYPTION {
-            let (bits, _) = expect(key_bits, BIT_STRING)?;
-            let (rsa_key, _) = expect(bits.get(1..)?, SEQUENCE)?;
-            let (modulus, _) = expect(rsa_key, INTEGER)?;
-            let start = modulus.iter().position(|&b| b != 0)?;
-            let modulus = &modulus[start..];
+            let spki_error = || CertError::Malformed {
+                source: X509Error::InvalidSPKI,
+            };
+            let (_, rsa) =
+                RSAPublicKey::from_der(&spki.subject_public_key.data).map_err(|_| spki_error())?;
+            let start = rsa
+                .modulus
+                .iter()
+                .position(|&b| b != 0)
+                .ok_or_else(spki_error)?;
+            let modulus = &rsa.modulus[start..];
             Some(modulus.len() * 8 - modulus[0].leading_zeros() as usize)
         } else {
             None
         };
-        Some(KeyFacts {
-            algorithm: algorithm.to_vec(),
-            curve,
-            rsa_bits,
+        Ok(CertFacts {
+            key: KeyFacts {
+                algorithm: algorithm.to_vec(),
+                curve,
+                rsa_bits,
+            },
+            signature: cert.signature_algorithm.algorithm.as_bytes().to_vec(),
+            self_issued: tbs.issuer.as_raw() == tbs.subject.as_raw(),
         })
     }
 
     /// Dotted-decimal form of OID contents.
     pub fn dotted(oid: &[u8]) -> String {
-        let mut arcs: Vec<u128> = Vec::new();
-        let mut value: u128 = 0;
-        for &b in oid {
-            value = value.saturating_mul(128) | u128::from(b & 0x7f);
-            if b & 0x80 == 0 {
-                if arcs.is_empty() {
-                    let first = (value / 40).min(2);
-                    arcs.push(first);
-                    arcs.push(value - first * 40);
-                } else {
-                    arcs.push(value);
-                }
-                value = 0;
-            }
-        }
-        arcs.iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(".")
+        Oid::new(Cow::Borrowed(oid)).to_id_string()
     }
 }
 
@@ -1164,10 +1121,58 @@ mod tests {
             assert!(facts.self_issued);
             assert_eq!(key_algorithm(&facts.key).name, key_name);
             assert_eq!(
-                signature_algorithm(facts.signature, Some(&facts.key)).name,
+                signature_algorithm(&facts.signature, Some(&facts.key)).name,
                 sig_name
             );
         }
-        assert!(der::cert_facts(&[0x30, 0x03, 0x30, 0x01]).is_none());
+        assert!(der::cert_facts(&[0x30, 0x03, 0x30, 0x01]).is_err());
+    }
+
+    #[test]
+    fn every_keygen_algorithm_and_rsa_are_named() {
+        use crate::keys::tls::{self, KeyAlg};
+        let now = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        for alg in KeyAlg::ALL {
+            let (signer, _) = tls::generate(alg).unwrap();
+            let pem = tls::self_signed(&signer, &["a.test".into()], now, 30).unwrap();
+            let der = rustls_pki_types::pem::PemObject::from_pem_slice(pem.as_bytes());
+            let der: rustls_pki_types::CertificateDer<'_> = der.unwrap();
+            let facts = der::cert_facts(&der).unwrap();
+            let name = match alg {
+                KeyAlg::EcdsaP256 => "ECDSA-P256-SHA256",
+                KeyAlg::EcdsaP384 => "ECDSA-P384-SHA384",
+                KeyAlg::Ed25519 => "Ed25519",
+                KeyAlg::MlDsa44 => "ML-DSA-44",
+                KeyAlg::MlDsa65 => "ML-DSA-65",
+                KeyAlg::MlDsa87 => "ML-DSA-87",
+            };
+            assert_eq!(key_algorithm(&facts.key).name, name, "{alg}");
+            assert_eq!(
+                signature_algorithm(&facts.signature, Some(&facts.key)).name,
+                name,
+                "{alg}"
+            );
+        }
+        use aws_lc_rs::encoding::AsDer;
+        let rsa = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let pkcs8 = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der<'_>>::as_der(&rsa).unwrap();
+        let key = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(
+            &pkcs8.as_ref().to_vec().into(),
+            &rcgen::PKCS_RSA_SHA256,
+        )
+        .unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["a.test".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let facts = der::cert_facts(cert.der()).unwrap();
+        assert_eq!(facts.key.rsa_bits, Some(2048));
+        let asset = key_algorithm(&facts.key);
+        assert_eq!(asset.name, "RSASSA-PSS (RSA-2048)");
+        assert_eq!(asset.classical, Some(112));
+        assert_eq!(
+            signature_algorithm(&facts.signature, Some(&facts.key)).name,
+            "RSASSA-PKCS1-v1_5-SHA256"
+        );
     }
 }

@@ -164,7 +164,8 @@ impl Daemon {
         if let Some(socket) = admin_socket {
             let (tx, rx) = watch::channel(false);
             let board = daemon.pq.board();
-            let status: crate::admin::StatusFn = Arc::new(move || board.json(unix_ms()));
+            let status: crate::admin::StatusFn =
+                Arc::new(move || board.json(crate::net::clock::unix_ms().unwrap_or(0)));
             tokio::spawn(crate::admin::serve(socket, metrics, shared, status, rx));
             daemon.admin_stop = Some(tx);
             daemon.admin_addr = Some(config.admin.listen);
@@ -370,13 +371,6 @@ impl Daemon {
         drop(admin_stop);
         firewall.stop();
     }
-}
-
-/// Unix time in milliseconds (0 before 1970).
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Binds the addresses that no running endpoint of this kind holds already.

@@ -26,7 +26,7 @@ pub fn notify(state: &str) {
 
 /// Tells systemd a reload started; systemd wants the monotonic time with it.
 pub fn reloading() {
-    let usec = crate::net::process::monotonic_now().map_or(0, |t| t.as_micros());
+    let usec = crate::net::clock::monotonic_now().map_or(0, |t| t.as_micros());
     notify(&format!("RELOADING=1\nMONOTONIC_USEC={usec}"));
 }
 

@@ -216,7 +216,7 @@ fn open(dir: &Path) -> Result<(Index, Issuer<'static, Signer>), CaError> {
             source: std::io::Error::other(e.to_string()),
         }
     })?;
-    let spki = pqgate_core::spki::subject_public_key_info(&certs[0]).ok();
+    let spki = super::x509::subject_public_key_info(&certs[0]).ok();
     if spki != Some(signer.subject_public_key_info().as_slice()) {
         return Err(CaError::KeyMismatch {
             key: key_path,

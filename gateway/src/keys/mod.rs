@@ -8,6 +8,7 @@ pub mod index;
 pub mod self_signed;
 pub mod tls;
 pub mod wg;
+pub mod x509;
 
 /// Why a `pqgate keygen` or `pqgate ca` command failed.
 #[derive(Debug, thiserror::Error)]

@@ -1,13 +1,11 @@
-//! WireGuard keys as `wg genkey` / `wg pubkey` make them: a clamped X25519 private key and its
-//! public key, each 32 bytes in standard base64 (44 characters). Private bytes are wiped on drop.
+//! `wg genkey` / `wg pubkey` over the one WireGuard key type, [`PrivateKey`] (zeroized on drop,
+//! redacted in `Debug`): a new clamped X25519 private key, a key read from text, and its public
+//! [`Key32`].
 
-use aws_lc_rs::agreement::{PrivateKey, X25519};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use aws_lc_rs::agreement::{self, X25519};
+use pqgate_core::wg::key::KEY_LEN;
+use pqgate_core::wg::{Key32, KeyError, PrivateKey};
 use zeroize::Zeroizing;
-
-/// Length of a WireGuard key in bytes.
-pub const KEY_LEN: usize = 32;
 
 /// Why a key could not be made or read.
 #[derive(Debug, thiserror::Error)]
@@ -18,62 +16,44 @@ pub enum WgKeyError {
     Crypto,
     /// The input is not one base64 WireGuard key (the operator's input).
     #[error("not a WireGuard key: expected 44 base64 characters encoding 32 bytes")]
-    Malformed,
+    Malformed {
+        /// What is wrong with it (never the text: it may be a secret).
+        #[source]
+        source: KeyError,
+    },
 }
 
-/// A WireGuard private key; the bytes are wiped when it is dropped.
-pub struct PrivateWgKey(Zeroizing<[u8; KEY_LEN]>);
-
-impl PrivateWgKey {
-    /// A new random key, clamped as curve25519 requires (what `wg genkey` prints).
-    pub fn generate() -> Result<Self, WgKeyError> {
-        let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
-        aws_lc_rs::rand::fill(bytes.as_mut()).map_err(|_| WgKeyError::Crypto)?;
-        bytes[0] &= 248;
-        bytes[31] = (bytes[31] & 127) | 64;
-        Ok(Self(bytes))
-    }
-
-    /// Parses a base64 key, surrounding whitespace allowed (a file or `wg genkey` output).
-    pub fn from_base64(text: &str) -> Result<Self, WgKeyError> {
-        let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
-        let decoded = Zeroizing::new(
-            STANDARD
-                .decode(text.trim())
-                .map_err(|_| WgKeyError::Malformed)?,
-        );
-        if decoded.len() != KEY_LEN {
-            return Err(WgKeyError::Malformed);
-        }
-        bytes.copy_from_slice(&decoded);
-        Ok(Self(bytes))
-    }
-
-    /// The key in base64, as written to a key file (wiped on drop).
-    pub fn to_base64(&self) -> Zeroizing<String> {
-        Zeroizing::new(STANDARD.encode(self.0.as_ref()))
-    }
-
-    /// The public key in base64 (`wg pubkey`). X25519 clamps the scalar itself, so an
-    /// unclamped key gives the same public key as its clamped form, as with `wg`.
-    pub fn public_base64(&self) -> Result<String, WgKeyError> {
-        let private = PrivateKey::from_private_key(&X25519, self.0.as_ref())
-            .map_err(|_| WgKeyError::Crypto)?;
-        let public = private
-            .compute_public_key()
-            .map_err(|_| WgKeyError::Crypto)?;
-        Ok(STANDARD.encode(public.as_ref()))
-    }
+/// A new random key, clamped as curve25519 requires (what `wg genkey` prints).
+pub fn generate() -> Result<PrivateKey, WgKeyError> {
+    let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
+    aws_lc_rs::rand::fill(bytes.as_mut()).map_err(|_| WgKeyError::Crypto)?;
+    bytes[0] &= 248;
+    bytes[31] = (bytes[31] & 127) | 64;
+    Ok(PrivateKey::from_bytes(*bytes))
 }
 
-impl std::fmt::Debug for PrivateWgKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PrivateWgKey(<redacted>)")
-    }
+/// Parses a base64 private key, surrounding whitespace allowed (a file or `wg genkey` output).
+pub fn parse(text: &str) -> Result<PrivateKey, WgKeyError> {
+    PrivateKey::from_base64(text.trim()).map_err(|source| WgKeyError::Malformed { source })
+}
+
+/// The public key (`wg pubkey`). X25519 clamps the scalar itself, so an unclamped key gives the
+/// same public key as its clamped form, as with `wg`.
+pub fn public_key(private: &PrivateKey) -> Result<Key32, WgKeyError> {
+    let private = agreement::PrivateKey::from_private_key(&X25519, private.expose())
+        .map_err(|_| WgKeyError::Crypto)?;
+    let public = private
+        .compute_public_key()
+        .map_err(|_| WgKeyError::Crypto)?;
+    let bytes = <[u8; KEY_LEN]>::try_from(public.as_ref()).map_err(|_| WgKeyError::Crypto)?;
+    Ok(Key32::from_bytes(bytes))
 }
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+
     use super::*;
 
     #[test]
@@ -85,23 +65,24 @@ mod tests {
             .step_by(2)
             .map(|i| u8::from_str_radix(&private[i..i + 2], 16).unwrap())
             .collect();
-        let key = PrivateWgKey::from_base64(&STANDARD.encode(&bytes)).unwrap();
-        let got = STANDARD.decode(key.public_base64().unwrap()).unwrap();
-        let hex: String = got.iter().map(|b| format!("{b:02x}")).collect();
+        let key = parse(&STANDARD.encode(&bytes)).unwrap();
+        let got = public_key(&key).unwrap();
+        let hex: String = got.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(hex, public);
     }
 
     #[test]
     fn generated_keys_are_clamped_distinct_and_round_trip() {
-        let a = PrivateWgKey::generate().unwrap();
-        let b = PrivateWgKey::generate().unwrap();
-        assert_ne!(a.to_base64(), b.to_base64());
-        assert_eq!(a.0[0] & 7, 0);
-        assert_eq!(a.0[31] & 0xc0, 0x40);
-        let text = format!("{}\n", a.to_base64().as_str());
+        let a = generate().unwrap();
+        let b = generate().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.expose()[0] & 7, 0);
+        assert_eq!(a.expose()[31] & 0xc0, 0x40);
+        let text = Zeroizing::new(format!("{}\n", a.expose_base64()));
         assert_eq!(text.trim().len(), 44);
-        let back = PrivateWgKey::from_base64(&text).unwrap();
-        assert_eq!(back.public_base64().unwrap(), a.public_base64().unwrap());
+        let back = parse(&text).unwrap();
+        assert_eq!(public_key(&back).unwrap(), public_key(&a).unwrap());
+        assert_eq!(format!("{a:?}"), "PrivateKey(<redacted>)");
     }
 
     #[test]
@@ -113,10 +94,7 @@ mod tests {
             &STANDARD.encode([1u8; 33]),
             "!!!!",
         ] {
-            assert!(matches!(
-                PrivateWgKey::from_base64(bad),
-                Err(WgKeyError::Malformed)
-            ));
+            assert!(matches!(parse(bad), Err(WgKeyError::Malformed { .. })));
         }
     }
 }

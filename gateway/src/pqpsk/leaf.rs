@@ -1,7 +1,8 @@
-//! A certificate's serial number and expiry, read from its DER for log lines only (a minimal walk
-//! of `tbsCertificate`: nothing is trusted or decided from it; malformed input gives `None`).
+//! A certificate's serial number and expiry, for log lines only (read with [`crate::keys::x509`]:
+//! nothing is trusted or decided from it; malformed input gives `None`).
 
 use crate::keys::index::serial_hex;
+use crate::keys::x509;
 
 /// What a log line says about a certificate.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -12,83 +13,25 @@ pub struct Summary {
     pub not_after: String,
 }
 
-const SEQUENCE: u8 = 0x30;
-const INTEGER: u8 = 0x02;
-const VERSION: u8 = 0xa0;
-const UTC_TIME: u8 = 0x17;
-const GENERALIZED_TIME: u8 = 0x18;
-
-/// One DER element: (tag, contents, the rest of `input`).
-fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = match first {
-        0..=0x7f => (usize::from(first), rest),
-        0x81..=0x84 => {
-            let n = usize::from(first - 0x80);
-            let bytes = rest.get(..n)?;
-            let len = bytes.iter().fold(0usize, |a, &b| (a << 8) | usize::from(b));
-            (len, rest.get(n..)?)
-        }
-        _ => return None,
-    };
-    Some((tag, rest.get(..len)?, rest.get(len..)?))
-}
-
-/// The element at the front of `input` if it has `tag`.
-fn expect(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
-    let (t, value, rest) = tlv(input)?;
-    (t == tag).then_some((value, rest))
-}
-
-/// `YYMMDDHHMMSSZ` (UTCTime, RFC 5280 years 1950-2049) or `YYYYMMDDHHMMSSZ` as ISO 8601.
-fn time(tag: u8, value: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(value).ok()?;
-    let digits = text.strip_suffix('Z')?;
-    if !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let full = match (tag, digits.len()) {
-        (UTC_TIME, 12) => {
-            let century = if digits.get(..2)? < "50" { "20" } else { "19" };
-            format!("{century}{digits}")
-        }
-        (GENERALIZED_TIME, 14) => digits.to_owned(),
-        _ => return None,
-    };
-    let f = |a: usize, b: usize| full.get(a..b);
-    Some(format!(
-        "{}-{}-{}T{}:{}:{}Z",
-        f(0, 4)?,
-        f(4, 6)?,
-        f(6, 8)?,
-        f(8, 10)?,
-        f(10, 12)?,
-        f(12, 14)?
-    ))
-}
-
 /// Serial and `notAfter` of the DER certificate `der`.
 pub fn summary(der: &[u8]) -> Option<Summary> {
-    let (cert, _) = expect(der, SEQUENCE)?;
-    let (tbs, _) = expect(cert, SEQUENCE)?;
-    let tbs = match expect(tbs, VERSION) {
-        Some((_, rest)) => rest,
-        None => tbs,
-    };
-    let (serial, rest) = expect(tbs, INTEGER)?;
-    let (_signature, rest) = expect(rest, SEQUENCE)?;
-    let (_issuer, rest) = expect(rest, SEQUENCE)?;
-    let (validity, _) = expect(rest, SEQUENCE)?;
-    let (_, _not_before, rest) = tlv(validity)?;
-    let (tag, not_after, _) = tlv(rest)?;
-    let serial = match serial {
+    let cert = x509::parse(der).ok()?;
+    let serial = match cert.tbs_certificate.raw_serial() {
         [0, rest @ ..] if !rest.is_empty() => rest,
         s => s,
     };
+    let t = cert.validity().not_after.to_datetime();
     Some(Summary {
         serial: serial_hex(serial),
-        not_after: time(tag, not_after)?,
+        not_after: format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
     })
 }
 
@@ -113,6 +56,9 @@ mod tests {
         let s = summary(&cert(&[0x81, 0x02], (2051, 12, 31))).unwrap();
         assert_eq!(s.serial, "8102");
         assert_eq!(s.not_after, "2051-12-31T00:00:00Z");
+        // UTCTime years 50-99 are 19xx.
+        let s = summary(&cert(&[7], (1999, 12, 31))).unwrap();
+        assert_eq!(s.not_after, "1999-12-31T00:00:00Z");
     }
 
     #[test]
@@ -126,7 +72,5 @@ mod tests {
             assert_eq!(summary(&bad), None, "cut at {cut}");
         }
         assert_eq!(summary(b"not DER"), None);
-        assert_eq!(time(UTC_TIME, b"3001011200Z"), None);
-        assert_eq!(time(UTC_TIME, b"30010112000aZ"), None);
     }
 }

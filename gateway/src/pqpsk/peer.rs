@@ -7,7 +7,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use pqgate_core::pqpsk::machine::Action;
 use pqgate_core::pqpsk::status::{
@@ -22,6 +22,7 @@ use super::channel::{Chan, close, read_frame};
 use super::crypto::ConnCrypto;
 use super::node::{Inner, Peer};
 use super::tls::client_cert_matches;
+use crate::net::clock;
 
 /// Longest a QUIC handshake may take before the attempt counts as a timeout.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,13 +33,6 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest sleep between two looks at the machine, in milliseconds (a safety net: the machine's
 /// own deadline is normally sooner).
 const MAX_WAIT_MS: u64 = 5_000;
-
-/// Unix time in milliseconds (0 before 1970).
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
 
 /// Maps a failed connection to a bounded reason, by the TLS alert it carried (RFC 9001 section
 /// 4.8: crypto errors are 0x100 + alert).
@@ -154,7 +148,7 @@ impl Task {
     /// Waits after a failed attempt or a lost channel before connecting again (no tight loop
     /// against a peer that accepts the handshake and then refuses).
     fn back_off(&mut self) {
-        self.connect_at = now_ms().saturating_add(self.retry_ms);
+        self.connect_at = clock::unix_ms().unwrap_or(0).saturating_add(self.retry_ms);
     }
 
     /// Takes `c` as the current channel unless the current TLS material no longer trusts its
@@ -243,7 +237,7 @@ pub(super) async fn run(
         retry_ms,
     };
     loop {
-        let wait = t.prepare(now_ms());
+        let wait = t.prepare(clock::unix_ms().unwrap_or(0));
         let event = tokio::select! {
             _ = stop.changed() => return,
             _ = tokio::time::sleep(wait) => Some(Event::Tick),
@@ -301,7 +295,8 @@ async fn step(inner: &Inner, peer: &Peer, chan: &mut Option<Chan>, event: Event)
                 conn: chan.as_ref().map(|c| &c.conn),
                 keys: &inner.keys,
             };
-            peer.lock().handle(now_ms(), ev, &crypto)
+            peer.lock()
+                .handle(clock::unix_ms().unwrap_or(0), ev, &crypto)
         });
         for a in actions {
             if let Some(lost) = act(inner, peer, chan, a).await {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use pqgate_agility::{Profile, Registry};
 use pqgate_core::config::ConnectorConfig;
-use pqgate_core::{hex, spki};
+use pqgate_core::hex;
 use rustls::client::ResolvesClientCert;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -16,6 +16,7 @@ use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, SignatureSch
 
 use super::material;
 use super::{BuildError, protocol_versions};
+use crate::keys::x509;
 
 /// A connector's TLS state, rebuilt as a whole on reload.
 pub struct ConnectorTls {
@@ -107,7 +108,7 @@ pub struct RemoteVerifier {
 
 impl RemoteVerifier {
     fn pin_matches(&self, cert: &CertificateDer<'_>) -> bool {
-        let Ok(spki) = spki::subject_public_key_info(cert) else {
+        let Ok(spki) = x509::subject_public_key_info(cert) else {
             return false;
         };
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, spki);
@@ -163,8 +164,8 @@ impl ServerCertVerifier for RemoteVerifier {
 }
 
 /// The SHA-256 pin (hex) of a certificate's SubjectPublicKeyInfo.
-pub fn spki_pin(cert: &CertificateDer<'_>) -> Result<String, spki::DerError> {
-    let spki = spki::subject_public_key_info(cert)?;
+pub fn spki_pin(cert: &CertificateDer<'_>) -> Result<String, x509::CertError> {
+    let spki = x509::subject_public_key_info(cert)?;
     Ok(hex::encode(
         aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, spki).as_ref(),
     ))

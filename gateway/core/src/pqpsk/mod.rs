@@ -21,5 +21,7 @@ pub use wire::{KemId, Message, RefuseReason, WireError};
 /// A derived pre-shared key: 32 bytes, redacted in `Debug`, wiped on drop.
 pub type Psk = crate::wg::PresharedKey;
 
-/// A WireGuard public key, the peer's identity in this protocol.
-pub type WgKey = [u8; 32];
+/// A WireGuard public key, the peer's identity in this protocol: the raw bytes of a
+/// [`crate::wg::Key32`] (`Key32::from_bytes` / `as_bytes` convert), kept as bytes because they
+/// are map keys and HKDF input here.
+pub type WgKey = [u8; crate::wg::key::KEY_LEN];

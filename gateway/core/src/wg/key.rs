@@ -1,11 +1,13 @@
-//! WireGuard's 32-byte keys as written by wg(8): 44 characters of canonical standard base64. Public
-//! keys print freely; private and pre-shared keys never appear in `Debug` output or in errors, and
-//! overwrite their bytes when dropped.
+//! WireGuard's 32-byte keys as written by wg(8): 44 characters of canonical standard base64 (the
+//! `base64` crate's strict `STANDARD` engine: padding required, no whitespace, no URL-safe
+//! alphabet, no stray trailing bits). Public keys print freely; private and pre-shared keys never
+//! appear in `Debug` output or in errors, and overwrite their bytes when dropped.
 
 use std::fmt;
 use std::str::FromStr;
 
-use crate::base64::{self, Base64Error};
+use base64::engine::general_purpose::STANDARD;
+use base64::{DecodeError, DecodeSliceError, Engine as _};
 
 /// Bytes in every WireGuard key (Curve25519 keys and the pre-shared key alike).
 pub const KEY_LEN: usize = 32;
@@ -39,6 +41,73 @@ impl fmt::Display for KeyRole {
             Self::Public => "public key",
             Self::Preshared => "pre-shared key",
         })
+    }
+}
+
+/// Why a 44-character text is not canonical standard base64 of a key. Offsets count bytes from
+/// the start of the text.
+#[derive(Clone, Copy, Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Base64Error {
+    /// A character outside the standard alphabet.
+    #[error("{} at offset {offset}{}", describe(*.ch), hint(*.ch))]
+    InvalidChar {
+        /// Byte offset of the character.
+        offset: usize,
+        /// The character.
+        ch: char,
+    },
+    /// `=` anywhere but the last one or two characters of the text.
+    #[error("misplaced '=' padding at offset {0}")]
+    Padding(usize),
+    /// The last character before the padding carries bits that no byte uses.
+    #[error("non-canonical encoding: unused bits set in the character at offset {0}")]
+    NonCanonical(usize),
+    /// The text decodes to a different number of bytes than required.
+    #[error("decodes to {got} bytes, expected {expected}")]
+    DecodedLength {
+        /// Bytes required.
+        expected: usize,
+        /// Bytes the text holds.
+        got: usize,
+    },
+}
+
+fn describe(ch: char) -> String {
+    if ch.is_whitespace() {
+        format!("whitespace {ch:?}")
+    } else {
+        format!("invalid character {ch:?}")
+    }
+}
+
+fn hint(ch: char) -> &'static str {
+    match ch {
+        '-' | '_' => " (URL-safe base64 is not accepted)",
+        _ => "",
+    }
+}
+
+impl Base64Error {
+    /// Names what the `base64` crate refused in `text`, without the refused byte's value where
+    /// that is a valid symbol (a secret's last character).
+    fn from_decode(text: &str, e: DecodeError) -> Self {
+        match e {
+            DecodeError::InvalidByte(offset, b'=') => Self::Padding(offset),
+            DecodeError::InvalidByte(offset, _) => Self::InvalidChar {
+                offset,
+                // Every earlier byte was a base64 symbol (ASCII), so `offset` is a character
+                // boundary.
+                ch: text
+                    .get(offset..)
+                    .and_then(|t| t.chars().next())
+                    .unwrap_or(char::REPLACEMENT_CHARACTER),
+            },
+            DecodeError::InvalidLastSymbol(offset, _) => Self::NonCanonical(offset),
+            DecodeError::InvalidLength(_) | DecodeError::InvalidPadding => {
+                Self::Padding(text.find('=').unwrap_or(text.len()))
+            }
+        }
     }
 }
 
@@ -82,7 +151,28 @@ fn decode(role: KeyRole, text: &str) -> Result<[u8; KEY_LEN], KeyError> {
             len: text.len(),
         });
     }
-    base64::decode_array::<KEY_LEN>(text).map_err(|source| KeyError::Base64 { role, source })
+    let invalid = |source| KeyError::Base64 { role, source };
+    // 44 characters hold at most 33 bytes: one more than a key, so a long text is caught below.
+    const MAX: usize = KEY_BASE64_LEN / 4 * 3;
+    let mut buf = zeroize::Zeroizing::new([0u8; MAX]);
+    let got = STANDARD
+        .decode_slice(text, buf.as_mut_slice())
+        .map_err(|e| match e {
+            DecodeSliceError::DecodeError(e) => invalid(Base64Error::from_decode(text, e)),
+            DecodeSliceError::OutputSliceTooSmall => invalid(Base64Error::DecodedLength {
+                expected: KEY_LEN,
+                got: MAX + 1,
+            }),
+        })?;
+    if got != KEY_LEN {
+        return Err(invalid(Base64Error::DecodedLength {
+            expected: KEY_LEN,
+            got,
+        }));
+    }
+    let mut out = [0u8; KEY_LEN];
+    out.copy_from_slice(&buf[..KEY_LEN]);
+    Ok(out)
 }
 
 /// A public 32-byte key (a peer's Curve25519 public key). Prints as base64.
@@ -107,7 +197,7 @@ impl Key32 {
 
     /// The base64 form, as wg(8) writes it.
     pub fn to_base64(&self) -> String {
-        base64::encode(&self.0)
+        STANDARD.encode(self.0)
     }
 }
 
@@ -196,7 +286,7 @@ macro_rules! secret_key {
             /// The base64 form, for writing a config file. The returned `String` is not
             /// overwritten when dropped.
             pub fn expose_base64(&self) -> String {
-                base64::encode(&self.0.0)
+                STANDARD.encode(self.0.0)
             }
         }
 
@@ -277,7 +367,7 @@ mod tests {
     const SAMPLE: &str = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=";
 
     fn sample_bytes() -> [u8; KEY_LEN] {
-        base64::decode_array(SAMPLE).unwrap()
+        STANDARD.decode(SAMPLE).unwrap().try_into().unwrap()
     }
 
     #[test]
@@ -315,7 +405,7 @@ mod tests {
             "public key must be 44 base64 characters (32 bytes), got 4"
         );
         // 33 bytes are also 44 characters (no padding): caught by the decoded length.
-        let long = base64::encode(&[1u8; 33]);
+        let long = STANDARD.encode([1u8; 33]);
         assert_eq!(long.len(), KEY_BASE64_LEN);
         assert_eq!(
             PrivateKey::from_base64(&long),
@@ -327,7 +417,7 @@ mod tests {
                 }
             })
         );
-        let long = base64::encode(&[1u8; 34]);
+        let long = STANDARD.encode([1u8; 34]);
         assert_eq!(
             PrivateKey::from_base64(&long),
             Err(KeyError::Length {
@@ -371,6 +461,91 @@ mod tests {
         let url = SAMPLE.replace('+', "-");
         assert!(Key32::from_base64(KeyRole::Public, &url).is_err());
         assert!(std::error::Error::source(&e).is_some());
+    }
+
+    /// What the hand-written codec this replaced refused, one case per rule, as 44-character keys.
+    #[test]
+    fn strict_standard_base64_only() {
+        let with = |at: usize, ch: &str| {
+            let mut t = SAMPLE.to_owned();
+            t.replace_range(at..at + 1, ch);
+            t
+        };
+        let cases = [
+            // Whitespace anywhere.
+            (
+                with(0, " "),
+                Base64Error::InvalidChar { offset: 0, ch: ' ' },
+            ),
+            (
+                with(20, "\n"),
+                Base64Error::InvalidChar {
+                    offset: 20,
+                    ch: '\n',
+                },
+            ),
+            (
+                with(43, "\t"),
+                Base64Error::InvalidChar {
+                    offset: 43,
+                    ch: '\t',
+                },
+            ),
+            // URL-safe alphabet and non-ASCII.
+            (
+                with(7, "-"),
+                Base64Error::InvalidChar { offset: 7, ch: '-' },
+            ),
+            (
+                with(3, "_"),
+                Base64Error::InvalidChar { offset: 3, ch: '_' },
+            ),
+            (
+                format!("{}\u{e9}=", &SAMPLE[..41]),
+                Base64Error::InvalidChar {
+                    offset: 41,
+                    ch: '\u{e9}',
+                },
+            ),
+            // Misplaced or excess padding.
+            (with(0, "="), Base64Error::Padding(0)),
+            (with(41, "="), Base64Error::Padding(41)),
+            (format!("{}===", &SAMPLE[..41]), Base64Error::Padding(41)),
+            (format!("{}====", &SAMPLE[..40]), Base64Error::Padding(40)),
+            (format!("{}==A", &SAMPLE[..41]), Base64Error::Padding(41)),
+            // Unused bits set before one or two '='.
+            (with(42, "l"), Base64Error::NonCanonical(42)),
+            (
+                format!("{}Ah==", &SAMPLE[..40]),
+                Base64Error::NonCanonical(41),
+            ),
+            // Canonical, but not 32 bytes.
+            (
+                format!("{}A==", &SAMPLE[..41]),
+                Base64Error::DecodedLength {
+                    expected: 32,
+                    got: 31,
+                },
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(text.len(), KEY_BASE64_LEN, "{text:?}");
+            assert_eq!(
+                Key32::from_base64(KeyRole::Public, &text),
+                Err(KeyError::Base64 {
+                    role: KeyRole::Public,
+                    source: want
+                }),
+                "{text:?}"
+            );
+        }
+        let e = Key32::from_base64(KeyRole::Public, &with(7, "-")).unwrap_err();
+        assert!(e.to_string().contains("URL-safe"), "{e}");
+        // Missing padding is a length error: a key is always 44 characters.
+        assert!(matches!(
+            Key32::from_base64(KeyRole::Public, &SAMPLE[..43]),
+            Err(KeyError::Length { len: 43, .. })
+        ));
     }
 
     #[test]
