@@ -2,11 +2,9 @@
 //! connections and rejects a bad config whole; SIGTERM stops accepting, lets open connections
 //! finish, then exits.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn client(pki: &Pki) -> std::sync::Arc<rustls::ClientConfig> {

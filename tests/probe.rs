@@ -3,15 +3,13 @@
 //! verified against --ca (and refused under the wrong CA), and --require-pq fails a classical
 //! session.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::*;
+use support::*;
 
 fn probe(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pqgate"))
+    Command::new(support::pqgate_bin())
         .arg("probe")
         .args(args)
         .output()

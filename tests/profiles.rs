@@ -1,25 +1,14 @@
 //! Profiles: `cnsa2` (ML-KEM-1024, AES-256-GCM, P-384 or ML-DSA-87 certificates),
 //! `classical-compat`, and custom `[[profile]]` lists, end to end and in `pqgate check`.
 
-mod common;
-
-use std::process::Command;
-
-use common::*;
 use rustls::crypto::aws_lc_rs::kx_group;
+use support::*;
 
 fn check(dir: &std::path::Path, text: &str) -> (bool, String) {
     let path = dir.join("check.toml");
     std::fs::write(&path, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_pqgate"))
-        .args(["check", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let (ok, _, stderr) = support::cli::check(&path);
+    (ok, stderr)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,12 +1,10 @@
 //! TLS termination against a real pqgate process: policy, SNI routes, mTLS, PROXY v2, backend
 //! faults and hostile clients.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use rustls::NamedGroup;
+use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

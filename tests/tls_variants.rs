@@ -1,11 +1,9 @@
 //! Certificate algorithms, the TLS 1.2 opt-in, JSON logs and systemd notifications.
 
-mod common;
-
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
-use common::*;
+use support::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_supported_certificate_algorithm_serves_a_hybrid_handshake() {
