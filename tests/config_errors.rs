@@ -15,9 +15,9 @@ fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
 
 #[test]
 fn a_valid_config_prints_the_effective_config() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path(), "ca");
-    let leaf = pki.server("srv");
+    let Site {
+        dir, pki: _, leaf, ..
+    } = Site::new("ca", "srv");
     let p = write(
         dir.path(),
         "ok.toml",
@@ -31,9 +31,7 @@ fn a_valid_config_prints_the_effective_config() {
 
 #[test]
 fn every_broken_thing_is_named_with_key_and_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path(), "ca");
-    let leaf = pki.server("srv");
+    let Site { dir, pki, leaf, .. } = Site::new("ca", "srv");
     let other = pki.server("other");
     let cases: Vec<(&str, String, &str)> = vec![
         ("syntax", "[[listener]\nname = 1".into(), "(file)"),

@@ -53,9 +53,9 @@ fn openssl_s_client_is_refused_under_hybrid_required_and_accepted_under_preferre
     ) {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path(), "ca");
-    let leaf = pki.server("srv");
+    let Site {
+        dir, pki: _, leaf, ..
+    } = Site::new("ca", "srv");
     let (strict, lenient, admin) = (free_port(), free_port(), admin_addr());
     let cfg = admin_toml(admin)
         + &listener_toml("strict", strict, "builtin:info", &leaf, "hybrid-required")

@@ -221,13 +221,7 @@ async fn ca_certificates_carry_a_real_mutual_tls_connection_to_a_pqgate_listener
         );
     let _gw = Gateway::start(dir.path(), "gw", &cfg, admin);
     let addr = ([127, 0, 0, 1], port).into();
-    let hybrid = || {
-        pqgate_agility::build_provider(pqgate_agility::ProviderSpec {
-            policy: pqgate_agility::KxPolicy::HybridRequired,
-            tls12: false,
-        })
-        .unwrap()
-    };
+    let hybrid = hybrid_required;
     // The client verifies the server's CA certificate chain (ML-DSA-65) and name, and
     // presents its own: the listener verifies it against the same CA.
     let (echo, group) = exchange(

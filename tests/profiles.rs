@@ -63,9 +63,7 @@ async fn cnsa2_negotiates_mlkem1024_with_aes256_and_demands_a_p384_certificate()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_custom_profile_orders_suites_and_bad_profiles_are_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path(), "ca");
-    let leaf = pki.server("srv");
+    let Site { dir, pki, leaf, .. } = Site::new("ca", "srv");
     let backend = echo_backend().await;
 
     let (ok, err) = check(

@@ -149,9 +149,7 @@ async fn connector_with_a_pinned_key_connects_and_a_wrong_pin_does_not() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn connector_refuses_a_classical_only_remote_under_hybrid_required() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path(), "legacy");
-    let leaf = pki.server("legacy");
+    let Site { dir, pki, leaf, .. } = Site::new("legacy", "legacy");
     // A classical-only TLS server (X25519 and P-256 only), like an unupgraded peer.
     let chain = vec![leaf.cert_der.clone()];
     let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&leaf.key).unwrap();

@@ -107,3 +107,38 @@ pub async fn read_to_end(tls: &mut TlsStream<TcpStream>) -> std::io::Result<Vec<
     tls.read_to_end(&mut out).await?;
     Ok(out)
 }
+
+/// A hybrid-required client provider, as pqgate itself builds one (X25519MLKEM768 only).
+pub fn hybrid_required() -> Arc<CryptoProvider> {
+    pqgate_agility::build_provider(pqgate_agility::ProviderSpec {
+        policy: pqgate_agility::KxPolicy::HybridRequired,
+        tls12: false,
+    })
+    .unwrap()
+}
+
+/// One test's loopback site: a temp dir, a CA (`NAME-ca.pem`), a localhost server leaf, a free
+/// listener port and an admin address.
+pub struct Site {
+    pub dir: tempfile::TempDir,
+    pub pki: crate::Pki,
+    pub leaf: Leaf,
+    pub port: u16,
+    pub admin: SocketAddr,
+}
+
+impl Site {
+    /// The CA named `ca`, the server leaf written as `leaf-cert.pem`/`leaf-key.pem`.
+    pub fn new(ca: &str, leaf: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = crate::Pki::new(dir.path(), ca);
+        let leaf = pki.server(leaf);
+        Site {
+            dir,
+            pki,
+            leaf,
+            port: crate::free_port(),
+            admin: crate::admin_addr(),
+        }
+    }
+}
