@@ -2,13 +2,11 @@
 //! its own: the sets after the drop as /proc reports them, and whether a port below
 //! `ip_unprivileged_port_start` can still be bound on loopback.
 
-mod common;
-
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 
-use common::sys;
 use pqgate::net::caps::{Cap, CapSets};
+use support::require_root;
 
 const NET_BIND: u64 = 1 << 10;
 
@@ -19,7 +17,7 @@ fn probe(keep: &str, bind: &str) -> serde_json::Value {
 
 /// Runs the probe under `wrapper` (a command prefix); returns its JSON report.
 fn probe_under(wrapper: &[&str], keep: &str, bind: &str) -> serde_json::Value {
-    let pqgate = env!("CARGO_BIN_EXE_pqgate");
+    let pqgate = support::pqgate_bin();
     let mut argv: Vec<&str> = wrapper.to_vec();
     argv.extend([pqgate, "caps-probe", "--keep", keep, "--bind", bind]);
     let out = Command::new(argv[0])
@@ -55,12 +53,7 @@ fn privileged_port() -> Option<u16> {
 
 #[test]
 fn child_keeps_only_what_it_asked_for() {
-    if !sys::is_root() {
-        assert!(
-            std::env::var_os("REQUIRE_INTEROP_TOOLS").is_none(),
-            "the capability test needs root (REQUIRE_INTEROP_TOOLS is set)"
-        );
-        eprintln!("SKIPPED: not root");
+    if !require_root("child_keeps_only_what_it_asked_for", &[]) {
         return;
     }
     let mine = CapSets::current().unwrap();
@@ -106,12 +99,10 @@ fn child_keeps_only_what_it_asked_for() {
 /// ambient, the bounding set already limited, no CAP_SETPCAP, no new privileges.
 #[test]
 fn unprivileged_service_user_keeps_net_admin_ambient_for_its_helpers() {
-    if !sys::is_root() || !sys::have("setpriv") {
-        assert!(
-            std::env::var_os("REQUIRE_INTEROP_TOOLS").is_none(),
-            "needs root and setpriv (REQUIRE_INTEROP_TOOLS is set)"
-        );
-        eprintln!("SKIPPED: not root or no setpriv");
+    if !require_root(
+        "unprivileged_service_user_keeps_net_admin_ambient_for_its_helpers",
+        &["setpriv"],
+    ) {
         return;
     }
     let port = privileged_port().expect("a free loopback port below 1024");

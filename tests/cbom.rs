@@ -11,7 +11,7 @@ use serde_json::Value;
 /// Runs `pqgate crypto cbom [-c config]` with a pinned timestamp and an empty state directory;
 /// (success, stdout, stderr).
 fn cbom(config: Option<&Path>, state: &Path, epoch: &str) -> (bool, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pqgate"));
+    let mut cmd = Command::new(support::pqgate_bin());
     cmd.args(["crypto", "cbom"])
         .env("STATE_DIRECTORY", state)
         .env("SOURCE_DATE_EPOCH", epoch);

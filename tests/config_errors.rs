@@ -1,25 +1,11 @@
 //! `pqgate check` and `pqgate run` on broken configs: exit status 1 and a message naming the key
 //! and the file, for every broken thing at once.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
-
-fn check(path: &Path) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pqgate"))
-        .args(["check", "-c"])
-        .arg(path)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use support::cli::check;
+use support::*;
 
 fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let p = dir.join(name);
@@ -29,9 +15,9 @@ fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
 
 #[test]
 fn a_valid_config_prints_the_effective_config() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path(), "ca");
-    let leaf = pki.server("srv");
+    let Site {
+        dir, pki: _, leaf, ..
+    } = Site::new("ca", "srv");
     let p = write(
         dir.path(),
         "ok.toml",
@@ -45,9 +31,7 @@ fn a_valid_config_prints_the_effective_config() {
 
 #[test]
 fn every_broken_thing_is_named_with_key_and_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path(), "ca");
-    let leaf = pki.server("srv");
+    let Site { dir, pki, leaf, .. } = Site::new("ca", "srv");
     let other = pki.server("other");
     let cases: Vec<(&str, String, &str)> = vec![
         ("syntax", "[[listener]\nname = 1".into(), "(file)"),
@@ -130,7 +114,7 @@ fn several_errors_are_reported_together() {
 fn run_refuses_a_broken_config_and_says_why() {
     let dir = tempfile::tempdir().unwrap();
     let p = write(dir.path(), "bad.toml", "[[listener]]\nname = \"x\"\n");
-    let out = Command::new(env!("CARGO_BIN_EXE_pqgate"))
+    let out = Command::new(support::pqgate_bin())
         .args(["run", "-c"])
         .arg(&p)
         .output()
@@ -151,7 +135,7 @@ fn environment_overrides_apply_and_are_located() {
         "env.toml",
         "[admin]\nlisten = \"127.0.0.1:9000\"\n",
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_pqgate"))
+    let out = Command::new(support::pqgate_bin())
         .args(["check", "-c"])
         .arg(&p)
         .env("PQGATE_ADMIN__LISTEN", "127.0.0.1:9100")
@@ -159,7 +143,7 @@ fn environment_overrides_apply_and_are_located() {
         .unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("127.0.0.1:9100"));
-    let out = Command::new(env!("CARGO_BIN_EXE_pqgate"))
+    let out = Command::new(support::pqgate_bin())
         .args(["check", "-c"])
         .arg(&p)
         .env("PQGATE_ADMIN__LISTEN", "not-an-address")

@@ -1,12 +1,7 @@
 //! `pqgate crypto list` and `pqgate crypto selftest` on a healthy build.
 
-use std::process::Command;
-
 fn pqgate(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pqgate"))
-        .args(args)
-        .output()
-        .unwrap();
+    let out = support::cli::pqgate(args);
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

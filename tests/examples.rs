@@ -2,14 +2,12 @@
 //! syntax and semantic validation, and the examples pass `pqgate check` (which also loads every
 //! certificate and key) once their PKI exists.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::Pki;
 use pqgate::config::{Source, load};
 use pqgate_core::config::{Backend, ClientAuthMode, KxPolicy};
+use support::Pki;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -32,7 +30,7 @@ fn example_files() -> Vec<PathBuf> {
 
 /// Runs `pqgate check -c path` without `PQGATE_` overrides (any case); (success, stdout, stderr).
 fn check(path: &Path) -> (bool, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pqgate"));
+    let mut cmd = Command::new(support::pqgate_bin());
     cmd.args(["check", "-c"]).arg(path);
     for (name, _) in std::env::vars_os() {
         if name

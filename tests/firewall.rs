@@ -14,9 +14,6 @@
 //! them, fails under REQUIRE_INTEROP_TOOLS. Every wait is bounded; Drop guards stop the
 //! processes and delete the namespaces, even on panic.
 
-mod common;
-
-use common::sys::*;
 use std::io::{ErrorKind, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -25,6 +22,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
+use support::daemon::NsDaemon;
+use support::netns::{kill_all, spawn_in, uapi_socket, wireguard_go_peer};
+use support::require_root;
+use support::sys::*;
 
 use pqgate::net::netns;
 
@@ -43,23 +44,15 @@ const RATE_PROBE: Duration = Duration::from_millis(300);
 /// Upper bound for pqgate to start, reload or stop.
 const LIMIT: Duration = Duration::from_secs(30);
 
-fn can_run() -> bool {
-    if !is_root() {
-        eprintln!("SKIPPED: firewall tests need root (ip netns, nft)");
-        return false;
-    }
-    ["ip", "nft", "timeout"].iter().all(|t| have(t))
+/// Root, `ip` and `nft`, and `extra` tools (see [`require_root`]).
+fn can_run(test: &str, extra: &[&str]) -> bool {
+    let tools = [["ip", "nft", "timeout"].as_slice(), extra].concat();
+    require_root(test, &tools)
 }
 
 /// Runs `f` on a thread inside namespace `ns`.
 fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let ns = ns.to_owned();
-    thread::spawn(move || {
-        netns::enter_thread(&ns).expect("entering the namespace");
-        f()
-    })
-    .join()
-    .expect("namespace thread panicked")
+    spawn_in(ns, f).join().expect("namespace thread panicked")
 }
 
 /// Namespaces G (gateway) and C (client) joined by a veth pair; removed on drop.
@@ -143,34 +136,15 @@ impl Net {
         path
     }
 
-    /// Starts `pqgate run -c CONFIG` in G.
-    fn spawn(&self, config: &Path, log: &str) -> Daemon {
-        let log = self.dir.path().join(log);
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.gw,
-                env!("CARGO_BIN_EXE_pqgate"),
-                "run",
-                "-c",
-            ])
-            .arg(config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("spawning pqgate");
-        Daemon {
-            child,
-            log,
-            ns: self.gw.clone(),
-        }
+    /// Starts `pqgate run -c CONFIG` in G, stderr to `log` in the temp dir.
+    fn spawn(&self, config: &Path, log: &str) -> NsDaemon {
+        NsDaemon::spawn(&self.gw, config, self.dir.path().join(log), &[])
     }
 
-    fn start(&self, config: &Path) -> Daemon {
-        let mut d = self.spawn(config, "pqgate.log");
-        d.wait_healthy();
+    /// [`Net::spawn`], then waits until the admin endpoint is healthy.
+    fn start(&self, config: &Path) -> NsDaemon {
+        let d = self.spawn(config, "pqgate.log");
+        d.wait_healthy(SocketAddr::from(([127, 0, 0, 1], ADMIN_PORT)), LIMIT);
         d
     }
 }
@@ -185,80 +159,6 @@ impl Drop for Net {
         for ns in [&self.gw, &self.cl] {
             let _ = run(10, &["ip", "netns", "del", ns]);
         }
-    }
-}
-
-/// A pqgate process inside G, killed on drop.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-    ns: String,
-}
-
-impl Daemon {
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_healthy(&mut self) {
-        let deadline = Instant::now() + LIMIT;
-        let admin = SocketAddr::from(([127, 0, 0, 1], ADMIN_PORT));
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                panic!("pqgate exited with {status}:\n{}", self.log_text());
-            }
-            let health = in_ns(&self.ns, move || common::http_get(admin, "/healthz"));
-            if health.is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "not healthy:\n{}",
-                self.log_text()
-            );
-            thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        ok(&["kill", &format!("-{sig}"), &self.child.id().to_string()]);
-    }
-
-    /// Waits until the log holds `needle` `times` times.
-    fn wait_log(&self, needle: &str, times: usize) {
-        let deadline = Instant::now() + LIMIT;
-        while self.log_text().matches(needle).count() < times {
-            assert!(
-                Instant::now() < deadline,
-                "no {needle:?} x{times} in the log:\n{}",
-                self.log_text()
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Sends SIGTERM and returns whether pqgate exited successfully.
-    fn stop(mut self) -> bool {
-        self.signal("TERM");
-        self.wait_exit()
-    }
-
-    fn wait_exit(&mut self) -> bool {
-        let deadline = Instant::now() + LIMIT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status.success();
-            }
-            assert!(Instant::now() < deadline, "pqgate did not exit");
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -407,14 +307,17 @@ fn config(dir: &Path, firewall: &str) -> String {
 
 #[test]
 fn firewall_opens_only_what_is_served_reloads_and_keeps_the_old_ruleset_on_failure() {
-    if !can_run() {
+    if !can_run(
+        "firewall_opens_only_what_is_served_reloads_and_keeps_the_old_ruleset_on_failure",
+        &[],
+    ) {
         return;
     }
     let mut net = Net::new('a');
     let _servers = Servers::start(&net.gw);
     let dir = net.dir.path().to_owned();
     let path = net.write_config("gw", &config(&dir, ""));
-    let gw = net.start(&path);
+    let mut gw = net.start(&path);
 
     let listed = net.nft("list table inet pqgate");
     assert!(listed.contains("comment \"listener web\""), "{listed}");
@@ -442,7 +345,7 @@ fn firewall_opens_only_what_is_served_reloads_and_keeps_the_old_ruleset_on_failu
     let opened = format!("extra_tcp = [{OTHER_TCP}]\nextra_udp = [{OTHER_UDP}]\n");
     std::fs::write(&path, config(&dir, &opened)).expect("rewriting the config");
     gw.signal("HUP");
-    gw.wait_log("configuration reloaded", 1);
+    gw.wait_log("configuration reloaded", 1, LIMIT);
     let (probe, hi) = tcp(&net, CLIENT_IP, OTHER_TCP, Some(""));
     assert_eq!((probe, hi.as_str()), (Probe::Answered, "hi"));
     assert!(udp_echoed(&net, OTHER_UDP), "extra_udp after reload");
@@ -452,7 +355,7 @@ fn firewall_opens_only_what_is_served_reloads_and_keeps_the_old_ruleset_on_failu
     let before = net.nft("list ruleset");
     std::fs::write(&path, config(&dir, "table = \"held\"\n")).expect("rewriting the config");
     gw.signal("HUP");
-    gw.wait_log("reload rejected", 1);
+    gw.wait_log("reload rejected", 1, LIMIT);
     assert_eq!(net.nft("list ruleset"), before, "the ruleset changed");
     let log = gw.log_text();
     let rejected = log
@@ -466,7 +369,7 @@ fn firewall_opens_only_what_is_served_reloads_and_keeps_the_old_ruleset_on_failu
     );
     assert_eq!(tcp(&net, CLIENT_IP, OTHER_TCP, None).0, Probe::Answered);
 
-    assert!(gw.stop(), "pqgate exit status");
+    assert!(gw.stop(LIMIT).success(), "pqgate exit status");
     let tables = net.tables();
     assert!(!tables.contains("table inet pqgate"), "{tables}");
     assert!(tables.contains("table inet held"), "{tables}");
@@ -474,14 +377,17 @@ fn firewall_opens_only_what_is_served_reloads_and_keeps_the_old_ruleset_on_failu
 
 #[test]
 fn persist_keeps_the_table_disabling_removes_it_and_a_refused_start_reports_nft() {
-    if !can_run() {
+    if !can_run(
+        "persist_keeps_the_table_disabling_removes_it_and_a_refused_start_reports_nft",
+        &[],
+    ) {
         return;
     }
     let mut net = Net::new('b');
     let dir = net.dir.path().to_owned();
     let keep = "table = \"keep\"\npersist = true\nnew_connections_per_second = 1\n";
     let path = net.write_config("keep", &config(&dir, keep));
-    let gw = net.start(&path);
+    let mut gw = net.start(&path);
     // One new connection per second and source (burst 1): of five opened back to back, the
     // first passes and later ones are dropped (a dropped SYN is retried only after 1 s).
     let probes: Vec<Probe> = (0..5)
@@ -489,23 +395,26 @@ fn persist_keeps_the_table_disabling_removes_it_and_a_refused_start_reports_nft(
         .collect();
     assert_eq!(probes[0], Probe::Answered, "{probes:?}");
     assert!(probes.contains(&Probe::Silent), "{probes:?}");
-    assert!(gw.stop(), "pqgate exit status");
+    assert!(gw.stop(LIMIT).success(), "pqgate exit status");
     assert!(net.tables().contains("table inet keep"), "persist = true");
 
     // The next start replaces the kept table; a reload that disables the firewall removes it.
-    let gw = net.start(&path);
+    let mut gw = net.start(&path);
     let off = config(&dir, keep).replace("enabled = true", "enabled = false");
     std::fs::write(&path, off).expect("rewriting the config");
     gw.signal("HUP");
-    gw.wait_log("configuration reloaded", 1);
+    gw.wait_log("configuration reloaded", 1, LIMIT);
     assert!(!net.tables().contains("table inet keep"), "enabled = false");
     assert!(gw.log_text().contains("firewall disabled: table removed"));
-    assert!(gw.stop(), "pqgate exit status");
+    assert!(gw.stop(LIMIT).success(), "pqgate exit status");
 
     net.hold_table("held");
     let path = net.write_config("held", &config(&dir, "table = \"held\"\n"));
     let mut gw = net.spawn(&path, "refused.log");
-    assert!(!gw.wait_exit(), "start with a refused ruleset must fail");
+    assert!(
+        !gw.wait_exit(LIMIT).expect("pqgate did not exit").success(),
+        "start with a refused ruleset must fail"
+    );
     let log = gw.log_text();
     assert!(log.contains("firewall"), "{log}");
     assert!(log.contains("Operation not permitted"), "{log}");
@@ -513,7 +422,7 @@ fn persist_keeps_the_table_disabling_removes_it_and_a_refused_start_reports_nft(
 
 #[test]
 fn show_prints_text_and_json_that_nft_accepts() {
-    if !can_run() {
+    if !can_run("show_prints_text_and_json_that_nft_accepts", &[]) {
         return;
     }
     let net = Net::new('c');
@@ -524,7 +433,7 @@ fn show_prints_text_and_json_that_nft_accepts() {
         [[firewall.forward]]\nfrom = \"wg0\"\nto = \"eth1\"\n";
     let text = config(&dir, "").replace(&format!("management = [\"{MGMT_IP}/32\"]\n"), "");
     let path = net.write_config("show", &format!("{text}{every_class}"));
-    let pqgate = env!("CARGO_BIN_EXE_pqgate");
+    let pqgate = support::pqgate_bin();
     let path_s = path.to_str().expect("utf-8 path");
     let shown = ok(&[pqgate, "firewall", "show", "-c", path_s]);
     for want in [
@@ -557,20 +466,6 @@ fn show_prints_text_and_json_that_nft_accepts() {
     );
 }
 
-/// A wireguard-go interface in C; stopped (and its host-wide UAPI socket removed) on drop.
-struct WgPeer {
-    child: Child,
-    ifname: String,
-}
-
-impl Drop for WgPeer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(format!("/var/run/wireguard/{}.sock", self.ifname));
-    }
-}
-
 /// Removes a file on drop.
 struct SocketFile(PathBuf);
 
@@ -583,49 +478,37 @@ impl Drop for SocketFile {
 const WG_GW_PORT: u16 = 51870;
 const WG_PEER_PORT: u16 = 51871;
 
+/// wireguard-go in C, the gateway its peer; killed (its UAPI socket removed) on drop.
 fn start_wireguard_go(net: &Net, ifname: &str, private: &str, gw_public: &str) -> WgPeer {
-    let child = Command::new("ip")
-        .args(["netns", "exec", &net.cl, "wireguard-go", "-f", ifname])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawning wireguard-go");
-    let peer = WgPeer {
+    let conf = format!(
+        "[Interface]\nPrivateKey = {private}\nListenPort = {WG_PEER_PORT}\n\n[Peer]\n\
+         PublicKey = {gw_public}\nAllowedIPs = 10.101.7.1/32\nEndpoint = {GW_IP}:{WG_GW_PORT}\n"
+    );
+    let child = wireguard_go_peer(&net.cl, ifname, net.dir.path(), &conf, &["10.101.7.2/24"]);
+    WgPeer {
         child,
-        ifname: ifname.to_owned(),
-    };
-    let sock = PathBuf::from(format!("/var/run/wireguard/{ifname}.sock"));
-    let deadline = Instant::now() + LIMIT;
-    while !sock.exists() {
-        assert!(Instant::now() < deadline, "no {sock:?}");
-        thread::sleep(Duration::from_millis(50));
+        _socket: SocketFile(uapi_socket(ifname)),
     }
-    let conf = net.dir.path().join("peer.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "[Interface]\nPrivateKey = {private}\nListenPort = {WG_PEER_PORT}\n\n[Peer]\n\
-             PublicKey = {gw_public}\nAllowedIPs = 10.101.7.1/32\nEndpoint = {GW_IP}:{WG_GW_PORT}\n"
-        ),
-    )
-    .expect("writing the peer config");
-    okw(&format!(
-        "ip netns exec {} wg setconf {ifname} {}",
-        net.cl,
-        conf.display()
-    ));
-    okw(&format!(
-        "ip -n {} address add 10.101.7.2/24 dev {ifname}",
-        net.cl
-    ));
-    okw(&format!("ip -n {} link set dev {ifname} up", net.cl));
-    peer
+}
+
+/// A wireguard-go process, killed on drop before its socket file goes.
+struct WgPeer {
+    child: Child,
+    _socket: SocketFile,
+}
+
+impl Drop for WgPeer {
+    fn drop(&mut self) {
+        kill_all([&mut self.child]);
+    }
 }
 
 #[test]
 fn wireguard_port_is_open_and_initiations_are_metered() {
-    if !can_run() || !["wireguard-go", "wg", "ping"].iter().all(|t| have(t)) {
+    if !can_run(
+        "wireguard_port_is_open_and_initiations_are_metered",
+        &["wireguard-go", "wg", "ping"],
+    ) {
         return;
     }
     let net = Net::new('d');
@@ -641,7 +524,7 @@ fn wireguard_port_is_open_and_initiations_are_metered() {
          endpoint = \"{CLIENT_IP}:{WG_PEER_PORT}\"\n"
     );
     let path = net.write_config("wg", &config(&dir, &wireguard));
-    let gw = net.start(&path);
+    let mut gw = net.start(&path);
     // pqgate removes its UAPI socket on SIGTERM; this removes it if the test fails first.
     let _gw_socket = SocketFile(PathBuf::from(format!(
         "/var/run/wireguard/{gw_ifname}.sock"
@@ -661,5 +544,5 @@ fn wireguard_port_is_open_and_initiations_are_metered() {
     // The handshake initiation went through the meter: the peer's address is in it.
     let meter = net.nft("list meter inet pqgate wg_init4");
     assert!(meter.contains(CLIENT_IP), "{meter}");
-    assert!(gw.stop(), "pqgate exit status");
+    assert!(gw.stop(LIMIT).success(), "pqgate exit status");
 }

@@ -2,14 +2,11 @@
 //! `s_client`. `tests/run-all.sh` installs them and sets REQUIRE_INTEROP_TOOLS=1, which turns a
 //! missing tool into a failure; a bare `cargo test` without them reports the test as skipped.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::sys::have;
-use common::*;
+use support::*;
 
 /// Runs a command with a wall-clock bound, killing it if it overruns.
 fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
@@ -50,12 +47,15 @@ fn text(out: &Output) -> String {
 
 #[test]
 fn openssl_s_client_is_refused_under_hybrid_required_and_accepted_under_preferred() {
-    if !have("openssl") {
+    if !require_tools(
+        "openssl_s_client_is_refused_under_hybrid_required_and_accepted_under_preferred",
+        &["openssl"],
+    ) {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path(), "ca");
-    let leaf = pki.server("srv");
+    let Site {
+        dir, pki: _, leaf, ..
+    } = Site::new("ca", "srv");
     let (strict, lenient, admin) = (free_port(), free_port(), admin_addr());
     let cfg = admin_toml(admin)
         + &listener_toml("strict", strict, "builtin:info", &leaf, "hybrid-required")
@@ -116,13 +116,16 @@ fn chromium_dump(url: &str, profile: &Path) -> Output {
 
 #[test]
 fn chromium_opens_the_embedded_default_and_sees_x25519mlkem768() {
-    if !have("chromium") {
+    if !require_tools(
+        "chromium_opens_the_embedded_default_and_sees_x25519mlkem768",
+        &["chromium"],
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     // The embedded default config, unchanged but for where it keeps its generated certificate.
     let log = std::fs::File::create(dir.path().join("default.log")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pqgate"))
+    let mut child = Command::new(support::pqgate_bin())
         .arg("run")
         .env("PQGATE_SERVICE__STATE_DIR", dir.path().join("state"))
         .stdin(Stdio::null())

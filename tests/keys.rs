@@ -2,58 +2,16 @@
 //! WireGuard keys against the real `wg`, CA certificates in a real mutual-TLS connection to a
 //! pqgate listener, revocation through the CRL (rustls/webpki and `openssl verify`).
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
-use common::*;
 use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
-
-fn pqgate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pqgate"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running pqgate")
-}
-
-/// Runs pqgate, asserts success, returns stdout trimmed.
-fn pqgate_ok(args: &[&str]) -> String {
-    let out = pqgate(args);
-    assert!(
-        out.status.success(),
-        "pqgate {args:?}: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// Runs pqgate with `input` on stdin; returns stdout trimmed.
-fn pqgate_stdin(args: &[&str], input: &str) -> String {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pqgate"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawning pqgate");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "pqgate {args:?}: {}", out.status);
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
+use support::cli::{pqgate, pqgate_ok, pqgate_stdin};
+use support::*;
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
@@ -61,26 +19,6 @@ fn mode(path: &Path) -> u32 {
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-/// `wg pubkey` of a private key.
-fn wg_pubkey(private: &str) -> String {
-    use std::io::Write;
-    let mut child = Command::new("wg")
-        .arg("pubkey")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("wg pubkey");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(private.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 #[test]
@@ -119,11 +57,17 @@ fn wireguard_key_file_is_0600_not_overwritten_and_matches_wg_pubkey() {
         replaced
     );
 
-    if !sys::have("wg") {
+    if !require_tools(
+        "wireguard_key_file_is_0600_not_overwritten_and_matches_wg_pubkey",
+        &["wg"],
+    ) {
         return;
     }
-    assert_eq!(wg_pubkey(&std::fs::read_to_string(&key).unwrap()), replaced);
-    assert_eq!(wg_pubkey(&piped), piped_public);
+    assert_eq!(
+        sys::wg_pubkey(&std::fs::read_to_string(&key).unwrap()),
+        replaced
+    );
+    assert_eq!(sys::wg_pubkey(&piped), piped_public);
     for _ in 0..5 {
         let (wg_private, wg_public) = sys::wg_key_pair();
         assert_eq!(pqgate_stdin(&["keygen", "wg-pub"], &wg_private), wg_public);
@@ -164,7 +108,9 @@ fn tls_keys_of_every_algorithm_load_into_rustls() {
         // rustls loads the key and finds it matches the certificate.
         pqgate::tls::material::load_certified_key(&cert, &key, &provider)
             .unwrap_or_else(|e| panic!("{alg}: {e}"));
-        if !alg.starts_with("ml-dsa") && sys::have("openssl") {
+        if !alg.starts_with("ml-dsa")
+            && require_tools("tls_keys_of_every_algorithm_load_into_rustls", &["openssl"])
+        {
             let text = sys::ok(&["openssl", "x509", "-in", s(&cert), "-noout", "-text"]);
             assert!(text.contains("DNS:gw.example"), "{alg}: {text}");
             assert!(text.contains("IP Address:192.0.2.7"), "{alg}: {text}");
@@ -275,13 +221,7 @@ async fn ca_certificates_carry_a_real_mutual_tls_connection_to_a_pqgate_listener
         );
     let _gw = Gateway::start(dir.path(), "gw", &cfg, admin);
     let addr = ([127, 0, 0, 1], port).into();
-    let hybrid = || {
-        pqgate_agility::build_provider(pqgate_agility::ProviderSpec {
-            policy: pqgate_agility::KxPolicy::HybridRequired,
-            tls12: false,
-        })
-        .unwrap()
-    };
+    let hybrid = hybrid_required;
     // The client verifies the server's CA certificate chain (ML-DSA-65) and name, and
     // presents its own: the listener verifies it against the same CA.
     let (echo, group) = exchange(
@@ -394,7 +334,12 @@ fn revoked_certificates_are_in_the_crl_and_refused_by_webpki() {
             "{alg}: {err:?}"
         );
 
-        if alg.starts_with("ecdsa") && sys::have("openssl") {
+        if alg.starts_with("ecdsa")
+            && require_tools(
+                "revoked_certificates_are_in_the_crl_and_refused_by_webpki",
+                &["openssl"],
+            )
+        {
             let text = sys::ok(&["openssl", "crl", "-in", s(&crl_path), "-noout", "-text"]);
             assert!(text.to_lowercase().contains(&bad_serial), "{text}");
             assert!(!text.to_lowercase().contains(&good_serial), "{text}");
@@ -433,7 +378,10 @@ fn revoked_certificates_are_in_the_crl_and_refused_by_webpki() {
 
 #[test]
 fn classical_ca_certificates_pass_openssl_verify() {
-    if !sys::have("openssl") {
+    if !require_tools(
+        "classical_ca_certificates_pass_openssl_verify",
+        &["openssl"],
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

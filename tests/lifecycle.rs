@@ -2,11 +2,9 @@
 //! connections and rejects a bad config whole; SIGTERM stops accepting, lets open connections
 //! finish, then exits.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn client(pki: &Pki) -> std::sync::Arc<rustls::ClientConfig> {
@@ -138,11 +136,14 @@ async fn sighup_reload_keeps_connections_and_rejects_bad_configs() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_drains_open_connections_then_exits() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path(), "ca");
-    let leaf = pki.server("srv");
+    let Site {
+        dir,
+        pki,
+        leaf,
+        port,
+        admin,
+    } = Site::new("ca", "srv");
     let backend = echo_backend().await;
-    let (port, admin) = (free_port(), admin_addr());
     let cfg = admin_toml(admin)
         + &listener_toml("web", port, &backend.to_string(), &leaf, "hybrid-required");
     let mut gw = Gateway::start(dir.path(), "gw", &cfg, admin);

@@ -2,16 +2,14 @@
 //! honours the contract, and broken ones that must each be refused with a clear error), detached
 //! signatures, and the SM4-GCM/SM3 plugin carrying TLS_SM4_GCM_SM3 between two pqgate processes.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::*;
 use pqgate_agility::Registry;
 use pqgate_agility::plugin::{PluginError, loader};
+use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn repo() -> &'static Path {
@@ -110,16 +108,10 @@ fn broken_plugins_are_refused_with_a_clear_error() {
     assert!(registry.aead("TEST-XOR-TOY-AEAD").is_none());
 }
 
+/// `pqgate check -c CONFIG`: (success, stderr).
 fn check(config: &Path) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pqgate"))
-        .args(["check", "-c"])
-        .arg(config)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let (ok, _, stderr) = support::cli::check(config);
+    (ok, stderr)
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //! rotating; garbage datagrams change nothing.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -13,10 +13,7 @@ use pqgate::pqpsk::{Failure, Node, Psk, PskSink, WgKey};
 use pqgate_agility::Registry;
 use pqgate_core::pqpsk::config::{PqMode, PqPskConfig, PqPskPeer, SecondKem};
 use pqgate_core::wg::Key32;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType, IsCa, Issuer,
-    KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SerialNumber, SignatureAlgorithm,
-};
+use support::{Leaf, Pki};
 
 /// Rotation interval for the tests, in seconds (the shortest the config allows).
 const INTERVAL_SECS: u64 = 1;
@@ -75,86 +72,6 @@ impl FakeSink {
                 _ => None,
             })
             .collect()
-    }
-}
-
-/// A test CA that writes its files into a directory.
-struct Ca {
-    dir: PathBuf,
-    name: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-/// A node's certificate files.
-struct Leaf {
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-impl Ca {
-    fn new(dir: &Path, name: &str, alg: &'static SignatureAlgorithm) -> Self {
-        let key = KeyPair::generate_for(alg).unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        params
-            .distinguished_name
-            .push(DnType::CommonName, format!("{name} CA"));
-        let cert = params.self_signed(&key).unwrap();
-        std::fs::write(dir.join(format!("{name}-ca.pem")), cert.pem()).unwrap();
-        Self {
-            dir: dir.to_owned(),
-            name: name.to_owned(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    fn ca_path(&self) -> PathBuf {
-        self.dir.join(format!("{}-ca.pem", self.name))
-    }
-
-    /// A leaf for `dns_name`; `expired` puts its validity in 2020; `serial` is its serial number.
-    fn issue(&self, file: &str, dns_name: &str, expired: bool, serial: u64) -> Leaf {
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let mut params = CertificateParams::new(vec![dns_name.to_owned()]).unwrap();
-        params.distinguished_name.push(DnType::CommonName, file);
-        params.serial_number = Some(SerialNumber::from(serial));
-        if expired {
-            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-            params.not_after = rcgen::date_time_ymd(2020, 12, 31);
-        }
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        let leaf = Leaf {
-            cert: self.dir.join(format!("{file}-cert.pem")),
-            key: self.dir.join(format!("{file}-key.pem")),
-        };
-        std::fs::write(&leaf.cert, cert.pem()).unwrap();
-        std::fs::write(&leaf.key, key.serialize_pem()).unwrap();
-        leaf
-    }
-
-    /// A CRL revoking `serials`, written as PEM.
-    fn crl(&self, serials: &[u64]) -> PathBuf {
-        let params = CertificateRevocationListParams {
-            this_update: rcgen::date_time_ymd(2024, 1, 1),
-            next_update: rcgen::date_time_ymd(2100, 1, 1),
-            crl_number: SerialNumber::from(1u64),
-            issuing_distribution_point: None,
-            revoked_certs: serials
-                .iter()
-                .map(|s| RevokedCertParams {
-                    serial_number: SerialNumber::from(*s),
-                    revocation_time: rcgen::date_time_ymd(2024, 1, 1),
-                    reason_code: None,
-                    invalidity_date: None,
-                })
-                .collect(),
-            key_identifier_method: KeyIdMethod::Sha256,
-        };
-        let crl = params.signed_by(&self.issuer).unwrap();
-        let path = self.dir.join(format!("{}-crl.pem", self.name));
-        std::fs::write(&path, crl.pem().unwrap()).unwrap();
-        path
     }
 }
 
@@ -242,12 +159,12 @@ struct Pair {
 
 async fn start_pair(kem: SecondKem, profile: &str, mode: PqMode) -> Pair {
     let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new(dir.path(), "main", &rcgen::PKCS_ML_DSA_65);
-    let leaf_a = ca.issue("a", "a.pqgate.test", false, 1);
-    let leaf_b = ca.issue("b", "b.pqgate.test", false, 2);
+    let ca = Pki::with_alg(dir.path(), "main", &rcgen::PKCS_ML_DSA_65);
+    let leaf_a = ca.issue_serial("a", "a.pqgate.test", 1, false);
+    let leaf_b = ca.issue_serial("b", "b.pqgate.test", 2, false);
     let (sink_a, sink_b) = (Arc::new(FakeSink::default()), Arc::new(FakeSink::default()));
     let mut cfg_a = config(
-        &ca.ca_path(),
+        &ca.ca_file(),
         &leaf_a,
         kem,
         vec![peer(KEY_B, None, "b.pqgate.test")],
@@ -257,7 +174,7 @@ async fn start_pair(kem: SecondKem, profile: &str, mode: PqMode) -> Pair {
     let a = start(&cfg_a, KEY_A, &sink_a).await;
     let addr_a = a.local_addr().unwrap();
     let to_a = vec![peer(KEY_A, Some(addr_a), "a.pqgate.test")];
-    let mut cfg_b = config(&ca.ca_path(), &leaf_b, kem, to_a);
+    let mut cfg_b = config(&ca.ca_file(), &leaf_b, kem, to_a);
     cfg_b.profile = profile.into();
     cfg_b.mode = mode;
     let b = start(&cfg_b, KEY_B, &sink_b).await;
@@ -373,20 +290,20 @@ async fn mceliece_and_hqc_derive_identical_psks_cnsa2_too() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_expired_revoked_and_misnamed_peers_are_refused_while_a_good_one_rotates() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new(dir.path(), "main", &rcgen::PKCS_ECDSA_P256_SHA256);
-    let other = Ca::new(dir.path(), "other", &rcgen::PKCS_ECDSA_P256_SHA256);
-    let leaf_a = ca.issue("a", "a.pqgate.test", false, 1);
-    let leaf_b = ca.issue("b", "b.pqgate.test", false, 2);
-    let leaf_c = other.issue("c", "c.pqgate.test", false, 3);
-    let leaf_d = ca.issue("d", "d.pqgate.test", true, 4);
-    let leaf_e = ca.issue("e", "e.pqgate.test", false, 5);
+    let ca = Pki::with_alg(dir.path(), "main", &rcgen::PKCS_ECDSA_P256_SHA256);
+    let other = Pki::with_alg(dir.path(), "other", &rcgen::PKCS_ECDSA_P256_SHA256);
+    let leaf_a = ca.issue_serial("a", "a.pqgate.test", 1, false);
+    let leaf_b = ca.issue_serial("b", "b.pqgate.test", 2, false);
+    let leaf_c = other.issue_serial("c", "c.pqgate.test", 3, false);
+    let leaf_d = ca.issue_serial("d", "d.pqgate.test", 4, true);
+    let leaf_e = ca.issue_serial("e", "e.pqgate.test", 5, false);
     // A valid certificate, but for another name than A expects for that key.
-    let leaf_f = ca.issue("f", "not-f.pqgate.test", false, 6);
+    let leaf_f = ca.issue_serial("f", "not-f.pqgate.test", 6, false);
     let crl = ca.crl(&[5]);
     let (kc, kd, ke, kf) = ([0x20; 32], [0x30; 32], [0x40; 32], [0x50; 32]);
     let sink_a = Arc::new(FakeSink::default());
     let mut cfg_a = config(
-        &ca.ca_path(),
+        &ca.ca_file(),
         &leaf_a,
         SecondKem::None,
         vec![
@@ -411,7 +328,7 @@ async fn foreign_expired_revoked_and_misnamed_peers_are_refused_while_a_good_one
         (kf, &leaf_f),
     ] {
         let sink = Arc::new(FakeSink::default());
-        let c = config(&ca.ca_path(), leaf, SecondKem::None, to_a.clone());
+        let c = config(&ca.ca_file(), leaf, SecondKem::None, to_a.clone());
         nodes.push(start(&c, key, &sink).await);
         sinks.push(sink);
     }
@@ -487,20 +404,20 @@ async fn pq_required_expires_the_peer_once_the_channel_is_gone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peers_are_added_and_removed_live() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new(dir.path(), "main", &rcgen::PKCS_ECDSA_P256_SHA256);
-    let leaf_a = ca.issue("a", "a.pqgate.test", false, 1);
-    let leaf_b = ca.issue("b", "b.pqgate.test", false, 2);
+    let ca = Pki::with_alg(dir.path(), "main", &rcgen::PKCS_ECDSA_P256_SHA256);
+    let leaf_a = ca.issue_serial("a", "a.pqgate.test", 1, false);
+    let leaf_b = ca.issue_serial("b", "b.pqgate.test", 2, false);
     let (sink_a, sink_b) = (Arc::new(FakeSink::default()), Arc::new(FakeSink::default()));
     // A starts knowing nobody: B's channel is refused as an unknown peer.
     let a = start(
-        &config(&ca.ca_path(), &leaf_a, SecondKem::None, Vec::new()),
+        &config(&ca.ca_file(), &leaf_a, SecondKem::None, Vec::new()),
         KEY_A,
         &sink_a,
     )
     .await;
     let to_a = vec![peer(KEY_A, Some(a.local_addr().unwrap()), "a.pqgate.test")];
     let b = start(
-        &config(&ca.ca_path(), &leaf_b, SecondKem::None, to_a),
+        &config(&ca.ca_file(), &leaf_b, SecondKem::None, to_a),
         KEY_B,
         &sink_b,
     )
@@ -573,13 +490,13 @@ fn config_reads_from_toml_with_defaults_and_refuses_unknown_keys() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_reload_closes_revoked_channels_and_takes_renewed_certificates() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new(dir.path(), "main", &rcgen::PKCS_ECDSA_P256_SHA256);
-    let leaf_a = ca.issue("a", "a.pqgate.test", false, 1);
-    let leaf_b = ca.issue("b", "b.pqgate.test", false, 2);
+    let ca = Pki::with_alg(dir.path(), "main", &rcgen::PKCS_ECDSA_P256_SHA256);
+    let leaf_a = ca.issue_serial("a", "a.pqgate.test", 1, false);
+    let leaf_b = ca.issue_serial("b", "b.pqgate.test", 2, false);
     let crl = ca.crl(&[]);
     let (sink_a, sink_b) = (Arc::new(FakeSink::default()), Arc::new(FakeSink::default()));
     let mut cfg_a = config(
-        &ca.ca_path(),
+        &ca.ca_file(),
         &leaf_a,
         SecondKem::None,
         vec![peer(KEY_B, None, "b.pqgate.test")],
@@ -587,7 +504,7 @@ async fn tls_reload_closes_revoked_channels_and_takes_renewed_certificates() {
     cfg_a.crl = vec![crl.clone()];
     let a = start(&cfg_a, KEY_A, &sink_a).await;
     let to_a = vec![peer(KEY_A, Some(a.local_addr().unwrap()), "a.pqgate.test")];
-    let mut cfg_b = config(&ca.ca_path(), &leaf_b, SecondKem::None, to_a);
+    let mut cfg_b = config(&ca.ca_file(), &leaf_b, SecondKem::None, to_a);
     cfg_b.crl = vec![crl];
     let b = start(&cfg_b, KEY_B, &sink_b).await;
     let up = |n: &Node| n.status()[0].1.channel_up;
@@ -604,12 +521,12 @@ async fn tls_reload_closes_revoked_channels_and_takes_renewed_certificates() {
     assert_eq!(err.key(), "pqpsk.cert", "{err}");
     // Readable, but A's own certificate fails under it: a CA bundle of another CA, an expired
     // certificate of A. Refused by key; nothing is swapped in, no channel closes.
-    let other = Ca::new(dir.path(), "other", &rcgen::PKCS_ECDSA_P256_SHA256);
+    let other = Pki::with_alg(dir.path(), "other", &rcgen::PKCS_ECDSA_P256_SHA256);
     let mut foreign = cfg_a.clone();
-    foreign.ca = other.ca_path();
+    foreign.ca = other.ca_file();
     let err = a.reload_tls(&foreign, registry()).unwrap_err();
     assert_eq!(err.key(), "pqpsk.ca", "{err}");
-    let old = ca.issue("a-old", "a.pqgate.test", true, 9);
+    let old = ca.issue_serial("a-old", "a.pqgate.test", 9, true);
     let mut expired = cfg_a.clone();
     (expired.cert, expired.key) = (old.cert, old.key);
     let err = a.reload_tls(&expired, registry()).unwrap_err();
@@ -665,7 +582,7 @@ async fn tls_reload_closes_revoked_channels_and_takes_renewed_certificates() {
     );
 
     // Renew B's certificate at the same paths and reload B: the channel comes back.
-    ca.issue("b", "b.pqgate.test", false, 3);
+    ca.issue_serial("b", "b.pqgate.test", 3, false);
     let done = b.reload_tls(&cfg_b, registry()).unwrap();
     assert!(done.closed.is_empty());
     assert_ne!(done.leaf, done.previous, "B's certificate changed");

@@ -3,15 +3,13 @@
 //! verified against --ca (and refused under the wrong CA), and --require-pq fails a classical
 //! session.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::*;
+use support::*;
 
 fn probe(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pqgate"))
+    Command::new(support::pqgate_bin())
         .arg("probe")
         .args(args)
         .output()
@@ -34,11 +32,13 @@ fn path(p: &Path) -> &str {
 
 #[test]
 fn reports_the_hybrid_group_and_verifies_the_certificate() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path(), "main");
-    let leaf = pki.server("server");
-    let port = free_port();
-    let admin = admin_addr();
+    let Site {
+        dir,
+        pki,
+        leaf,
+        port,
+        admin,
+    } = Site::new("main", "server");
     let cfg =
         admin_toml(admin) + &listener_toml("edge", port, "builtin:info", &leaf, "hybrid-required");
     let _gw = Gateway::start(dir.path(), "gw", &cfg, admin);
@@ -104,11 +104,13 @@ fn reports_the_hybrid_group_and_verifies_the_certificate() {
 
 #[test]
 fn reports_a_classical_group_and_require_pq_fails() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path(), "main");
-    let leaf = pki.server("server");
-    let port = free_port();
-    let admin = admin_addr();
+    let Site {
+        dir,
+        pki: _,
+        leaf,
+        port,
+        admin,
+    } = Site::new("main", "server");
     // A server that has only X25519: the probe offers the hybrid first and must fall back.
     let cfg = admin_toml(admin)
         + "[[profile]]\nname = \"x25519-only\"\ngroups = [\"X25519\"]\n\

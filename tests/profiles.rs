@@ -1,25 +1,14 @@
 //! Profiles: `cnsa2` (ML-KEM-1024, AES-256-GCM, P-384 or ML-DSA-87 certificates),
 //! `classical-compat`, and custom `[[profile]]` lists, end to end and in `pqgate check`.
 
-mod common;
-
-use std::process::Command;
-
-use common::*;
 use rustls::crypto::aws_lc_rs::kx_group;
+use support::*;
 
 fn check(dir: &std::path::Path, text: &str) -> (bool, String) {
     let path = dir.join("check.toml");
     std::fs::write(&path, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_pqgate"))
-        .args(["check", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let (ok, _, stderr) = support::cli::check(&path);
+    (ok, stderr)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -74,9 +63,7 @@ async fn cnsa2_negotiates_mlkem1024_with_aes256_and_demands_a_p384_certificate()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_custom_profile_orders_suites_and_bad_profiles_are_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path(), "ca");
-    let leaf = pki.server("srv");
+    let Site { dir, pki, leaf, .. } = Site::new("ca", "srv");
     let backend = echo_backend().await;
 
     let (ok, err) = check(

@@ -5,15 +5,13 @@
 //! restarted, refused QUIC clients (classical-only, wrong certificate) built here with quinn,
 //! and garbage datagrams.
 
-mod common;
-
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lc_rs::digest::{Context, SHA256};
-use common::*;
 use rustls::crypto::aws_lc_rs as provider;
+use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -22,37 +20,6 @@ const CONCURRENT: usize = 50;
 const PER_CONNECTION_BYTES: usize = 512 * 1024;
 /// Generous bound for any single exchange (debug build, shared machine).
 const EXCHANGE_LIMIT: Duration = Duration::from_secs(120);
-
-/// A deterministic byte stream (xorshift), seeded per connection.
-fn fill(state: &mut u64, buf: &mut [u8]) {
-    for chunk in buf.chunks_mut(8) {
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        let bytes = state.to_le_bytes();
-        chunk.copy_from_slice(&bytes[..chunk.len()]);
-    }
-}
-
-/// A server that hashes everything it receives and, after the client's FIN, replies with the
-/// 32-byte digest (so the reply proves the half-close crossed the tunnel).
-async fn hashing_server(listener: TcpListener) {
-    while let Ok((mut s, _)) = listener.accept().await {
-        tokio::spawn(async move {
-            let mut ctx = Context::new(&SHA256);
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                match s.read(&mut buf).await {
-                    Ok(0) => break,
-                    Ok(n) => ctx.update(&buf[..n]),
-                    Err(_) => return,
-                }
-            }
-            let _ = s.write_all(ctx.finish().as_ref()).await;
-            let _ = s.shutdown().await;
-        });
-    }
-}
 
 /// Sends `len` bytes from `seed` through `port`, half-closes, and checks the digest returned.
 async fn hashed_roundtrip(port: u16, seed: u64, len: usize) -> Result<(), String> {

@@ -1,29 +1,16 @@
 //! The site-to-site pair: app -> gateway A (connector: plaintext in, PQ TLS out) -> gateway B
 //! (listener: PQ TLS in, plaintext out) -> server, with mutual TLS between the gateways.
 
-mod common;
-
 use std::time::Duration;
 
 use aws_lc_rs::digest::{Context, SHA256};
-use common::*;
 use rustls::pki_types::pem::PemObject;
+use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Bytes moved end to end.
 const TRANSFER_BYTES: usize = 256 * 1024 * 1024;
-
-/// A deterministic byte stream (xorshift) so both ends agree without storing 256 MiB.
-fn fill(state: &mut u64, buf: &mut [u8]) {
-    for chunk in buf.chunks_mut(8) {
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        let bytes = state.to_le_bytes();
-        chunk.copy_from_slice(&bytes[..chunk.len()]);
-    }
-}
 
 struct Pair {
     _a: Gateway,
@@ -69,33 +56,10 @@ async fn start_pair(dir: &std::path::Path, server: std::net::SocketAddr, verify:
     Pair { _a: a, b, app_port }
 }
 
-/// A server that hashes everything it receives and replies with the 32-byte digest.
-async fn hashing_server() -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut ctx = Context::new(&SHA256);
-                let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => ctx.update(&buf[..n]),
-                    }
-                }
-                let _ = s.write_all(ctx.finish().as_ref()).await;
-                let _ = s.shutdown().await;
-            });
-        }
-    });
-    addr
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn site_to_site_moves_256_mib_byte_exact_over_x25519mlkem768() {
     let dir = tempfile::tempdir().unwrap();
-    let server = hashing_server().await;
+    let server = hashing_backend().await;
     let pair = start_pair(dir.path(), server, "ca").await;
 
     let mut app = TcpStream::connect(("127.0.0.1", pair.app_port))
@@ -185,9 +149,7 @@ async fn connector_with_a_pinned_key_connects_and_a_wrong_pin_does_not() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn connector_refuses_a_classical_only_remote_under_hybrid_required() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path(), "legacy");
-    let leaf = pki.server("legacy");
+    let Site { dir, pki, leaf, .. } = Site::new("legacy", "legacy");
     // A classical-only TLS server (X25519 and P-256 only), like an unupgraded peer.
     let chain = vec![leaf.cert_der.clone()];
     let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&leaf.key).unwrap();

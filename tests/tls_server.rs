@@ -1,12 +1,10 @@
 //! TLS termination against a real pqgate process: policy, SNI routes, mTLS, PROXY v2, backend
 //! faults and hostile clients.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use rustls::NamedGroup;
+use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -21,12 +19,14 @@ fn hybrid_required_client(pki: &Pki) -> std::sync::Arc<rustls::ClientConfig> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hybrid_client_negotiates_x25519mlkem768_and_classical_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path(), "main");
-    let leaf = pki.server("server");
+    let Site {
+        dir,
+        pki,
+        leaf,
+        port,
+        admin,
+    } = Site::new("main", "server");
     let backend = echo_backend().await;
-    let port = free_port();
-    let admin = admin_addr();
     let cfg = admin_toml(admin)
         + &listener_toml("edge", port, &backend.to_string(), &leaf, "hybrid-required");
     let gw = Gateway::start(dir.path(), "gw", &cfg, admin);
@@ -98,12 +98,14 @@ async fn hybrid_client_negotiates_x25519mlkem768_and_classical_is_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hybrid_preferred_accepts_and_counts_classical() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path(), "main");
-    let leaf = pki.server("server");
+    let Site {
+        dir,
+        pki,
+        leaf,
+        port,
+        admin,
+    } = Site::new("main", "server");
     let backend = echo_backend().await;
-    let port = free_port();
-    let admin = admin_addr();
     let cfg = admin_toml(admin)
         + &listener_toml(
             "mixed",
@@ -218,13 +220,7 @@ async fn mutual_tls_required_refuses_missing_and_foreign_certificates() {
         );
     let gw = Gateway::start(dir.path(), "gw", &cfg, admin);
     let addr = ([127, 0, 0, 1], port).into();
-    let hybrid = || {
-        pqgate_agility::build_provider(pqgate_agility::ProviderSpec {
-            policy: pqgate_agility::KxPolicy::HybridRequired,
-            tls12: false,
-        })
-        .unwrap()
-    };
+    let hybrid = hybrid_required;
 
     let (echo, _) = exchange(
         addr,
@@ -266,9 +262,7 @@ async fn mutual_tls_required_refuses_missing_and_foreign_certificates() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn proxy_protocol_v2_header_reaches_the_backend() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path(), "main");
-    let leaf = pki.server("server");
+    let Site { dir, pki, leaf, .. } = Site::new("main", "server");
     let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let backend_addr = backend.local_addr().unwrap();
     let port = free_port();
@@ -320,9 +314,7 @@ async fn proxy_protocol_v2_header_reaches_the_backend() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn backend_down_closes_cleanly_counts_and_recovers() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path(), "main");
-    let leaf = pki.server("server");
+    let Site { dir, pki, leaf, .. } = Site::new("main", "server");
     let backend_port = free_port();
     let port = free_port();
     let admin = admin_addr();
@@ -365,12 +357,14 @@ async fn backend_down_closes_cleanly_counts_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn garbage_stalls_and_floods_are_bounded() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path(), "main");
-    let leaf = pki.server("server");
+    let Site {
+        dir,
+        pki,
+        leaf,
+        port,
+        admin,
+    } = Site::new("main", "server");
     let backend = echo_backend().await;
-    let port = free_port();
-    let admin = admin_addr();
     let cfg = admin_toml(admin)
         + &listener_toml(
             "hostile",

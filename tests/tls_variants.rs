@@ -1,11 +1,9 @@
 //! Certificate algorithms, the TLS 1.2 opt-in, JSON logs and systemd notifications.
 
-mod common;
-
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
-use common::*;
+use support::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_supported_certificate_algorithm_serves_a_hybrid_handshake() {
@@ -72,9 +70,7 @@ async fn every_supported_certificate_algorithm_serves_a_hybrid_handshake() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tls12_only_where_a_listener_opts_in() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path(), "ca");
-    let leaf = pki.server("srv");
+    let Site { dir, pki, leaf, .. } = Site::new("ca", "srv");
     let backend = echo_backend().await;
     let (legacy, modern, admin) = (free_port(), free_port(), admin_addr());
     let cfg = admin_toml(admin)
@@ -125,9 +121,7 @@ async fn tls12_only_where_a_listener_opts_in() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn json_logs_and_systemd_notifications() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path(), "ca");
-    let leaf = pki.server("srv");
+    let Site { dir, pki, leaf, .. } = Site::new("ca", "srv");
     let backend = echo_backend().await;
     let socket_path = dir.path().join("notify.sock");
     let notify = UnixDatagram::bind(&socket_path).unwrap();

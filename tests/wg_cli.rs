@@ -22,12 +22,7 @@ fn wg_up_reports_config_errors() {
         "[Interface]\nListenPort = 70000\n\n[Peer]\nAllowedIPs = 10.0.0.0/33\n",
     )
     .expect("writing");
-    let out = run(&[
-        env!("CARGO_BIN_EXE_pqgate"),
-        "wg",
-        "up",
-        &bad.to_string_lossy(),
-    ]);
+    let out = run(&[support::pqgate_bin(), "wg", "up", &bad.to_string_lossy()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -38,7 +33,7 @@ fn wg_up_reports_config_errors() {
     let misnamed = dir.path().join("not an interface.conf");
     std::fs::write(&misnamed, "").expect("writing");
     let out = run(&[
-        env!("CARGO_BIN_EXE_pqgate"),
+        support::pqgate_bin(),
         "wg",
         "up",
         &misnamed.to_string_lossy(),

@@ -6,16 +6,16 @@
 //! Runs as root in network namespaces joined by veth pairs; every wait is bounded and Drop
 //! tears everything down, even on panic.
 
-mod common;
-
-use common::netns::*;
-use common::sys::*;
 use std::fmt::Write as _;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::path::Path;
+use std::process::Child;
 use std::thread;
 use std::time::{Duration, Instant};
+use support::daemon::{NsDaemon, RELOAD_OUTCOMES};
+use support::netns::*;
+use support::require_root;
+use support::sys::*;
 
 const PQ_PORT: u16 = 51830;
 const PEER_PORT: u16 = 51831;
@@ -26,11 +26,8 @@ const SEED: u32 = 0x2545_f491;
 /// Each read and write of a transfer.
 const BOUNDS: Bounds = Bounds::each_io(Duration::from_secs(30));
 
-fn tools_ready() -> bool {
-    can_run(
-        "wg_config",
-        &["wireguard-go", "wg", "ping", "ip", "timeout"],
-    )
+fn tools_ready(test: &str) -> bool {
+    require_root(test, &["wireguard-go", "wg", "ping", "ip", "timeout"])
 }
 
 /// A wireguard-go peer in its own namespace, joined to pqgate's namespace by a veth pair.
@@ -52,8 +49,7 @@ struct Lab {
     ifname: String,
     dir: tempfile::TempDir,
     peers: Vec<Peer>,
-    pqgate: Option<Child>,
-    log: PathBuf,
+    pqgate: Option<NsDaemon>,
 }
 
 impl Lab {
@@ -66,7 +62,6 @@ impl Lab {
             dir: tempfile::tempdir().expect("tempdir"),
             peers: Vec::new(),
             pqgate: None,
-            log: PathBuf::new(),
         }
     }
 
@@ -95,21 +90,14 @@ impl Lab {
     /// Starts wireguard-go for peer `i`, with pqgate (public key `pq_public`) as its peer.
     fn start_wireguard_go(&mut self, i: usize, pq_public: &str) {
         let p = &self.peers[i];
-        let child = spawn_wireguard_go(&p.ns, &p.ifname);
-        self.peers[i].child = Some(child);
-        let p = &self.peers[i];
         let conf = format!(
             "[Interface]\nPrivateKey = {}\nListenPort = {PEER_PORT}\n\n[Peer]\nPublicKey = \
              {pq_public}\nAllowedIPs = 10.100.0.1/32\nEndpoint = 10.99.{}.1:{PQ_PORT}\n",
             p.private, p.n
         );
-        let path = self.dir.path().join(format!("peer{}.conf", p.n));
-        std::fs::write(&path, conf).expect("writing the peer config");
-        let path = path.to_string_lossy().into_owned();
-        ok_in(&p.ns, &["wg", "setconf", &p.ifname, &path]);
         let addr = format!("{}/24", p.tunnel_ip);
-        ok(&["ip", "-n", &p.ns, "address", "add", &addr, "dev", &p.ifname]);
-        ok(&["ip", "-n", &p.ns, "link", "set", "dev", &p.ifname, "up"]);
+        let child = wireguard_go_peer(&p.ns, &p.ifname, self.dir.path(), &conf, &[&addr]);
+        self.peers[i].child = Some(child);
     }
 
     /// pqgate's `[Peer]` section for peer `i`, wg-quick style.
@@ -131,72 +119,38 @@ impl Lab {
         )
     }
 
-    /// Starts `pqgate run -c config` in pqgate's namespace, stderr to a log file.
+    /// Starts `pqgate run -c config` in pqgate's namespace and waits until it is healthy.
     fn start_pqgate(&mut self, config: &Path) {
-        self.log = self.dir.path().join("pqgate.log");
-        let log = std::fs::File::create(&self.log).expect("log file");
-        let child = command_in(&self.ns, &[env!("CARGO_BIN_EXE_pqgate"), "run", "-c"])
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawning pqgate");
-        self.pqgate = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while http_get(&self.ns, "/healthz").is_none_or(|r| !r.starts_with("HTTP/1.1 200")) {
-            self.assert_pqgate_alive();
-            assert!(
-                Instant::now() < deadline,
-                "pqgate not ready:\n{}",
-                self.log_text()
-            );
-            thread::sleep(Duration::from_millis(100));
-        }
+        let log = self.dir.path().join("pqgate.log");
+        let pqgate = NsDaemon::spawn(&self.ns, config, log, &[]);
+        pqgate.wait_healthy(ADMIN.parse().expect("admin"), Duration::from_secs(60));
+        self.pqgate = Some(pqgate);
+    }
+
+    fn pqgate(&self) -> &NsDaemon {
+        self.pqgate.as_ref().expect("pqgate running")
     }
 
     fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn assert_pqgate_alive(&self) {
-        if let Some(c) = &self.pqgate {
-            assert!(
-                Path::new(&format!("/proc/{}", c.id())).exists(),
-                "pqgate exited early:\n{}",
-                self.log_text()
-            );
-        }
+        self.pqgate().log_text()
     }
 
     /// The pid of pqgate itself (`ip netns exec` execs it, so the child's pid).
     fn pqgate_pid(&self) -> u32 {
-        self.pqgate.as_ref().expect("pqgate running").id()
+        self.pqgate().pid()
     }
 
     /// Sends SIGHUP and waits until the log shows one more reload outcome than before.
     fn reload(&self) -> String {
-        let count = |t: &str| {
-            t.matches("configuration reloaded").count() + t.matches("reload rejected").count()
-        };
-        let before = count(&self.log_text());
-        ok(&["kill", "-HUP", &self.pqgate_pid().to_string()]);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let text = self.log_text();
-            if count(&text) > before {
-                return text;
-            }
-            self.assert_pqgate_alive();
-            assert!(Instant::now() < deadline, "no reload outcome:\n{text}");
-            thread::sleep(Duration::from_millis(100));
-        }
+        self.pqgate()
+            .reload(&RELOAD_OUTCOMES, Duration::from_secs(30))
     }
 
     /// Stops pqgate with SIGTERM; asserts a clean exit that removed the interface and socket.
     fn stop_pqgate(&mut self) {
-        let child = self.pqgate.take().expect("pqgate running");
-        let status = terminate(child, Duration::from_secs(20)).status;
-        assert!(status.success(), "pqgate: {status}\n{}", self.log_text());
+        let mut pqgate = self.pqgate.take().expect("pqgate running");
+        let status = pqgate.stop(Duration::from_secs(20));
+        assert!(status.success(), "pqgate: {status}\n{}", pqgate.log_text());
         let gone = run(
             5,
             &["ip", "-n", &self.ns, "link", "show", "dev", &self.ifname],
@@ -207,7 +161,7 @@ impl Lab {
     }
 
     fn ping(&self, to: &str, tries: u32) {
-        if !try_ping(&self.ns, to, tries, || self.assert_pqgate_alive()) {
+        if !try_ping(&self.ns, to, tries, || self.pqgate().assert_alive()) {
             panic!(
                 "no ping reply from {to} in {tries} tries:\n{}",
                 self.log_text()
@@ -229,8 +183,9 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        let children = self.peers.iter_mut().filter_map(|p| p.child.as_mut());
-        kill_all(children.chain(self.pqgate.as_mut()));
+        // pqgate is killed first (its guard), then the peers.
+        self.pqgate = None;
+        kill_all(self.peers.iter_mut().filter_map(|p| p.child.as_mut()));
         let peers = self.peers.iter().map(|p| p.ifname.as_str());
         remove_sockets(peers.chain([self.ifname.as_str()]));
         // The namespaces go when their guards drop, after this.
@@ -239,7 +194,7 @@ impl Drop for Lab {
 
 /// One HTTP GET to the admin endpoint inside `ns`; the whole response, or None.
 fn http_get(ns: &str, path: &str) -> Option<String> {
-    common::netns::http_get(ns, ADMIN.parse().ok()?, path)
+    support::netns::http_get(ns, ADMIN.parse().ok()?, path)
 }
 
 /// The value of the sample of `metric` whose labels include every `labels` pair.
@@ -301,7 +256,7 @@ fn write_mode(path: &Path, text: &str, mode: u32) {
 /// wireguard-go: traffic, metrics, capabilities, teardown.
 #[test]
 fn imported_config_runs_against_wireguard_go() {
-    if !tools_ready() {
+    if !tools_ready("imported_config_runs_against_wireguard_go") {
         return;
     }
     let mut lab = Lab::new("i");
@@ -320,7 +275,7 @@ fn imported_config_runs_against_wireguard_go() {
     let out = run(
         20,
         &[
-            env!("CARGO_BIN_EXE_pqgate"),
+            support::pqgate_bin(),
             "wg",
             "import",
             &conf.to_string_lossy(),
@@ -387,7 +342,7 @@ fn imported_config_runs_against_wireguard_go() {
 /// key file opened to others makes the next reload fail and changes nothing.
 #[test]
 fn reload_changes_peers_live_and_a_bad_reload_changes_nothing() {
-    if !tools_ready() {
+    if !tools_ready("reload_changes_peers_live_and_a_bad_reload_changes_nothing") {
         return;
     }
     let mut lab = Lab::new("r");
@@ -519,7 +474,7 @@ fn key_files_open_to_others_are_refused() {
     write_mode(&config, &text, 0o600);
     let path = config.to_string_lossy().into_owned();
     for cmd in ["check", "run"] {
-        let out = run(30, &[env!("CARGO_BIN_EXE_pqgate"), cmd, "-c", &path]);
+        let out = run(30, &[support::pqgate_bin(), cmd, "-c", &path]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{cmd} accepted it: {stderr}");
         assert!(
@@ -544,7 +499,7 @@ fn key_files_open_to_others_are_refused() {
     let out = run(
         30,
         &[
-            env!("CARGO_BIN_EXE_pqgate"),
+            support::pqgate_bin(),
             "check",
             "-c",
             &inline.to_string_lossy(),

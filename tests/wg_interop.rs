@@ -5,13 +5,12 @@
 //! skips (or fails under REQUIRE_INTEROP_TOOLS) when the tools are missing. Every wait is bounded
 //! and Drop tears everything down, even on panic.
 
-mod common;
-
-use common::netns::*;
-use common::sys::*;
 use std::net::SocketAddr;
-use std::process::Child;
 use std::time::Duration;
+use support::lab::Lab;
+use support::netns::*;
+use support::require_root;
+use support::sys::*;
 
 const PORT_A: u16 = 51820;
 const PORT_B: u16 = 51821;
@@ -21,111 +20,42 @@ const SEED: u32 = 0x9e37_79b9;
 /// Each read and write of a transfer.
 const BOUNDS: Bounds = Bounds::each_io(Duration::from_secs(30));
 
-/// Two namespaces, `a` running pqgate and `b` running wireguard-go; all removed on drop.
-struct Lab {
-    a: Netns,
-    b: Netns,
-    if_a: String,
-    if_b: String,
-    dir: tempfile::TempDir,
-    pqgate: Option<Child>,
-    wggo: Option<Child>,
+/// Starts wireguard-go in `b`, pqgate in `a` its peer.
+fn start_wireguard_go(lab: &mut Lab, private: &str, peer_public: &str, psk: Option<&str>) {
+    let psk_line = psk
+        .map(|k| format!("PresharedKey = {k}\n"))
+        .unwrap_or_default();
+    let conf = format!(
+        "[Interface]\nPrivateKey = {private}\nListenPort = {PORT_B}\n\n[Peer]\n\
+         PublicKey = {peer_public}\n{psk_line}AllowedIPs = 10.100.0.1/32, fd00:100::1/128\n\
+         Endpoint = 10.99.0.1:{PORT_A}\n"
+    );
+    let (b, dev) = (lab.b.to_string(), lab.if_b.clone());
+    lab.start_wireguard_go(&b, &dev, &conf, &["10.100.0.2/24", "fd00:100::2/64"]);
 }
 
-impl Lab {
-    fn new(tag: char) -> Self {
-        let pid = std::process::id();
-        let (a, b) = (
-            Netns::new(format!("pqgt-{pid}-{tag}-a")),
-            Netns::new(format!("pqgt-{pid}-{tag}-b")),
-        );
-        let (va, vb) = (format!("va{tag}{pid}"), format!("vb{tag}{pid}"));
-        veth("10.99.0", (&a, &va), (&b, &vb));
-        Lab {
-            a,
-            b,
-            if_a: format!("pa{tag}{pid}"),
-            if_b: format!("pb{tag}{pid}"),
-            dir: tempfile::tempdir().expect("tempdir"),
-            pqgate: None,
-            wggo: None,
-        }
-    }
-
-    /// Starts wireguard-go in `b` and configures it.
-    fn start_wireguard_go(&mut self, private: &str, peer_public: &str, psk: Option<&str>) {
-        self.wggo = Some(spawn_wireguard_go(&self.b, &self.if_b));
-        let psk_line = psk
-            .map(|k| format!("PresharedKey = {k}\n"))
-            .unwrap_or_default();
-        let conf = format!(
-            "[Interface]\nPrivateKey = {private}\nListenPort = {PORT_B}\n\n[Peer]\n\
-             PublicKey = {peer_public}\n{psk_line}AllowedIPs = 10.100.0.1/32, fd00:100::1/128\n\
-             Endpoint = 10.99.0.1:{PORT_A}\n"
-        );
-        let path = self.dir.path().join("b.conf");
-        std::fs::write(&path, conf).expect("writing b.conf");
-        let path = path.to_string_lossy().into_owned();
-        let (b, dev) = (&self.b, &self.if_b);
-        ok_in(b, &["wg", "setconf", dev, &path]);
-        okw(&format!("ip -n {b} address add 10.100.0.2/24 dev {dev}"));
-        okw(&format!(
-            "ip -n {b} -6 address add fd00:100::2/64 dev {dev} nodad"
-        ));
-        ok(&["ip", "-n", b, "link", "set", "dev", dev, "up"]);
-    }
-
-    /// Starts `pqgate wg up [extra]` in `a`.
-    fn start_pqgate(
-        &mut self,
-        private: &str,
-        peer_public: &str,
-        psk: Option<&str>,
-        extra: &[&str],
-    ) {
-        let psk_line = psk
-            .map(|k| format!("PresharedKey = {k}\n"))
-            .unwrap_or_default();
-        let conf = format!(
-            "[Interface]\nPrivateKey = {private}\nListenPort = {PORT_A}\n\
-             Address = 10.100.0.1/24, fd00:100::1/64\nDNS = 10.100.0.53\n\n[Peer]\n\
-             PublicKey = {peer_public}\n{psk_line}AllowedIPs = 10.100.0.2/32, fd00:100::2/128\n\
-             Endpoint = 10.99.0.2:{PORT_B}\nPersistentKeepalive = 25\n"
-        );
-        let child = wg_up(&self.a, self.dir.path(), &self.if_a, &conf, extra)
-            .spawn()
-            .expect("spawning pqgate");
-        self.pqgate = Some(child);
-    }
-
-    /// Pings `to` from `ns` until one reply, for at most `tries` seconds.
-    fn ping(&self, ns: &str, to: &str, tries: u32) {
-        ping(ns, to, tries, || self.assert_pqgate_alive());
-    }
-
-    fn assert_pqgate_alive(&self) {
-        if let Some(c) = &self.pqgate {
-            let pid = c.id().to_string();
-            assert!(
-                std::path::Path::new(&format!("/proc/{pid}")).exists(),
-                "pqgate exited early"
-            );
-        }
-    }
-
-    /// Stops pqgate with SIGTERM and returns its stderr; asserts a clean, prompt exit.
-    fn stop_pqgate(&mut self) -> String {
-        stop_cleanly(self.pqgate.take().expect("pqgate running"), "pqgate")
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        kill_all(self.pqgate.iter_mut().chain(self.wggo.iter_mut()));
-        // A killed wireguard-go leaves its UAPI socket behind (a host-wide path).
-        remove_sockets([self.if_b.as_str()]);
-        // The namespaces go when their guards drop, after this.
-    }
+/// Starts `pqgate wg up [extra]` in `a`.
+fn start_pqgate(
+    lab: &mut Lab,
+    private: &str,
+    peer_public: &str,
+    psk: Option<&str>,
+    extra: &[&str],
+) {
+    let psk_line = psk
+        .map(|k| format!("PresharedKey = {k}\n"))
+        .unwrap_or_default();
+    let conf = format!(
+        "[Interface]\nPrivateKey = {private}\nListenPort = {PORT_A}\n\
+         Address = 10.100.0.1/24, fd00:100::1/64\nDNS = 10.100.0.53\n\n[Peer]\n\
+         PublicKey = {peer_public}\n{psk_line}AllowedIPs = 10.100.0.2/32, fd00:100::2/128\n\
+         Endpoint = 10.99.0.2:{PORT_B}\nPersistentKeepalive = 25\n"
+    );
+    let child = lab
+        .wg_up(&lab.a, &lab.if_a, &conf, extra)
+        .spawn()
+        .expect("spawning pqgate");
+    lab.pq_a = Some(child);
 }
 
 /// Sends `TRANSFER` bytes from `from_ns` to a listener in `to_ns` on `addr` and checks they
@@ -154,18 +84,19 @@ fn send_garbage(from_ns: &str) {
 
 /// `extra` goes to `pqgate wg up`; `data_path` must appear in its "data path:" line.
 fn interop(tag: char, with_psk: bool, extra: &[&str], data_path: &str) {
-    if !can_run(
-        "wg_interop",
-        &["wireguard-go", "wg", "ping", "ip", "timeout"],
-    ) {
+    let test = format!(
+        "pqgate_and_wireguard_go_with{}_psk",
+        ["out", ""][usize::from(with_psk)]
+    );
+    if !require_root(&test, &["wireguard-go", "wg", "ping", "ip", "timeout"]) {
         return;
     }
     let (priv_a, pub_a) = wg_key_pair();
     let (priv_b, pub_b) = wg_key_pair();
     let psk = with_psk.then(|| ok(&["wg", "genpsk"]).trim().to_owned());
-    let mut lab = Lab::new(tag);
-    lab.start_wireguard_go(&priv_b, &pub_a, psk.as_deref());
-    lab.start_pqgate(&priv_a, &pub_b, psk.as_deref(), extra);
+    let mut lab = Lab::new("pqgt", &tag.to_string(), "10.99.0");
+    start_wireguard_go(&mut lab, &priv_b, &pub_a, psk.as_deref());
+    start_pqgate(&mut lab, &priv_a, &pub_b, psk.as_deref(), extra);
     let (a, b) = (lab.a.to_string(), lab.b.to_string());
     // Without a PSK pqgate initiates; with one, wireguard-go does.
     match with_psk {
@@ -210,7 +141,7 @@ fn interop(tag: char, with_psk: bool, extra: &[&str], data_path: &str) {
     ok_in(&b, &["wg", "set", &dev_b, "listen-port", "51822"]);
     lab.ping(&b, "10.100.0.1", 5);
     lab.ping(&a, "10.100.0.2", 5);
-    let stderr = lab.stop_pqgate();
+    let stderr = lab.stop_a();
     eprintln!("pqgate stderr:\n{stderr}");
     assert!(
         stderr.contains("warning") && stderr.contains("DNS"),

@@ -5,17 +5,15 @@
 //! `pqgate check` refuses an out-of-range `queues` with its key path. The namespace, the
 //! process and the UAPI socket go on drop, even on panic; every wait is bounded.
 
-#[allow(dead_code)]
-#[path = "common/sys.rs"]
-mod sys;
-
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pqgate::wg::interface::MAX_QUEUES;
-use sys::{have, is_root, ok, run};
+use support::daemon::NsDaemon;
+use support::netns::{Netns, remove_sockets};
+use support::require_root;
+use support::sys::{ok, run};
 
 /// Any 32 bytes are a WireGuard private key (X25519 clamps them); another 32 stand for the peer.
 const PRIVATE: &str = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=";
@@ -27,35 +25,27 @@ const PLAIN: &str =
 const WAIT: Duration = Duration::from_secs(60);
 
 fn can_run(test: &str) -> bool {
-    if !is_root() {
-        eprintln!("SKIPPED: {test} needs root (ip netns, /dev/net/tun)");
-        return false;
-    }
-    ["ip", "timeout", "kill"].iter().all(|t| have(t))
+    require_root(test, &["ip", "timeout", "kill"])
 }
 
 /// `pqgate run` in a namespace of its own; everything removed on drop.
 struct Gate {
-    ns: String,
+    ns: Netns,
     ifname: String,
     dir: tempfile::TempDir,
-    child: Option<Child>,
+    pqgate: Option<NsDaemon>,
 }
 
 impl Gate {
     /// Creates the namespace (loopback up); nothing runs yet.
     fn new(tag: &str) -> Self {
         let pid = std::process::id();
-        let gate = Gate {
-            ns: format!("pqwo-{pid}-{tag}"),
+        Gate {
+            ns: Netns::new(format!("pqwo-{pid}-{tag}")),
             ifname: format!("wo{tag}{pid}"),
             dir: tempfile::tempdir().expect("tempdir"),
-            child: None,
-        };
-        // The guard exists before `ip netns add`, so a half-made namespace is deleted too.
-        ok(&["ip", "netns", "add", &gate.ns]);
-        ok(&["ip", "-n", &gate.ns, "link", "set", "dev", "lo", "up"]);
-        gate
+            pqgate: None,
+        }
     }
 
     fn config_path(&self) -> PathBuf {
@@ -83,67 +73,29 @@ impl Gate {
 
     /// Starts `pqgate run`; returns its "wireguard interface up" log line.
     fn start(&mut self) -> String {
-        let log = std::fs::File::create(self.log_path()).expect("log file");
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns,
-                env!("CARGO_BIN_EXE_pqgate"),
-                "run",
-            ])
-            .arg("-c")
-            .arg(self.config_path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawning pqgate");
-        self.child = Some(child);
+        let pqgate = NsDaemon::spawn(&self.ns, &self.config_path(), self.log_path(), &[]);
+        self.pqgate = Some(pqgate);
         self.wait_for("wireguard interface up", 1)
     }
 
     /// Waits until the log holds `count` lines containing `what`; returns the last of them.
-    fn wait_for(&mut self, what: &str, count: usize) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let text = self.log_text();
-            let lines: Vec<&str> = text.lines().filter(|l| l.contains(what)).collect();
-            if lines.len() >= count {
-                return lines[count - 1].to_owned();
-            }
-            if let Some(c) = self.child.as_mut() {
-                let exited = c.try_wait().expect("try_wait");
-                assert!(exited.is_none(), "pqgate exited ({exited:?}):\n{text}");
-            }
-            assert!(Instant::now() < deadline, "no {what:?} in the log:\n{text}");
-            thread::sleep(Duration::from_millis(100));
-        }
+    fn wait_for(&self, what: &str, count: usize) -> String {
+        let pqgate = self.pqgate.as_ref().expect("pqgate running");
+        pqgate.wait_log(what, count, WAIT)
     }
 
     fn pid(&self) -> String {
-        self.child
+        self.pqgate
             .as_ref()
             .expect("pqgate running")
-            .id()
+            .pid()
             .to_string()
     }
 
     /// SIGTERM, then a clean exit that removed the interface.
     fn stop(&mut self) {
-        let mut child = self.child.take().expect("pqgate running");
-        ok(&["kill", "-TERM", &child.id().to_string()]);
-        let deadline = Instant::now() + WAIT;
-        let status = loop {
-            if let Some(s) = child.try_wait().expect("try_wait") {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                break child.wait().expect("wait");
-            }
-            thread::sleep(Duration::from_millis(50));
-        };
+        let mut pqgate = self.pqgate.take().expect("pqgate running");
+        let status = pqgate.stop(WAIT);
         assert!(status.success(), "pqgate: {status}\n{}", self.log_text());
         let gone = run(
             5,
@@ -155,13 +107,10 @@ impl Gate {
 
 impl Drop for Gate {
     fn drop(&mut self) {
-        if let Some(c) = self.child.as_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        // A killed pqgate leaves its UAPI socket (host-wide, not per namespace).
-        let _ = std::fs::remove_file(format!("/var/run/wireguard/{}.sock", self.ifname));
-        let _ = run(10, &["ip", "netns", "del", &self.ns]);
+        self.pqgate = None;
+        // A killed pqgate leaves its UAPI socket (host-wide, not per namespace); the namespace
+        // goes when its guard drops, after this.
+        remove_sockets([self.ifname.as_str()]);
     }
 }
 
@@ -224,7 +173,7 @@ fn check_refuses_queues_out_of_range() {
         let out = run(
             60,
             &[
-                env!("CARGO_BIN_EXE_pqgate"),
+                support::pqgate_bin(),
                 "check",
                 "-c",
                 &path.to_string_lossy(),

@@ -17,16 +17,16 @@
 //! Runs as root; skips (or fails under REQUIRE_INTEROP_TOOLS) when the tools are missing. Every
 //! wait and loop is bounded and Drop tears everything down, even on panic.
 
-mod common;
-
-use common::netns::*;
-use common::sys::*;
 use std::net::{SocketAddr, UdpSocket};
-use std::process::Child;
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
+use support::lab::Lab;
+use support::netns::*;
+use support::require_root;
+use support::sys::*;
 
 const PORT_A: u16 = 51830;
 const PORT_B: u16 = 51831;
@@ -35,49 +35,40 @@ const TRANSFER: usize = 8 << 20;
 const FLOOD_TRANSFER: usize = 256 << 10;
 const FLOOD_LIMIT: Duration = Duration::from_secs(30);
 
-/// Root and every tool present; prints why not otherwise.
-fn tools_ready() -> bool {
-    can_run("wg_pair", &["wg", "ping", "ip", "tc", "timeout"])
+/// Root and every tool present; prints why not otherwise (fails under REQUIRE_INTEROP_TOOLS).
+fn tools_ready(test: &str) -> bool {
+    require_root(test, &["wg", "ping", "ip", "tc", "timeout"])
 }
 
-/// Two namespaces, each running pqgate; all removed on drop.
+/// The lab's two namespaces, each running pqgate, and the relay between them when there is
+/// one; all removed on drop.
 struct Pair {
-    a: Netns,
-    b: Netns,
-    veth_a: String,
-    veth_b: String,
-    if_a: String,
-    if_b: String,
-    dir: tempfile::TempDir,
-    pq_a: Option<Child>,
-    pq_b: Option<Child>,
+    lab: Lab,
     relay: Option<Relay>,
     /// pqgate A's public key (base64), once started.
     pub_a: String,
 }
 
+impl Deref for Pair {
+    type Target = Lab;
+    fn deref(&self) -> &Lab {
+        &self.lab
+    }
+}
+
+impl DerefMut for Pair {
+    fn deref_mut(&mut self) -> &mut Lab {
+        &mut self.lab
+    }
+}
+
 impl Pair {
     fn new(tag: char) -> Self {
-        let pid = std::process::id();
-        let (a, b) = (
-            Netns::new(format!("pqgp-{pid}-{tag}-a")),
-            Netns::new(format!("pqgp-{pid}-{tag}-b")),
-        );
-        let pair = Pair {
-            a,
-            b,
-            veth_a: format!("qa{tag}{pid}"),
-            veth_b: format!("qb{tag}{pid}"),
-            if_a: format!("wa{tag}{pid}"),
-            if_b: format!("wb{tag}{pid}"),
-            dir: tempfile::tempdir().expect("tempdir"),
-            pq_a: None,
-            pq_b: None,
+        Pair {
+            lab: Lab::new("pqgp", &tag.to_string(), "10.98.0"),
             relay: None,
             pub_a: String::new(),
-        };
-        veth("10.98.0", (&pair.a, &pair.veth_a), (&pair.b, &pair.veth_b));
-        pair
+        }
     }
 
     /// Adds netem loss/reorder/delay on both veth ends; false when the kernel lacks netem.
@@ -125,50 +116,24 @@ impl Pair {
              AllowedIPs = 10.101.0.1/32\nEndpoint = {to_a}\n"
         );
         self.pub_a = pub_a;
-        self.pq_b = Some(self.spawn(&self.b, &self.if_b, &conf_b));
-        self.pq_a = Some(self.spawn(&self.a, &self.if_a, &conf_a));
-    }
-
-    fn spawn(&self, ns: &str, ifname: &str, conf: &str) -> Child {
-        wg_up(ns, self.dir.path(), ifname, conf, &[])
-            .spawn()
-            .expect("spawning pqgate")
-    }
-
-    fn assert_alive(&self) {
-        for c in [&self.pq_a, &self.pq_b].into_iter().flatten() {
-            assert!(
-                std::path::Path::new(&format!("/proc/{}", c.id())).exists(),
-                "a pqgate exited early"
-            );
-        }
-    }
-
-    /// Pings `to` from `ns` until one reply, for at most `tries` attempts.
-    fn ping(&self, ns: &str, to: &str, tries: u32) {
-        ping(ns, to, tries, || self.assert_alive());
-    }
-
-    /// Stops pqgate A with SIGTERM and returns its stderr; asserts a clean, prompt exit.
-    fn stop_a(&mut self) -> String {
-        stop_cleanly(self.pq_a.take().expect("pqgate A running"), "pqgate A")
+        let spawn = |ns: &str, ifname: &str, conf: &str| {
+            self.lab
+                .wg_up(ns, ifname, conf, &[])
+                .spawn()
+                .expect("spawning pqgate")
+        };
+        let pq_b = spawn(&self.b, &self.if_b, &conf_b);
+        let pq_a = spawn(&self.a, &self.if_a, &conf_a);
+        (self.lab.pq_a, self.lab.pq_b) = (Some(pq_a), Some(pq_b));
     }
 }
 
 impl Drop for Pair {
     fn drop(&mut self) {
-        // SIGTERM first, so pqgate removes its UAPI socket and interface; SIGKILL after 3 s.
-        let children = [self.pq_a.take(), self.pq_b.take()];
-        terminate_all(
-            children.into_iter().flatten().collect(),
-            Duration::from_secs(3),
-        );
-        // A killed pqgate leaves its UAPI socket behind (a host-wide path).
-        remove_sockets([self.if_a.as_str(), self.if_b.as_str()]);
+        // Before the lab (a field) stops the pqgates and deletes the namespaces.
         if let Some(relay) = self.relay.take() {
             relay.stop();
         }
-        // The namespaces go when their guards drop, after this.
     }
 }
 
@@ -354,7 +319,7 @@ fn sniff_data_message(limit: Duration) -> Option<Vec<u8>> {
 
 #[test]
 fn pqgate_pair_over_impaired_link() {
-    if !tools_ready() {
+    if !tools_ready("pqgate_pair_over_impaired_link") {
         return;
     }
     let mut pair = Pair::new('t');
@@ -382,7 +347,7 @@ fn pqgate_pair_over_impaired_link() {
 
 #[test]
 fn pqgate_pair_survives_hostile_input() {
-    if !tools_ready() {
+    if !tools_ready("pqgate_pair_survives_hostile_input") {
         return;
     }
     let mut pair = Pair::new('h');
@@ -524,7 +489,7 @@ fn valid_initiations(public_key: &str, count: u8) -> Vec<Vec<u8>> {
 
 #[test]
 fn pqgate_pair_under_valid_handshake_flood() {
-    if !tools_ready() {
+    if !tools_ready("pqgate_pair_under_valid_handshake_flood") {
         return;
     }
     const SOURCES: u32 = 200;

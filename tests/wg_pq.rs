@@ -13,15 +13,15 @@
 //! certificate brings it back, a corrupt one is refused by key, all without a restart. Root and
 //! netns only; every wait is bounded and Drop tears everything down.
 
-mod common;
-
-use common::sys::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
+use support::netns::{command_in, wireguard_go_peer};
+use support::require_root;
+use support::sys::*;
 
 use pqgate::net::netns;
 use pqgate_core::wg::Key32;
@@ -36,18 +36,11 @@ const TRANSFER: usize = 2 << 20;
 /// Upper bound on every wait for a state (debug build, two shared cores).
 const WAIT: Duration = Duration::from_secs(30);
 
-fn tools_ready() -> bool {
-    if !is_root() {
-        assert!(
-            std::env::var_os("REQUIRE_INTEROP_TOOLS").is_none(),
-            "wg_pq needs root (REQUIRE_INTEROP_TOOLS is set)"
-        );
-        eprintln!("SKIPPED: wg_pq needs root (ip netns, /dev/net/tun, nft)");
-        return false;
-    }
-    ["wireguard-go", "wg", "ping", "ip", "nft", "timeout"]
-        .iter()
-        .all(|t| have(t))
+fn tools_ready(test: &str) -> bool {
+    require_root(
+        test,
+        &["wireguard-go", "wg", "ping", "ip", "nft", "timeout"],
+    )
 }
 
 /// One side: namespace, interface, keys, process.
@@ -103,7 +96,7 @@ fn veth(n: u8, one: &Side, two: &Side) {
 }
 
 fn exec(ns: &str, args: &[&str]) -> std::process::Output {
-    common::netns::run_in(30, ns, args)
+    support::netns::run_in(30, ns, args)
 }
 
 fn log_text(s: &Side) -> String {
@@ -111,7 +104,7 @@ fn log_text(s: &Side) -> String {
 }
 
 fn http_get(ns: &str, path: &str) -> Option<String> {
-    common::netns::http_get(ns, ADMIN.parse().ok()?, path)
+    support::netns::http_get(ns, ADMIN.parse().ok()?, path)
 }
 
 /// The `/status` entry of `peer` on `side`'s interface.
@@ -212,8 +205,8 @@ impl Lab {
     /// pq-required configs with `agile = "SM4-GCM"` (A's with the wireguard-go peer when `with_c`).
     fn sm4_agile(tag: &str, with_c: bool) -> (Self, PathBuf, PathBuf) {
         let mut lab = Lab::tagged(tag);
-        lab.plugin = Some(common::sm4_plugin());
-        let pki = common::Pki::new(lab.dir.path(), "pq");
+        lab.plugin = Some(support::sm4_plugin());
+        let pki = support::Pki::new(lab.dir.path(), "pq");
         for n in ["a", "b"] {
             let names = [format!("{n}.pq.test")];
             pki.issue(n, &[&names[0]], &rcgen::PKCS_ECDSA_P256_SHA256);
@@ -235,18 +228,9 @@ impl Lab {
     fn start(&mut self, which: u8, config: &Path) {
         let s = if which == 1 { &mut self.a } else { &mut self.b };
         let log = std::fs::File::create(&s.log).expect("log");
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &s.ns,
-                env!("CARGO_BIN_EXE_pqgate"),
-                "run",
-                "-c",
-            ])
+        let child = command_in(&s.ns, &[support::pqgate_bin(), "run", "-c"])
             .arg(config)
             .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()
@@ -265,43 +249,13 @@ impl Lab {
 
     fn start_c(&mut self) {
         let c = &self.c;
-        let child = Command::new("ip")
-            .args(["netns", "exec", &c.ns, "wireguard-go", "-f", &c.ifname])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawning wireguard-go");
-        self.c.child = Some(child);
-        let c = &self.c;
-        let sock = PathBuf::from(format!("/var/run/wireguard/{}.sock", c.ifname));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !sock.exists() {
-            assert!(Instant::now() < deadline, "no {sock:?}");
-            thread::sleep(Duration::from_millis(50));
-        }
         let conf = format!(
             "[Interface]\nPrivateKey = {}\nListenPort = {C_PORT}\n\n[Peer]\nPublicKey = {}\n\
              PresharedKey = {}\nAllowedIPs = 10.101.0.1/32\nEndpoint = 10.98.2.1:{PORT}\n",
             c.private, self.a.public, self.psk_c
         );
-        let path = self.dir.path().join("c.conf");
-        std::fs::write(&path, conf).expect("c.conf");
-        let path = path.to_string_lossy().into_owned();
-        ok(&[
-            "ip", "netns", "exec", &c.ns, "wg", "setconf", &c.ifname, &path,
-        ]);
-        ok(&[
-            "ip",
-            "-n",
-            &c.ns,
-            "address",
-            "add",
-            "10.101.0.3/24",
-            "dev",
-            &c.ifname,
-        ]);
-        ok(&["ip", "-n", &c.ns, "link", "set", "dev", &c.ifname, "up"]);
+        let child = wireguard_go_peer(&c.ns, &c.ifname, self.dir.path(), &conf, &["10.101.0.3/24"]);
+        self.c.child = Some(child);
     }
 
     fn reload(&self, s: &Side) {
@@ -416,7 +370,7 @@ impl Drop for Lab {
 
 /// `pqgate status [--json]` run in `side`'s namespace (its admin endpoint is the default).
 fn status_cli(side: &Side, json: bool) -> String {
-    let mut args = vec![env!("CARGO_BIN_EXE_pqgate"), "status"];
+    let mut args = vec![support::pqgate_bin(), "status"];
     if json {
         args.push("--json");
     }
@@ -482,13 +436,13 @@ fn ping_counts(text: &str) -> (u64, u64) {
 }
 
 fn pattern(len: usize) -> Vec<u8> {
-    common::netns::pattern(0x9e37_79b9, len)
+    support::netns::pattern(0x9e37_79b9, len)
 }
 
 /// `count` pings from `from` to `to` at 20/s, running; its quiet summary is in the output.
 fn ping_flood(from: &Side, to: &str, count: u32) -> Child {
     let count = count.to_string();
-    common::netns::command_in(&from.ns, &["ping", "-q", "-i", "0.05", "-c", &count, to])
+    support::netns::command_in(&from.ns, &["ping", "-q", "-i", "0.05", "-c", &count, to])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -531,11 +485,11 @@ fn transfer(from_ns: &str, to_ns: &str, addr: SocketAddr) -> thread::JoinHandle<
 
 #[test]
 fn pq_psks_rotate_hitless_and_fail_closed() {
-    if !tools_ready() {
+    if !tools_ready("pq_psks_rotate_hitless_and_fail_closed") {
         return;
     }
     let mut lab = Lab::new();
-    let pki = common::Pki::new(lab.dir.path(), "pq");
+    let pki = support::Pki::new(lab.dir.path(), "pq");
     for n in ["a", "b"] {
         let names = [format!("{n}.pq.test")];
         pki.issue(n, &[&names[0]], &rcgen::PKCS_ECDSA_P256_SHA256);
@@ -718,7 +672,7 @@ fn pq_psks_rotate_hitless_and_fail_closed() {
 /// until the channel is back and a new epoch installs new keys.
 #[test]
 fn agile_tunnel_fails_closed_when_the_channel_is_cut() {
-    if !tools_ready() {
+    if !tools_ready("agile_tunnel_fails_closed_when_the_channel_is_cut") {
         return;
     }
     let (mut lab, a_conf, b_conf) = Lab::sm4_agile("h", false);
@@ -768,7 +722,7 @@ const KEY_PACKETS: u64 = 64;
 /// interface keeps working on plain WireGuard.
 #[test]
 fn agile_tunnel_carries_traffic_across_epochs() {
-    if !tools_ready() {
+    if !tools_ready("agile_tunnel_carries_traffic_across_epochs") {
         return;
     }
     let (mut lab, a_conf, b_conf) = Lab::sm4_agile("g", true);
@@ -948,7 +902,7 @@ fn one_way_from_the_responder(lab: &Lab) {
 
 /// `pqgate ca ARGS`: its stdout, trimmed (the test fails on an error).
 fn pqgate_ca(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_pqgate"))
+    let out = Command::new(support::pqgate_bin())
         .arg("ca")
         .args(args)
         .output()
@@ -1004,7 +958,7 @@ fn wait_one(s: &Side, peer: &Side, what: &str, pred: impl Fn(&serde_json::Value)
 /// and the same two processes.
 #[test]
 fn sighup_renews_certificates_and_applies_revocation_to_live_channels() {
-    if !tools_ready() {
+    if !tools_ready("sighup_renews_certificates_and_applies_revocation_to_live_channels") {
         return;
     }
     let mut lab = Lab::tagged("r");

@@ -8,14 +8,14 @@
 //! idle CPU and `wg set` latency are printed, never asserted. Root only; skips (or fails under
 //! REQUIRE_INTEROP_TOOLS) when tools are missing. Every wait is bounded; Drop tears down.
 
-mod common;
-
-use common::netns::*;
-use common::sys::*;
 use pqgate_core::wg::Key32;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
+use support::lab::Lab;
+use support::netns::*;
+use support::require_root;
+use support::sys::*;
 
 const PEERS: usize = 10_000;
 /// The slot of the real (wireguard-go) peer among the configured ones.
@@ -57,130 +57,78 @@ fn seeded_keys(n: usize, seed: u64) -> Vec<String> {
         .collect()
 }
 
-struct Lab {
-    a: Netns,
-    b: Netns,
-    if_a: String,
-    if_b: String,
-    dir: tempfile::TempDir,
-    pqgate: Option<Child>,
-    wggo: Option<Child>,
+/// wireguard-go in `b`, not yet knowing pqgate (see [`know_pqgate`]).
+fn start_wireguard_go(lab: &mut Lab, private: &str) {
+    let (b, dev) = (lab.b.to_string(), lab.if_b.clone());
+    let conf = format!("[Interface]\nPrivateKey = {private}\nListenPort = {PORT_B}\n");
+    let addr = format!("{}/32", peer_addr(REAL));
+    lab.start_wireguard_go(&b, &dev, &conf, &[&addr]);
+    okw(&format!("ip -n {b} route add 10.200.0.1/32 dev {dev}"));
 }
 
-impl Lab {
-    fn new() -> Self {
-        let pid = std::process::id();
-        let lab = Lab {
-            a: Netns::new(format!("pqgs-{pid}-a")),
-            b: Netns::new(format!("pqgs-{pid}-b")),
-            if_a: format!("sa{pid}"),
-            if_b: format!("sb{pid}"),
-            dir: tempfile::tempdir().expect("tempdir"),
-            pqgate: None,
-            wggo: None,
+/// Gives wireguard-go pqgate as its peer.
+fn know_pqgate(lab: &Lab, pub_a: &str) {
+    let ep = format!("10.96.0.1:{PORT_A}");
+    let args = [
+        "set",
+        &lab.if_b,
+        "peer",
+        pub_a,
+        "allowed-ips",
+        "10.200.0.1/32",
+        "endpoint",
+        &ep,
+    ];
+    lab.wg_ok(&lab.b, &args);
+}
+
+/// Writes the 10,000-peer file and starts pqgate; returns the time until its UAPI socket.
+fn start_pqgate(lab: &mut Lab, private: &str, pub_b: &str) -> Duration {
+    let keys = seeded_keys(PEERS, 0x5eed);
+    let mut conf = format!(
+        "[Interface]\nPrivateKey = {private}\nListenPort = {PORT_A}\n\
+         Address = 10.200.0.1/32\n"
+    );
+    for (k, key) in keys.iter().enumerate() {
+        let (key, endpoint) = if k == REAL {
+            (pub_b, format!("Endpoint = 10.96.0.2:{PORT_B}\n"))
+        } else {
+            (key.as_str(), String::new())
         };
-        let (va, vb) = (format!("sva{pid}"), format!("svb{pid}"));
-        veth("10.96.0", (&lab.a, &va), (&lab.b, &vb));
-        lab
-    }
-
-    fn wg(&self, ns: &str, args: &[&str]) -> String {
-        ok_in(ns, &[["wg"].as_slice(), args].concat())
-    }
-
-    /// wireguard-go in `b`, not yet knowing pqgate (see [`Lab::know_pqgate`]).
-    fn start_wireguard_go(&mut self, private: &str) {
-        self.wggo = Some(spawn_wireguard_go(&self.b, &self.if_b));
-        let (b, dev) = (&self.b, &self.if_b);
-        let key = self.dir.path().join("b.key");
-        std::fs::write(&key, private).expect("writing key");
-        let key = key.to_string_lossy().into_owned();
-        let port = PORT_B.to_string();
-        self.wg(b, &["set", dev, "private-key", &key, "listen-port", &port]);
-        okw(&format!(
-            "ip -n {b} address add {}/32 dev {dev}",
-            peer_addr(REAL)
+        conf.push_str(&format!(
+            "\n[Peer]\nPublicKey = {key}\nAllowedIPs = {}/32\n{endpoint}",
+            peer_addr(k)
         ));
-        ok(&["ip", "-n", b, "link", "set", "dev", dev, "up"]);
-        okw(&format!("ip -n {b} route add 10.200.0.1/32 dev {dev}"));
     }
-
-    /// Gives wireguard-go pqgate as its peer.
-    fn know_pqgate(&self, pub_a: &str) {
-        let ep = format!("10.96.0.1:{PORT_A}");
-        let args = [
-            "set",
-            &self.if_b,
-            "peer",
-            pub_a,
-            "allowed-ips",
-            "10.200.0.1/32",
-            "endpoint",
-            &ep,
-        ];
-        self.wg(&self.b, &args);
-    }
-
-    /// Writes the 10,000-peer file and starts pqgate; returns the time until its UAPI socket.
-    fn start_pqgate(&mut self, private: &str, pub_b: &str) -> Duration {
-        let keys = seeded_keys(PEERS, 0x5eed);
-        let mut conf = format!(
-            "[Interface]\nPrivateKey = {private}\nListenPort = {PORT_A}\n\
-             Address = 10.200.0.1/32\n"
-        );
-        for (k, key) in keys.iter().enumerate() {
-            let (key, endpoint) = if k == REAL {
-                (pub_b, format!("Endpoint = 10.96.0.2:{PORT_B}\n"))
-            } else {
-                (key.as_str(), String::new())
-            };
-            conf.push_str(&format!(
-                "\n[Peer]\nPublicKey = {key}\nAllowedIPs = {}/32\n{endpoint}",
-                peer_addr(k)
-            ));
-        }
-        let mut command = wg_up(&self.a, self.dir.path(), &self.if_a, &conf, &[]);
-        command
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(self.dir.path().join("pqgate.log")).expect("log"));
-        let started = Instant::now();
-        let mut child = command.spawn().expect("spawning pqgate");
-        wait_for_socket(&self.if_a, &mut child, START_LIMIT);
-        let took = started.elapsed();
-        self.pqgate = Some(child);
-        took
-    }
-
-    fn pid(&self) -> u32 {
-        let pid = self.pqgate.as_ref().expect("pqgate running").id();
-        // `ip netns exec` execs the command: the child's pid is pqgate's.
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("comm");
-        assert_eq!(comm.trim(), "pqgate", "pid {pid} is not pqgate");
-        pid
-    }
-
-    fn peer_count(&self) -> usize {
-        self.wg(&self.a, &["show", &self.if_a, "peers"])
-            .lines()
-            .count()
-    }
-
-    fn ping(&self, ns: &str, to: &str, tries: u32) {
-        ping(ns, to, tries, || {});
-    }
-
-    fn has_route(&self, prefix: &str) -> bool {
-        let shown = okw(&format!("ip -n {} route show {prefix}", self.a));
-        !shown.trim().is_empty()
-    }
+    let mut command = wg_up(&lab.a, lab.dir.path(), &lab.if_a, &conf, &[]);
+    command
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(lab.dir.path().join("pqgate.log")).expect("log"));
+    let started = Instant::now();
+    let mut child = command.spawn().expect("spawning pqgate");
+    wait_for_socket(&lab.if_a, &mut child, START_LIMIT);
+    let took = started.elapsed();
+    lab.pq_a = Some(child);
+    took
 }
 
-impl Drop for Lab {
-    fn drop(&mut self) {
-        kill_all(self.pqgate.iter_mut().chain(self.wggo.iter_mut()));
-        remove_sockets([self.if_a.as_str(), self.if_b.as_str()]);
-        // The namespaces go when their guards drop, after this.
-    }
+fn pid(lab: &Lab) -> u32 {
+    let pid = lab.pq_a.as_ref().expect("pqgate running").id();
+    // `ip netns exec` execs the command: the child's pid is pqgate's.
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("comm");
+    assert_eq!(comm.trim(), "pqgate", "pid {pid} is not pqgate");
+    pid
+}
+
+fn peer_count(lab: &Lab) -> usize {
+    lab.wg_ok(&lab.a, &["show", &lab.if_a, "peers"])
+        .lines()
+        .count()
+}
+
+fn has_route(lab: &Lab, prefix: &str) -> bool {
+    let shown = okw(&format!("ip -n {} route show {prefix}", lab.a));
+    !shown.trim().is_empty()
 }
 
 /// Resident set size in KiB, from /proc/PID/status.
@@ -209,24 +157,27 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 #[test]
 fn ten_thousand_peers_fit_in_200_mb_and_change_live() {
-    if !can_run("wg_scale", &["wireguard-go", "wg", "ping", "ip", "timeout"]) {
+    if !require_root(
+        "ten_thousand_peers_fit_in_200_mb_and_change_live",
+        &["wireguard-go", "wg", "ping", "ip", "timeout"],
+    ) {
         return;
     }
     let (priv_a, pub_a) = wg_key_pair();
     let (priv_b, pub_b) = wg_key_pair();
-    let mut lab = Lab::new();
+    let mut lab = Lab::new("pqgs", "", "10.96.0");
     let (a, b, if_a) = (lab.a.to_string(), lab.b.to_string(), lab.if_a.clone());
-    lab.start_wireguard_go(&priv_b);
-    let start = lab.start_pqgate(&priv_a, &pub_b);
+    start_wireguard_go(&mut lab, &priv_b);
+    let start = start_pqgate(&mut lab, &priv_a, &pub_b);
     let up = Instant::now();
-    let pid = lab.pid();
+    let pid = pid(&lab);
 
     let rss = rss_kb(pid);
     eprintln!("{PEERS} peers: start {start:?}, VmRSS {rss} KiB");
     assert!(rss <= MAX_RSS_KB, "VmRSS {rss} KiB > {MAX_RSS_KB} KiB");
-    assert_eq!(lab.peer_count(), PEERS);
-    assert!(lab.has_route(&format!("{}/32", peer_addr(0))));
-    assert!(lab.has_route(&format!("{}/32", peer_addr(PEERS - 1))));
+    assert_eq!(peer_count(&lab), PEERS);
+    assert!(has_route(&lab, &format!("{}/32", peer_addr(0))));
+    assert!(has_route(&lab, &format!("{}/32", peer_addr(PEERS - 1))));
 
     // Idle CPU, printed only: new peers are ticked at the fine rate for their first seconds,
     // so sample from 10 s after start. By then every peer is cold (ticked every 2 s).
@@ -243,27 +194,30 @@ fn ten_thousand_peers_fit_in_200_mb_and_change_live() {
         !ping_once(&a, &peer_addr(REAL)),
         "no handshake possible yet"
     );
-    lab.know_pqgate(&pub_a);
+    know_pqgate(&lab, &pub_a);
     lab.ping(&a, &peer_addr(REAL), 20);
     lab.ping(&b, "10.200.0.1", 5);
 
     // A peer added live: listed, routed; removed: gone, route gone; the real peer unaffected.
     let (_, pub_x) = wg_key_pair();
     let t = Instant::now();
-    lab.wg(
+    lab.wg_ok(
         &a,
         &["set", &if_a, "peer", &pub_x, "allowed-ips", "10.202.0.1/32"],
     );
     let added = t.elapsed();
-    assert_eq!(lab.peer_count(), PEERS + 1);
-    assert!(lab.has_route("10.202.0.1/32"), "no route for the new peer");
+    assert_eq!(peer_count(&lab), PEERS + 1);
+    assert!(
+        has_route(&lab, "10.202.0.1/32"),
+        "no route for the new peer"
+    );
     let t = Instant::now();
-    lab.wg(&a, &["set", &if_a, "peer", &pub_x, "remove"]);
+    lab.wg_ok(&a, &["set", &if_a, "peer", &pub_x, "remove"]);
     let removed = t.elapsed();
     eprintln!("wg set: add {added:?}, remove {removed:?}");
-    assert_eq!(lab.peer_count(), PEERS);
+    assert_eq!(peer_count(&lab), PEERS);
     assert!(
-        !lab.has_route("10.202.0.1/32"),
+        !has_route(&lab, "10.202.0.1/32"),
         "route of the removed peer left"
     );
     lab.ping(&a, &peer_addr(REAL), 5);

@@ -4,17 +4,15 @@
 //! completes a post-quantum handshake (X25519MLKEM768) and echoes a stream byte for byte.
 //! Loopback only.
 
-mod common;
-
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use common::{Pki, hybrid_first, provider_with};
 use pqgate::wg::shared_port::{SharedPort, is_quic};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use support::{Pki, hybrid_first, provider_with};
 
 fn server_config(pki: &Pki) -> quinn::ServerConfig {
     let leaf = pki.server("srv");

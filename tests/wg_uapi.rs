@@ -5,123 +5,55 @@
 //! `b` and `c`, each joined to `a` by a veth. Runs as root; skips (or fails under
 //! REQUIRE_INTEROP_TOOLS) when tools are missing. Every wait is bounded; Drop tears down.
 
-mod common;
-
-use common::netns::*;
-use common::sys::*;
-use std::process::{Child, Output};
 use std::thread;
 use std::time::Duration;
+use support::lab::Lab;
+use support::netns::*;
+use support::require_root;
+use support::sys::*;
 
 const PORT_A: u16 = 51830;
 const PORT_B: u16 = 51831;
 const PORT_C: u16 = 51832;
 
-struct Lab {
-    a: Netns,
-    b: Netns,
-    c: Netns,
-    if_a: String,
-    if_b: String,
-    if_c: String,
-    dir: tempfile::TempDir,
-    pqgate: Option<Child>,
-    wggo: Vec<Child>,
+/// wireguard-go in `ns` on `dev` with tunnel address `addr`/24, listening on `port`; its peer
+/// is set later.
+fn start_wireguard_go(lab: &mut Lab, ns: &str, dev: &str, private: &str, spec: (&str, u16)) {
+    let (addr, port) = spec;
+    let conf = format!("[Interface]\nPrivateKey = {private}\nListenPort = {port}\n");
+    lab.start_wireguard_go(ns, dev, &conf, &[&format!("{addr}/24")]);
 }
 
-impl Lab {
-    fn new() -> Self {
-        let pid = std::process::id();
-        let lab = Lab {
-            a: Netns::new(format!("pqgu-{pid}-a")),
-            b: Netns::new(format!("pqgu-{pid}-b")),
-            c: Netns::new(format!("pqgu-{pid}-c")),
-            if_a: format!("ua{pid}"),
-            if_b: format!("ub{pid}"),
-            if_c: format!("uc{pid}"),
-            dir: tempfile::tempdir().expect("tempdir"),
-            pqgate: None,
-            wggo: Vec::new(),
-        };
-        for (peer, net) in [(&lab.b, "10.97.0"), (&lab.c, "10.98.0")] {
-            let tag = &peer[peer.len() - 1..];
-            let (va, vp) = (format!("uva{tag}{pid}"), format!("uvp{tag}{pid}"));
-            veth(net, (&lab.a, &va), (peer, &vp));
-        }
-        lab
-    }
-
-    fn wg(&self, ns: &str, args: &[&str]) -> Output {
-        run_in(10, ns, &[["wg"].as_slice(), args].concat())
-    }
-
-    fn wg_ok(&self, ns: &str, args: &[&str]) -> String {
-        let out = self.wg(ns, args);
-        assert!(
-            out.status.success(),
-            "wg {args:?}: {}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// wireguard-go in `ns` on `dev` with tunnel address `addr`, peer pqgate at `a_addr`.
-    fn start_wireguard_go(&mut self, ns: &str, dev: &str, private: &str, spec: (&str, u16)) {
-        let (addr, port) = spec;
-        self.wggo.push(spawn_wireguard_go(ns, dev));
-        let key = self.dir.path().join(format!("{dev}.key"));
-        std::fs::write(&key, private).expect("writing key");
-        let key = key.to_string_lossy().into_owned();
-        let port = port.to_string();
-        self.wg_ok(ns, &["set", dev, "private-key", &key, "listen-port", &port]);
-        okw(&format!("ip -n {ns} address add {addr}/24 dev {dev}"));
-        ok(&["ip", "-n", ns, "link", "set", "dev", dev, "up"]);
-    }
-
-    fn start_pqgate(&mut self, private: &str, pub_b: &str) {
-        let conf = format!(
-            "[Interface]\nPrivateKey = {private}\nListenPort = {PORT_A}\n\
-             Address = 10.100.0.1/24\n\n[Peer]\nPublicKey = {pub_b}\n\
-             AllowedIPs = 10.100.0.2/32\nEndpoint = 10.97.0.2:{PORT_B}\n"
-        );
-        let mut child = wg_up(&self.a, self.dir.path(), &self.if_a, &conf, &[])
-            .spawn()
-            .expect("spawning pqgate");
-        wait_for_socket(&self.if_a, &mut child, Duration::from_secs(10));
-        self.pqgate = Some(child);
-    }
-
-    fn ping(&self, ns: &str, to: &str, tries: u32) {
-        ping(ns, to, tries, || {});
-    }
-
-    /// pqgate's peers from `wg show IFACE dump`: (public key, line fields).
-    fn dump(&self) -> Vec<Vec<String>> {
-        let text = self.wg_ok(&self.a, &["show", &self.if_a, "dump"]);
-        text.lines()
-            .skip(1)
-            .map(|l| l.split('\t').map(str::to_owned).collect())
-            .collect()
-    }
-
-    fn peer_line(&self, public: &str) -> Option<Vec<String>> {
-        self.dump()
-            .into_iter()
-            .find(|f| f.first().map(String::as_str) == Some(public))
-    }
-
-    fn stop_pqgate(&mut self) -> String {
-        stop_cleanly(self.pqgate.take().expect("pqgate running"), "pqgate")
-    }
+fn start_pqgate(lab: &mut Lab, private: &str, pub_b: &str) {
+    let conf = format!(
+        "[Interface]\nPrivateKey = {private}\nListenPort = {PORT_A}\n\
+         Address = 10.100.0.1/24\n\n[Peer]\nPublicKey = {pub_b}\n\
+         AllowedIPs = 10.100.0.2/32\nEndpoint = 10.97.0.2:{PORT_B}\n"
+    );
+    let mut child = wg_up(&lab.a, lab.dir.path(), &lab.if_a, &conf, &[])
+        .spawn()
+        .expect("spawning pqgate");
+    wait_for_socket(&lab.if_a, &mut child, Duration::from_secs(10));
+    lab.pq_a = Some(child);
 }
 
-impl Drop for Lab {
-    fn drop(&mut self) {
-        kill_all(self.pqgate.iter_mut().chain(self.wggo.iter_mut()));
-        remove_sockets([self.if_a.as_str(), self.if_b.as_str(), self.if_c.as_str()]);
-        // The namespaces go when their guards drop, after this.
-    }
+/// pqgate's peers from `wg show IFACE dump`: (public key, line fields).
+fn dump(lab: &Lab) -> Vec<Vec<String>> {
+    let text = lab.wg_ok(&lab.a, &["show", &lab.if_a, "dump"]);
+    text.lines()
+        .skip(1)
+        .map(|l| l.split('\t').map(str::to_owned).collect())
+        .collect()
+}
+
+fn peer_line(lab: &Lab, public: &str) -> Option<Vec<String>> {
+    dump(lab)
+        .into_iter()
+        .find(|f| f.first().map(String::as_str) == Some(public))
+}
+
+fn stop_pqgate(lab: &mut Lab) -> String {
+    stop_cleanly(lab.pq_a.take().expect("pqgate running"), "pqgate")
 }
 
 fn field(line: &[String], i: usize) -> u64 {
@@ -130,16 +62,19 @@ fn field(line: &[String], i: usize) -> u64 {
 
 #[test]
 fn wg_show_and_wg_set_against_pqgate() {
-    if !can_run("wg_uapi", &["wireguard-go", "wg", "ping", "ip", "timeout"]) {
+    if !require_root(
+        "wg_show_and_wg_set_against_pqgate",
+        &["wireguard-go", "wg", "ping", "ip", "timeout"],
+    ) {
         return;
     }
     let (priv_a, pub_a) = wg_key_pair();
     let (priv_b, pub_b) = wg_key_pair();
     let (priv_c, pub_c) = wg_key_pair();
-    let mut lab = Lab::new();
-    let (a, b, c) = (lab.a.to_string(), lab.b.to_string(), lab.c.to_string());
+    let mut lab = Lab::with_c("pqgu", "", "10.97.0", "10.98.0");
+    let (a, b, c) = (lab.a.to_string(), lab.b.to_string(), lab.c().to_string());
     let (if_a, if_b, if_c) = (lab.if_a.clone(), lab.if_b.clone(), lab.if_c.clone());
-    lab.start_wireguard_go(&b, &if_b, &priv_b, ("10.100.0.2", PORT_B));
+    start_wireguard_go(&mut lab, &b, &if_b, &priv_b, ("10.100.0.2", PORT_B));
     let ep_a_b = format!("10.97.0.1:{PORT_A}");
     lab.wg_ok(
         &b,
@@ -158,11 +93,11 @@ fn wg_show_and_wg_set_against_pqgate() {
     let stale = uapi_socket(&if_a);
     std::fs::create_dir_all("/var/run/wireguard").expect("socket dir");
     drop(std::os::unix::net::UnixListener::bind(&stale).expect("stale socket"));
-    lab.start_pqgate(&priv_a, &pub_b);
+    start_pqgate(&mut lab, &priv_a, &pub_b);
 
     // wg show: the peer, with a handshake and traffic after a ping.
     lab.ping(&a, "10.100.0.2", 20);
-    let line = lab.peer_line(&pub_b).expect("peer B listed");
+    let line = peer_line(&lab, &pub_b).expect("peer B listed");
     // dump peer fields: public, psk, endpoint, allowed, handshake, rx, tx, keepalive
     assert_eq!(line[1], "(none)", "{line:?}");
     assert_eq!(line[2], format!("10.97.0.2:{PORT_B}"), "{line:?}");
@@ -181,7 +116,7 @@ fn wg_show_and_wg_set_against_pqgate() {
 
     // wg set: a second peer, live; the first keeps its session.
     thread::sleep(Duration::from_millis(1100));
-    lab.start_wireguard_go(&c, &if_c, &priv_c, ("10.100.0.3", PORT_C));
+    start_wireguard_go(&mut lab, &c, &if_c, &priv_c, ("10.100.0.3", PORT_C));
     let ep_a_c = format!("10.98.0.1:{PORT_A}");
     lab.wg_ok(
         &c,
@@ -213,13 +148,13 @@ fn wg_show_and_wg_set_against_pqgate() {
     lab.ping(&a, "10.100.0.3", 10);
     lab.ping(&c, "10.100.0.1", 5);
     lab.ping(&a, "10.100.0.2", 3);
-    let line = lab.peer_line(&pub_b).expect("peer B listed");
+    let line = peer_line(&lab, &pub_b).expect("peer B listed");
     assert_eq!(
         field(&line, 4),
         hs_b,
         "peer B's session was reset: {line:?}"
     );
-    let line_c = lab.peer_line(&pub_c).expect("peer C listed");
+    let line_c = peer_line(&lab, &pub_c).expect("peer C listed");
     assert!(field(&line_c, 4) > 0, "{line_c:?}");
     let routes = okw(&format!("ip -n {a} route show dev {if_a}"));
     assert!(routes.contains("10.100.0.3"), "{routes}");
@@ -238,7 +173,7 @@ fn wg_show_and_wg_set_against_pqgate() {
         &["set", &if_b, "peer", &pub_a, "preshared-key", &psk_file],
     );
     lab.ping(&a, "10.100.0.2", 3);
-    let line = lab.peer_line(&pub_b).expect("peer B listed");
+    let line = peer_line(&lab, &pub_b).expect("peer B listed");
     assert_eq!(line[1], psk, "{line:?}");
     assert_eq!(
         field(&line, 4),
@@ -265,7 +200,7 @@ fn wg_show_and_wg_set_against_pqgate() {
         ],
     );
     lab.ping(&b, "10.100.0.1", 10);
-    let line = lab.peer_line(&pub_b).expect("peer B listed");
+    let line = peer_line(&lab, &pub_b).expect("peer B listed");
     assert!(
         field(&line, 4) > hs_b,
         "no new handshake with the new PSK: {line:?}"
@@ -297,7 +232,7 @@ fn wg_show_and_wg_set_against_pqgate() {
 
     // Remove peer C: gone from the dump and from the routes, no more traffic.
     lab.wg_ok(&a, &["set", &if_a, "peer", &pub_c, "remove"]);
-    assert!(lab.peer_line(&pub_c).is_none(), "{:?}", lab.dump());
+    assert!(peer_line(&lab, &pub_c).is_none(), "{:?}", dump(&lab));
     assert!(!ping_once(&a, "10.100.0.3"), "peer C still reachable");
     let routes = okw(&format!("ip -n {a} route show dev {if_a}"));
     assert!(!routes.contains("10.100.0.3"), "{routes}");
@@ -331,7 +266,7 @@ fn wg_show_and_wg_set_against_pqgate() {
 
     // A new private key ends the sessions; back to the old one, traffic resumes after a new
     // handshake.
-    let hs_before = field(&lab.peer_line(&pub_b).expect("peer B listed"), 4);
+    let hs_before = field(&peer_line(&lab, &pub_b).expect("peer B listed"), 4);
     thread::sleep(Duration::from_millis(1100));
     let (priv_x, pub_x) = wg_key_pair();
     let key_file = lab.dir.path().join("x.key");
@@ -343,14 +278,14 @@ fn wg_show_and_wg_set_against_pqgate() {
     lab.wg_ok(&a, &["set", &if_a, "private-key", &key_file]);
     assert_eq!(lab.wg_ok(&a, &["show", &if_a, "public-key"]).trim(), pub_a);
     lab.ping(&a, "10.100.0.2", 10);
-    let line = lab.peer_line(&pub_b).expect("peer B listed");
+    let line = peer_line(&lab, &pub_b).expect("peer B listed");
     assert!(
         field(&line, 4) > hs_before,
         "no new handshake after the key change: {line:?}"
     );
 
     let sock = uapi_socket(&if_a);
-    let stderr = lab.stop_pqgate();
+    let stderr = stop_pqgate(&mut lab);
     eprintln!("pqgate stderr:\n{stderr}");
     assert!(!sock.exists(), "{sock:?} left behind");
 }

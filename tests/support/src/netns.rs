@@ -1,7 +1,8 @@
 //! Network-namespace plumbing for the tests that run real WireGuard peers: namespaces that are
 //! deleted on drop, veth pairs, commands and threads inside a namespace, bounded pings, a
 //! byte-exact TCP transfer, UDP junk, wireguard-go and `pqgate wg up` processes and their
-//! teardown, and the counters of pqgate's exit summary. Root only: check [`can_run`] first.
+//! teardown, and the counters of pqgate's exit summary. Root only: ask [`crate::require_root`]
+//! first.
 
 use std::fmt;
 use std::io::{Read, Write};
@@ -14,17 +15,7 @@ use std::time::{Duration, Instant};
 
 use pqgate::net::netns::enter_thread;
 
-use super::sys::{have, is_root, ok, run};
-
-/// Root and every tool in `tools` present; prints why not otherwise (and fails, not skips, under
-/// REQUIRE_INTEROP_TOOLS when a tool is missing: see [`have`]).
-pub fn can_run(test: &str, tools: &[&str]) -> bool {
-    if !is_root() {
-        eprintln!("SKIPPED: {test} needs root (ip netns, /dev/net/tun)");
-        return false;
-    }
-    tools.iter().all(|t| have(t))
-}
+use crate::sys::{ok, run};
 
 /// A network namespace with its loopback up; deleted on drop, with every interface in it (so a
 /// veth pair goes with either end). Derefs to its name.
@@ -289,12 +280,35 @@ pub fn spawn_wireguard_go(ns: &str, ifname: &str) -> Child {
     child
 }
 
+/// A configured wireguard-go peer: [`spawn_wireguard_go`] on `ifname` in `ns`, `wg setconf`
+/// of `conf` (written to `dir/IFNAME.conf`), the addresses in `addrs` (an IPv6 one without
+/// duplicate address detection), and the link up.
+pub fn wireguard_go_peer(ns: &str, ifname: &str, dir: &Path, conf: &str, addrs: &[&str]) -> Child {
+    let child = spawn_wireguard_go(ns, ifname);
+    let path = dir.join(format!("{ifname}.conf"));
+    std::fs::write(&path, conf).expect("writing the wireguard-go config");
+    ok_in(ns, &["wg", "setconf", ifname, &path.to_string_lossy()]);
+    for addr in addrs {
+        let mut line = vec!["ip", "-n", ns];
+        if addr.contains(':') {
+            line.push("-6");
+        }
+        line.extend(["address", "add", addr, "dev", ifname]);
+        if addr.contains(':') {
+            line.push("nodad");
+        }
+        ok(&line);
+    }
+    ok(&["ip", "-n", ns, "link", "set", "dev", ifname, "up"]);
+    child
+}
+
 /// `pqgate wg up [extra] DIR/IFNAME.conf` in `ns`, the file written from `conf` (its name names
 /// the interface); stdout and stderr piped. For the caller to spawn.
 pub fn wg_up(ns: &str, dir: &Path, ifname: &str, conf: &str, extra: &[&str]) -> Command {
     let path = dir.join(format!("{ifname}.conf"));
     std::fs::write(&path, conf).expect("writing a config");
-    let mut c = command_in(ns, &[env!("CARGO_BIN_EXE_pqgate"), "wg", "up"]);
+    let mut c = command_in(ns, &[crate::pqgate_bin(), "wg", "up"]);
     c.args(extra)
         .arg(&path)
         .stdout(Stdio::piped())

@@ -1,25 +1,11 @@
-//! System helpers for the tests that drive real peers: tool presence (a skip, or a failure
-//! when REQUIRE_INTEROP_TOOLS is set), root, bounded commands, WireGuard keys from `wg`.
+//! System helpers for the tests that drive real peers: root, commands bounded by coreutils
+//! `timeout` that must succeed (or return their output), WireGuard keys from the stock `wg`.
+//! Whether a test may run at all is [`crate::require`]'s decision, not this module's.
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-pub fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var_os("REQUIRE_INTEROP_TOOLS").is_none(),
-            "{tool} is required (REQUIRE_INTEROP_TOOLS is set) but not installed"
-        );
-        eprintln!("SKIPPED: {tool} is not installed (tests/run-all.sh installs it)");
-    }
-    found
-}
-
+/// Whether the effective user is root.
 pub fn is_root() -> bool {
     // The effective uid is in /proc/self/status ("Uid: real effective ...").
     std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
@@ -56,24 +42,35 @@ pub fn okw(line: &str) -> String {
     ok(&line.split_whitespace().collect::<Vec<_>>())
 }
 
+/// A fresh WireGuard key pair from `wg genkey` and `wg pubkey`: (private, public), base64.
 pub fn wg_key_pair() -> (String, String) {
     let private = ok(&["wg", "genkey"]).trim().to_owned();
-    let mut child = Command::new("wg")
-        .arg("pubkey")
+    let public = wg_pubkey(&private);
+    (private, public)
+}
+
+/// `wg pubkey` of a base64 private key.
+pub fn wg_pubkey(private: &str) -> String {
+    String::from_utf8_lossy(&piped(&["wg", "pubkey"], private))
+        .trim()
+        .to_owned()
+}
+
+/// Runs `args` with `input` on stdin and asserts it succeeds; its stdout.
+pub fn piped(args: &[&str], input: &str) -> Vec<u8> {
+    let mut child = Command::new(args[0])
+        .args(&args[1..])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
-        .expect("wg pubkey");
+        .unwrap_or_else(|e| panic!("spawning {args:?}: {e}"));
     child
         .stdin
         .take()
         .expect("stdin")
-        .write_all(private.as_bytes())
-        .expect("writing to wg pubkey");
-    let out = child.wait_with_output().expect("wg pubkey output");
-    assert!(out.status.success());
-    (
-        private,
-        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
-    )
+        .write_all(input.as_bytes())
+        .unwrap_or_else(|e| panic!("writing to {args:?}: {e}"));
+    let out = child.wait_with_output().expect("output");
+    assert!(out.status.success(), "{args:?}: {}", out.status);
+    out.stdout
 }
