@@ -106,7 +106,7 @@ fn tls_keys_of_every_algorithm_load_into_rustls() {
         assert_eq!(mode(&key), 0o600, "{alg}");
         assert!(!pqgate(&args).status.success(), "{alg}: overwrote");
         // rustls loads the key and finds it matches the certificate.
-        pqgate::tls::material::load_certified_key(&cert, &key, &provider)
+        pqgate::tls::load_certified_key(&cert, &key, &provider)
             .unwrap_or_else(|e| panic!("{alg}: {e}"));
         if !alg.starts_with("ml-dsa")
             && require_tools("tls_keys_of_every_algorithm_load_into_rustls", &["openssl"])
@@ -167,7 +167,7 @@ impl TestCa {
     }
 
     fn roots(&self) -> Arc<rustls::RootCertStore> {
-        pqgate::tls::material::load_roots(&self.ca_pem()).unwrap()
+        pqgate::tls::load_roots(&self.ca_pem()).unwrap()
     }
 
     fn crl(&self) -> (PathBuf, CertificateRevocationListDer<'static>) {
@@ -441,6 +441,6 @@ fn classical_ca_certificates_pass_openssl_verify() {
         );
         // The issued key matches its certificate.
         let provider = rustls::crypto::aws_lc_rs::default_provider();
-        pqgate::tls::material::load_certified_key(&server.cert, &server.key, &provider).unwrap();
+        pqgate::tls::load_certified_key(&server.cert, &server.key, &provider).unwrap();
     }
 }

@@ -124,11 +124,11 @@ fn start_pair_full(
     let verify = match verify {
         Verify::Ca => format!("ca = \"{}\"\n", pki.ca_path("site").display()),
         Verify::Pin => {
-            let pin = pqgate::tls::client_config::spki_pin(&b_leaf.cert_der).unwrap();
+            let pin = pqgate::tls::spki_pin(&b_leaf.cert_der).unwrap();
             format!("pin_sha256 = [\"{pin}\"]\n")
         }
         Verify::WrongPin => {
-            let pin = pqgate::tls::client_config::spki_pin(&a_leaf.cert_der).unwrap();
+            let pin = pqgate::tls::spki_pin(&a_leaf.cert_der).unwrap();
             format!("pin_sha256 = [\"{pin}\"]\n")
         }
     };

@@ -40,7 +40,7 @@ async fn start_pair(dir: &std::path::Path, server: std::net::SocketAddr, verify:
     let verify = match verify {
         "ca" => format!("ca = \"{}\"\n", pki.ca_path("site").display()),
         _ => {
-            let pin = pqgate::tls::client_config::spki_pin(&b_leaf.cert_der).unwrap();
+            let pin = pqgate::tls::spki_pin(&b_leaf.cert_der).unwrap();
             format!("pin_sha256 = [\"{pin}\"]\n")
         }
     };

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::Duration;
 
-use pqgate::wg::interface::MAX_QUEUES;
+use pqgate::wg::MAX_QUEUES;
 use support::daemon::NsDaemon;
 use support::netns::{Netns, remove_sockets};
 use support::require_root;

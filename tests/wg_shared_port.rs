@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use pqgate::wg::shared_port::{SharedPort, is_quic};
+use pqgate::wg::{SharedPort, is_quic};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use support::{Pki, hybrid_first, provider_with};
 

@@ -6,18 +6,19 @@
 //! makes syscalls libc does not wrap safely.
 
 #![deny(unsafe_code)]
+#![warn(unreachable_pub)]
 
-pub mod admin;
+mod admin;
 pub mod cli;
 pub mod config;
-pub mod crypto;
-pub mod daemon;
-pub mod firewall;
-pub mod keys;
+mod crypto;
+mod daemon;
+mod firewall;
+mod keys;
 #[allow(unsafe_code)]
 pub mod net;
 pub mod pqpsk;
-pub mod proxy;
-pub mod quic;
+mod proxy;
+mod quic;
 pub mod tls;
 pub mod wg;

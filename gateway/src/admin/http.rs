@@ -19,14 +19,14 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// A response of [`serve_http1`]'s handler: the whole body in memory.
-pub type Reply = Response<Full<Bytes>>;
+pub(crate) type Reply = Response<Full<Bytes>>;
 
 /// hyper's smallest read buffer; a smaller head cap is enforced on the parsed head.
 const MIN_BUF_BYTES: usize = 8192;
 
 /// Bounds of one served connection.
 #[derive(Clone, Copy, Debug)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// The request head must have arrived within this (else the connection is dropped).
     pub header_timeout: Duration,
     /// Largest request head (request line and headers); larger gets `431`.
@@ -37,7 +37,7 @@ pub struct Limits {
 
 /// Bytes that crossed a served connection.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Traffic {
+pub(crate) struct Traffic {
     /// Read from the peer.
     pub read: u64,
     /// Written to the peer.
@@ -47,7 +47,7 @@ pub struct Traffic {
 /// Why an HTTP exchange failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum HttpError {
+pub(crate) enum HttpError {
     /// No complete request head within [`Limits::header_timeout`].
     #[error("no complete request head within {0:?}")]
     HeaderTimeout(Duration),
@@ -70,7 +70,11 @@ pub enum HttpError {
 
 /// A response with `status`, `Content-Type: content_type` and `body` (its length is sent as
 /// `Content-Length`).
-pub fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Reply {
+pub(crate) fn reply(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Reply {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
     r.headers_mut()
@@ -79,7 +83,7 @@ pub fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Byt
 }
 
 /// `reply` plus the extra `headers`.
-pub fn with_headers(mut r: Reply, headers: &[(HeaderName, &'static str)]) -> Reply {
+pub(crate) fn with_headers(mut r: Reply, headers: &[(HeaderName, &'static str)]) -> Reply {
     for (name, value) in headers {
         r.headers_mut()
             .insert(name.clone(), HeaderValue::from_static(value));
@@ -88,12 +92,12 @@ pub fn with_headers(mut r: Reply, headers: &[(HeaderName, &'static str)]) -> Rep
 }
 
 /// The request target as the client sent it in origin form (path and query), `""` if none.
-pub fn target<B>(req: &Request<B>) -> &str {
+pub(crate) fn target<B>(req: &Request<B>) -> &str {
     req.uri().path_and_query().map_or("", |p| p.as_str())
 }
 
 /// `405 Method Not Allowed` unless `req` is a `GET`.
-pub fn get_only<B>(req: &Request<B>) -> Option<Reply> {
+pub(crate) fn get_only<B>(req: &Request<B>) -> Option<Reply> {
     (req.method() != Method::GET)
         .then(|| reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n"))
 }
@@ -102,7 +106,11 @@ pub fn get_only<B>(req: &Request<B>) -> Option<Reply> {
 /// then the connection is shut down. A peer that closes before a whole request, or whose
 /// request hyper refuses itself (`400`, `431` for a head over [`Limits::max_head_bytes`]),
 /// is not an error: the bytes are still counted.
-pub async fn serve_http1<S, F>(io: S, limits: &Limits, handler: F) -> Result<Traffic, HttpError>
+pub(crate) async fn serve_http1<S, F>(
+    io: S,
+    limits: &Limits,
+    handler: F,
+) -> Result<Traffic, HttpError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     F: Fn(&Request<Incoming>) -> Reply,
@@ -136,7 +144,7 @@ where
 
 /// Bounds of one [`get`].
 #[derive(Clone, Copy, Debug)]
-pub struct ClientLimits {
+pub(crate) struct ClientLimits {
     /// To connect.
     pub connect: Duration,
     /// The whole exchange, connecting included.
@@ -147,7 +155,7 @@ pub struct ClientLimits {
 
 /// `GET path` from the HTTP/1.1 server at `addr` (one request, then the connection closes):
 /// the status and the whole body.
-pub async fn get(
+pub(crate) async fn get(
     addr: SocketAddr,
     path: &str,
     limits: &ClientLimits,

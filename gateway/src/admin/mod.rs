@@ -3,8 +3,8 @@
 //! (not a GET) or 404. One request per connection over [`http::serve_http1`], at most 32
 //! at once, each bounded in head size and time.
 
-pub mod http;
-pub mod telemetry;
+pub(crate) mod http;
+pub(crate) mod telemetry;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,10 +28,10 @@ const LIMITS: Limits = Limits {
 };
 
 /// Renders the `GET /status` body (JSON).
-pub type StatusFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+pub(crate) type StatusFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
 /// Serves the admin endpoint until `stop` turns true.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     metrics: PrometheusHandle,
     shared: Arc<DrainState>,

@@ -10,7 +10,7 @@ use tracing_subscriber::EnvFilter;
 /// Why telemetry could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum TelemetryError {
+pub(crate) enum TelemetryError {
     /// `log.level` is not a valid filter.
     #[error("log.level: {0}")]
     Filter(#[from] tracing_subscriber::filter::ParseError),
@@ -26,13 +26,13 @@ const HANDSHAKE_BUCKETS: &[f64] = &[
 ];
 
 /// Checks `log.level` without installing anything (for `pqgate check`).
-pub fn check_log_level(log: &LogConfig) -> Result<(), TelemetryError> {
+pub(crate) fn check_log_level(log: &LogConfig) -> Result<(), TelemetryError> {
     EnvFilter::builder().parse(&log.level)?;
     Ok(())
 }
 
 /// Installs the global tracing subscriber.
-pub fn init_logging(log: &LogConfig) -> Result<(), TelemetryError> {
+pub(crate) fn init_logging(log: &LogConfig) -> Result<(), TelemetryError> {
     let filter = EnvFilter::builder().parse(&log.level)?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -46,7 +46,7 @@ pub fn init_logging(log: &LogConfig) -> Result<(), TelemetryError> {
 }
 
 /// Installs the Prometheus recorder and describes pqgate's metrics.
-pub fn init_metrics() -> Result<PrometheusHandle, TelemetryError> {
+pub(crate) fn init_metrics() -> Result<PrometheusHandle, TelemetryError> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full(m::TLS_HANDSHAKE_SECONDS.to_owned()),

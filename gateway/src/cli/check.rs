@@ -12,7 +12,7 @@ use crate::config;
 use crate::crypto::plugins;
 use crate::daemon::assemble::{SelfSignedMode, build};
 
-pub fn check(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+pub(crate) fn check(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let loaded = match config::load(path.as_deref()) {
         Ok(l) => l,
         Err(e) => {

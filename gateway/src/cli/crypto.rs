@@ -13,7 +13,7 @@ use pqgate_agility::{Registry, Status};
 use std::fmt::Write as _;
 
 /// The inventory as an aligned table.
-pub fn inventory_table(inventory: &[pqgate_agility::InventoryEntry]) -> String {
+pub(crate) fn inventory_table(inventory: &[pqgate_agility::InventoryEntry]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -43,7 +43,7 @@ pub fn inventory_table(inventory: &[pqgate_agility::InventoryEntry]) -> String {
 }
 
 /// The self-test report; the bool is true when every test passed.
-pub fn selftest_report(registry: &Registry) -> (String, bool) {
+pub(crate) fn selftest_report(registry: &Registry) -> (String, bool) {
     let report = registry.report();
     let mut lines: Vec<(bool, String)> = report
         .results
@@ -90,7 +90,7 @@ fn status_text(status: Status) -> &'static str {
 }
 
 #[derive(Subcommand)]
-pub enum CryptoCommand {
+pub(crate) enum CryptoCommand {
     /// List every algorithm with its properties and status after the power-on self-tests.
     List {
         /// JSON instead of a table.
@@ -114,7 +114,7 @@ pub enum CryptoCommand {
     },
 }
 
-pub fn run(command: CryptoCommand) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(command: CryptoCommand) -> anyhow::Result<ExitCode> {
     match command {
         CryptoCommand::List { json, config } => {
             let (_, inventory) = registry_for(config.as_deref())?;

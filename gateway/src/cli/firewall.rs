@@ -11,7 +11,7 @@ use crate::firewall::{FirewallError, json, nft};
 
 /// `pqgate firewall ...`.
 #[derive(Debug, clap::Subcommand)]
-pub enum FirewallCommand {
+pub(crate) enum FirewallCommand {
     /// Print the ruleset the config produces (nft syntax), without applying it.
     Show {
         /// TOML config file (the embedded default when absent).
@@ -32,7 +32,7 @@ pub enum FirewallCommand {
 /// Why a firewall command failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum CliError {
+pub(crate) enum CliError {
     /// The config is invalid.
     #[error(transparent)]
     Config(#[from] ConfigErrors),
@@ -45,7 +45,7 @@ pub enum CliError {
 }
 
 /// Runs one firewall command.
-pub fn run(command: FirewallCommand) -> Result<ExitCode, CliError> {
+pub(crate) fn run(command: FirewallCommand) -> Result<ExitCode, CliError> {
     match command {
         FirewallCommand::Show { config, json } => {
             let loaded = config::load(config.as_deref())?;

@@ -21,7 +21,7 @@ const MAX_STDIN: u64 = 1024;
 
 /// `pqgate keygen ...`
 #[derive(Debug, clap::Subcommand)]
-pub enum KeygenCommand {
+pub(crate) enum KeygenCommand {
     /// A WireGuard private key (like `wg genkey`); with --out, written 0600 and the public key
     /// printed. Without --out the private key goes to stdout, which must not be a terminal.
     Wg {
@@ -65,7 +65,7 @@ pub enum KeygenCommand {
 
 /// `pqgate ca ...`
 #[derive(Debug, clap::Subcommand)]
-pub enum CaCommand {
+pub(crate) enum CaCommand {
     /// Create a CA: DIR/ca.key (0600), DIR/ca.pem, DIR/index.toml.
     Init {
         /// CA directory (created 0700 if missing).
@@ -121,7 +121,7 @@ pub enum CaCommand {
 /// `pqgate ca issue` arguments.
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("usage").args(["server", "client", "both"])))]
-pub struct IssueArgs {
+pub(crate) struct IssueArgs {
     /// CA directory.
     #[arg(long)]
     dir: PathBuf,
@@ -178,7 +178,7 @@ fn print(line: &str) -> Result<(), KeysError> {
 }
 
 /// Runs `pqgate keygen ...`.
-pub fn keygen(command: KeygenCommand) -> Result<(), KeysError> {
+pub(crate) fn keygen(command: KeygenCommand) -> Result<(), KeysError> {
     match command {
         KeygenCommand::Wg {
             out: Some(out),
@@ -289,7 +289,7 @@ fn keygen_tls(
 }
 
 /// Runs `pqgate ca ...`.
-pub fn ca(command: CaCommand) -> Result<(), KeysError> {
+pub(crate) fn ca(command: CaCommand) -> Result<(), KeysError> {
     match command {
         CaCommand::Init {
             dir,
@@ -384,7 +384,7 @@ fn issue(args: IssueArgs) -> Result<(), KeysError> {
 }
 
 /// `pqgate pin`: the SHA-256 pin of the first certificate's public key in `cert`.
-pub fn pin(cert: std::path::PathBuf) -> anyhow::Result<std::process::ExitCode> {
+pub(crate) fn pin(cert: std::path::PathBuf) -> anyhow::Result<std::process::ExitCode> {
     let certs = crate::tls::material::load_certs(&cert, "certificate")?;
     let pin = crate::tls::client_config::spki_pin(&certs[0])?;
     println!("{pin}");

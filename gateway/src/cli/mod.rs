@@ -1,14 +1,14 @@
 //! The `pqgate` command line: every subcommand's arguments (clap) and the code that runs and
 //! renders it, one file per subcommand; `main.rs` only calls [`main`].
 
-pub mod check;
-pub mod crypto;
-pub mod firewall;
-pub mod keys;
-pub mod probe;
-pub mod run;
-pub mod status;
-pub mod wg;
+pub(crate) mod check;
+pub(crate) mod crypto;
+pub(crate) mod firewall;
+pub(crate) mod keys;
+pub(crate) mod probe;
+pub(crate) mod run;
+pub(crate) mod status;
+pub(crate) mod wg;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -26,7 +26,7 @@ const PROBE_PROFILE: &str = "pq-hybrid";
 
 /// Command-line arguments of `pqgate probe`.
 #[derive(Clone, Debug, clap::Args)]
-pub struct ProbeArgs {
+pub(crate) struct ProbeArgs {
     /// Server to probe: HOST:PORT or [V6]:PORT.
     pub target: String,
     /// Accept any certificate (the handshake signature is still verified).
@@ -50,7 +50,7 @@ pub struct ProbeArgs {
 }
 
 /// Runs `pqgate probe`: prints the report; exit 1 when `--require-pq` is not met.
-pub fn cli(args: &ProbeArgs) -> Result<ExitCode, ProbeError> {
+pub(crate) fn cli(args: &ProbeArgs) -> Result<ExitCode, ProbeError> {
     let registry = Registry::power_on();
     let opts = ProbeOptions {
         target: args.target.clone(),
@@ -78,7 +78,7 @@ pub fn cli(args: &ProbeArgs) -> Result<ExitCode, ProbeError> {
 
 /// What to probe and how to trust it.
 #[derive(Clone, Debug)]
-pub struct ProbeOptions {
+pub(crate) struct ProbeOptions {
     /// `HOST:PORT` or `[V6]:PORT`.
     pub target: String,
     /// Name sent as SNI and verified; the target's host when absent.
@@ -93,7 +93,7 @@ pub struct ProbeOptions {
 
 /// What one handshake negotiated.
 #[derive(Clone, Debug, Serialize)]
-pub struct ProbeReport {
+pub(crate) struct ProbeReport {
     /// The target as given.
     pub target: String,
     /// The address connected to.
@@ -119,7 +119,7 @@ pub struct ProbeReport {
 /// Why a probe failed, by blame: the caller's input, the network, or the server.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum ProbeError {
+pub(crate) enum ProbeError {
     /// Neither `--ca` nor `--insecure` was given.
     #[error("no trust anchor: pass --ca FILE to verify the server, or --insecure")]
     NoTrust,
@@ -165,7 +165,7 @@ pub enum ProbeError {
 }
 
 /// Connects to `opts.target`, completes one handshake and reports what was negotiated.
-pub fn probe(registry: &Registry, opts: &ProbeOptions) -> Result<ProbeReport, ProbeError> {
+pub(crate) fn probe(registry: &Registry, opts: &ProbeOptions) -> Result<ProbeReport, ProbeError> {
     let config = client_config(registry, opts)?;
     let host = host_part(&opts.target);
     let name_text = opts.server_name.clone().unwrap_or_else(|| host.to_owned());
@@ -210,13 +210,13 @@ pub fn probe(registry: &Registry, opts: &ProbeOptions) -> Result<ProbeReport, Pr
 }
 
 /// The report as one JSON object.
-pub fn render_json(r: &ProbeReport) -> String {
+pub(crate) fn render_json(r: &ProbeReport) -> String {
     // A struct of strings, numbers and booleans always serialises.
     serde_json::to_string(r).unwrap_or_default()
 }
 
 /// The report as aligned `key value` lines.
-pub fn render_text(r: &ProbeReport) -> String {
+pub(crate) fn render_text(r: &ProbeReport) -> String {
     let verified = match r.verified {
         true => "verified",
         false => "not verified (--insecure)",

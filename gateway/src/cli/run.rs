@@ -15,7 +15,7 @@ use crate::crypto::{self, plugins};
 use crate::daemon::Daemon;
 use crate::net::caps::{Cap, probe};
 
-pub fn run(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let loaded = match config::load(path.as_deref()) {
         Ok(l) => l,
         Err(e) => {
@@ -77,7 +77,10 @@ fn warm_up() -> anyhow::Result<()> {
 }
 
 /// `pqgate caps-probe`: runs single-threaded (before any runtime), as a capability drop must.
-pub fn caps_probe(keep: &[String], bind: Option<std::net::SocketAddr>) -> anyhow::Result<ExitCode> {
+pub(crate) fn caps_probe(
+    keep: &[String],
+    bind: Option<std::net::SocketAddr>,
+) -> anyhow::Result<ExitCode> {
     let keep = keep
         .iter()
         .filter(|n| !n.is_empty())

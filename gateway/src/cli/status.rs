@@ -21,7 +21,7 @@ const LIMITS: ClientLimits = ClientLimits {
 };
 
 /// Prints the status of the daemon whose admin endpoint is `admin`.
-pub fn run(admin: SocketAddr, json: bool) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(admin: SocketAddr, json: bool) -> anyhow::Result<ExitCode> {
     let v = fetch_status(admin)?;
     match json {
         true => println!("{}", serde_json::to_string_pretty(&v)?),

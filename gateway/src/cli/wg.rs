@@ -9,7 +9,7 @@ use clap::Subcommand;
 use crate::wg::interface::DataPathOptions;
 
 #[derive(Subcommand)]
-pub enum WgCommand {
+pub(crate) enum WgCommand {
     /// Run a tunnel from a wg-quick file in the foreground until SIGINT/SIGTERM; the interface
     /// is named after the file (wg0.conf -> wg0).
     Up {
@@ -39,7 +39,7 @@ pub enum WgCommand {
 }
 
 /// Runs one `pqgate wg` subcommand.
-pub fn run(command: WgCommand) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(command: WgCommand) -> anyhow::Result<ExitCode> {
     match command {
         WgCommand::Up {
             file,

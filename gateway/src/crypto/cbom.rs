@@ -45,7 +45,7 @@ use crate::tls::material::{self, MaterialError};
 /// Why no CBOM could be produced.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum CbomError {
+pub(crate) enum CbomError {
     /// The configuration does not load.
     #[error(transparent)]
     Config(#[from] ConfigErrors),
@@ -97,7 +97,7 @@ pub enum CbomError {
 
 /// The CBOM of the config at `path` (the embedded default when `None`) as pretty JSON, with the
 /// configured run-time plugins loaded and every self-test run.
-pub fn render(path: Option<&Path>) -> Result<String, CbomError> {
+pub(crate) fn render(path: Option<&Path>) -> Result<String, CbomError> {
     let loaded = config::load(path)?;
     let registry = Registry::power_on_with(crate::crypto::plugins::load_all(&loaded.config));
     let bom = build_bom(&loaded, &registry, timestamp()?)?;
@@ -105,7 +105,7 @@ pub fn render(path: Option<&Path>) -> Result<String, CbomError> {
 }
 
 /// Seconds since the epoch: `SOURCE_DATE_EPOCH` when set, else now.
-pub fn timestamp() -> Result<u64, CbomError> {
+pub(crate) fn timestamp() -> Result<u64, CbomError> {
     match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(text) => text
             .trim()
@@ -116,7 +116,11 @@ pub fn timestamp() -> Result<u64, CbomError> {
 }
 
 /// The CBOM of `loaded` as a JSON value, stamped with `timestamp` (seconds since the epoch).
-pub fn build_bom(loaded: &Loaded, registry: &Registry, timestamp: u64) -> Result<Value, CbomError> {
+pub(crate) fn build_bom(
+    loaded: &Loaded,
+    registry: &Registry,
+    timestamp: u64,
+) -> Result<Value, CbomError> {
     let mut inv = Inventory::new(registry);
     collect(&loaded.config, &mut inv)?;
     let version = env!("CARGO_PKG_VERSION");
@@ -952,28 +956,33 @@ mod der {
     use crate::keys::x509::{self, CertError};
 
     /// OID contents (without tag and length).
-    pub mod oid {
-        pub const EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
-        pub const P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-        pub const P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
-        pub const P521: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x23];
-        pub const ED25519: &[u8] = &[0x2b, 0x65, 0x70];
-        pub const RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
-        pub const RSASSA_PSS: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a];
-        pub const SHA256_WITH_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b];
-        pub const SHA384_WITH_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c];
-        pub const SHA512_WITH_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d];
-        pub const ECDSA_SHA256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
-        pub const ECDSA_SHA384: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03];
-        pub const ECDSA_SHA512: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04];
-        pub const ML_DSA_44: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x03, 0x11];
-        pub const ML_DSA_65: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x03, 0x12];
-        pub const ML_DSA_87: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x03, 0x13];
+    pub(super) mod oid {
+        pub(crate) const EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+        pub(crate) const P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+        pub(crate) const P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
+        pub(crate) const P521: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x23];
+        pub(crate) const ED25519: &[u8] = &[0x2b, 0x65, 0x70];
+        pub(crate) const RSA_ENCRYPTION: &[u8] =
+            &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+        pub(crate) const RSASSA_PSS: &[u8] =
+            &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a];
+        pub(crate) const SHA256_WITH_RSA: &[u8] =
+            &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b];
+        pub(crate) const SHA384_WITH_RSA: &[u8] =
+            &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c];
+        pub(crate) const SHA512_WITH_RSA: &[u8] =
+            &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d];
+        pub(crate) const ECDSA_SHA256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
+        pub(crate) const ECDSA_SHA384: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03];
+        pub(crate) const ECDSA_SHA512: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04];
+        pub(crate) const ML_DSA_44: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x03, 0x11];
+        pub(crate) const ML_DSA_65: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x03, 0x12];
+        pub(crate) const ML_DSA_87: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x03, 0x13];
     }
 
     /// A SubjectPublicKeyInfo's algorithm.
     #[derive(Clone, Debug, PartialEq, Eq)]
-    pub struct KeyFacts {
+    pub(super) struct KeyFacts {
         /// Algorithm OID contents.
         pub algorithm: Vec<u8>,
         /// Named-curve OID contents, for EC keys.
@@ -983,7 +992,7 @@ mod der {
     }
 
     /// What a certificate says about its algorithms.
-    pub struct CertFacts {
+    pub(super) struct CertFacts {
         /// Its subject key.
         pub key: KeyFacts,
         /// Its signature algorithm OID contents.
@@ -993,7 +1002,7 @@ mod der {
     }
 
     /// Reads a DER certificate.
-    pub fn cert_facts(der: &[u8]) -> Result<CertFacts, CertError> {
+    pub(super) fn cert_facts(der: &[u8]) -> Result<CertFacts, CertError> {
         let cert = x509::parse(der)?;
         let tbs = &cert.tbs_certificate;
         let spki = &tbs.subject_pki;
@@ -1032,7 +1041,7 @@ mod der {
     }
 
     /// Dotted-decimal form of OID contents.
-    pub fn dotted(oid: &[u8]) -> String {
+    pub(super) fn dotted(oid: &[u8]) -> String {
         Oid::new(Cow::Borrowed(oid)).to_id_string()
     }
 }

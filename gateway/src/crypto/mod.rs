@@ -1,17 +1,17 @@
 //! The gateway's cryptography as operators see it: run-time plugins loaded (and their signatures
 //! checked) at start, the inventory published as metrics, and the CycloneDX CBOM of a config.
 
-pub mod cbom;
-pub mod plugins;
+pub(crate) mod cbom;
+pub(crate) mod plugins;
 
 use metrics::gauge;
 use pqgate_agility::{Registry, Status};
 
 /// Gauge per algorithm: 1 enabled, 0 disabled by a failed self-test.
-pub const ALGORITHM_ENABLED: &str = "pqgate_algorithm_enabled";
+pub(crate) const ALGORITHM_ENABLED: &str = "pqgate_algorithm_enabled";
 
 /// Logs every failed self-test and exports one gauge per algorithm.
-pub fn publish(registry: &Registry) {
+pub(crate) fn publish(registry: &Registry) {
     for f in registry.report().failures() {
         tracing::error!(
             algorithm = f.algorithm,

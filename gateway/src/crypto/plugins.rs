@@ -11,7 +11,7 @@ use rustls_pki_types::SubjectPublicKeyInfoDer;
 use rustls_pki_types::pem::PemObject;
 
 /// One result per `[[plugin]]`, with the library path it is about.
-pub fn load_all(config: &Config) -> Vec<(String, Result<PluginDecl, PluginError>)> {
+pub(crate) fn load_all(config: &Config) -> Vec<(String, Result<PluginDecl, PluginError>)> {
     let trusted = trusted_keys(&config.plugins.trusted_keys);
     config
         .plugin_files

@@ -13,7 +13,7 @@ use crate::tls::server_config::build_listener_tls;
 
 /// Whether building may create the self-signed certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SelfSignedMode {
+pub(crate) enum SelfSignedMode {
     /// Generate it if missing (`run`).
     Generate,
     /// Use it if present, else check with a throwaway one; never write the state directory
@@ -22,7 +22,7 @@ pub enum SelfSignedMode {
 }
 
 /// Everything a daemon serves.
-pub struct Built {
+pub(crate) struct Built {
     /// Listener states, in config order.
     pub listeners: Vec<ListenerState>,
     /// Connector states, in config order.
@@ -34,7 +34,7 @@ pub struct Built {
 }
 
 /// A built-in profile or a `[[profile]]` of the config, by name.
-pub fn resolve_profile(config: &Config, name: &str) -> Option<Profile> {
+pub(crate) fn resolve_profile(config: &Config, name: &str) -> Option<Profile> {
     pqgate_agility::builtin_profile(name).or_else(|| {
         config
             .profiles
@@ -46,7 +46,7 @@ pub fn resolve_profile(config: &Config, name: &str) -> Option<Profile> {
 
 /// Each listener's and connector's provider spec and resolved profile (unknown profiles are
 /// left out; `validate` reports them).
-pub fn endpoint_uses(config: &Config) -> Vec<(pqgate_agility::ProviderSpec, Profile)> {
+pub(crate) fn endpoint_uses(config: &Config) -> Vec<(pqgate_agility::ProviderSpec, Profile)> {
     let listeners = config
         .listeners
         .iter()
@@ -65,7 +65,7 @@ pub fn endpoint_uses(config: &Config) -> Vec<(pqgate_agility::ProviderSpec, Prof
 }
 
 /// Builds every listener and connector of `loaded`.
-pub fn build(
+pub(crate) fn build(
     loaded: &Loaded,
     mode: SelfSignedMode,
     registry: &Registry,

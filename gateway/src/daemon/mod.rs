@@ -2,8 +2,8 @@
 //! built and bound completely before anything is swapped, so a bad one changes nothing), and
 //! drains on SIGTERM. Reports to systemd throughout.
 
-pub mod assemble;
-pub mod notify;
+pub(crate) mod assemble;
+pub(crate) mod notify;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -31,7 +31,7 @@ use crate::wg::tunnels::Tunnels;
 /// Why the daemon could not start or apply a config.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum DaemonError {
+pub(crate) enum DaemonError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigErrors),
@@ -73,7 +73,7 @@ impl<E> Drop for Running<E> {
 }
 
 /// The running gateway.
-pub struct Daemon {
+pub(crate) struct Daemon {
     config_path: Option<PathBuf>,
     shared: Arc<DrainState>,
     listeners: HashMap<SocketAddr, Running<ListenerState>>,
@@ -119,7 +119,7 @@ impl RestartOnly {
 
 impl Daemon {
     /// Builds, binds and starts everything in `loaded`.
-    pub async fn start(
+    pub(crate) async fn start(
         loaded: Loaded,
         config_path: Option<PathBuf>,
         metrics: PrometheusHandle,
@@ -176,7 +176,7 @@ impl Daemon {
     }
 
     /// Serves until SIGTERM or SIGINT, reloading on SIGHUP; then drains.
-    pub async fn run(mut self) -> Result<(), DaemonError> {
+    pub(crate) async fn run(mut self) -> Result<(), DaemonError> {
         let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
         let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
         let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;

@@ -6,7 +6,7 @@ use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::time::Duration;
 
 /// Sends one notification, e.g. `READY=1`.
-pub fn notify(state: &str) {
+pub(crate) fn notify(state: &str) {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
         return;
     };
@@ -25,13 +25,13 @@ pub fn notify(state: &str) {
 }
 
 /// Tells systemd a reload started; systemd wants the monotonic time with it.
-pub fn reloading() {
+pub(crate) fn reloading() {
     let usec = crate::net::clock::monotonic_now().map_or(0, |t| t.as_micros());
     notify(&format!("RELOADING=1\nMONOTONIC_USEC={usec}"));
 }
 
 /// How often to send `WATCHDOG=1`: half the interval systemd asked for, if it asked.
-pub fn watchdog_interval() -> Option<Duration> {
+pub(crate) fn watchdog_interval() -> Option<Duration> {
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
     if let Ok(pid) = std::env::var("WATCHDOG_PID")
         && pid.parse::<u32>().ok() != Some(std::process::id())

@@ -32,7 +32,7 @@ fn table(name: &str) -> schema::Table<'static> {
 /// One transaction: create-or-keep then delete the table (so the delete cannot fail on a
 /// missing table), re-create it with every chain and rule, and delete `retire` (a table this
 /// process installed under another name) the same way. Applied all or nothing.
-pub fn replace_batch(rs: &Ruleset, retire: Option<&str>) -> Nftables<'static> {
+pub(crate) fn replace_batch(rs: &Ruleset, retire: Option<&str>) -> Nftables<'static> {
     let mut batch = Batch::new();
     batch.add(NfListObject::Table(table(&rs.table)));
     batch.delete(NfListObject::Table(table(&rs.table)));
@@ -53,7 +53,7 @@ pub fn replace_batch(rs: &Ruleset, retire: Option<&str>) -> Nftables<'static> {
 }
 
 /// Deletes the table `name` if it exists (one transaction).
-pub fn remove_batch(name: &str) -> Nftables<'static> {
+pub(crate) fn remove_batch(name: &str) -> Nftables<'static> {
     let mut batch = Batch::new();
     batch.add(NfListObject::Table(table(name)));
     batch.delete(NfListObject::Table(table(name)));
@@ -80,7 +80,7 @@ fn chain_object(table: &str, chain: &Chain) -> schema::Chain<'static> {
 }
 
 /// The crate's name for a hook.
-pub fn hook(h: Hook) -> NfHook {
+pub(crate) fn hook(h: Hook) -> NfHook {
     match h {
         Hook::Input => NfHook::Input,
         Hook::Forward => NfHook::Forward,

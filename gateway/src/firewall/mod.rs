@@ -3,8 +3,8 @@
 //! reload (a refused ruleset leaves the previous one in force) and removes it on stop unless
 //! `firewall.persist` is set. Nothing outside that table is touched.
 
-pub mod json;
-pub mod nft;
+pub(crate) mod json;
+pub(crate) mod nft;
 #[cfg(test)]
 mod tests;
 
@@ -16,7 +16,7 @@ use pqgate_core::metrics as m;
 /// Why the firewall could not be installed, verified or removed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum FirewallError {
+pub(crate) enum FirewallError {
     /// The config could not be turned into a ruleset (an unvalidated config).
     #[error(transparent)]
     Generate(#[from] pqgate_core::firewall::FirewallError),
@@ -43,7 +43,7 @@ pub enum FirewallError {
 
 /// The table this process installed, if any.
 #[derive(Debug, Default)]
-pub struct Firewall {
+pub(crate) struct Firewall {
     installed: Option<Installed>,
 }
 
@@ -59,7 +59,7 @@ impl Firewall {
     /// table when the firewall is now disabled. When nft refuses, nothing changed. A table nft
     /// accepted but that reads back differently stays in force (and is removed at stop); the
     /// error says how it differs and `pqgate_firewall_applied` stays 0.
-    pub fn apply(&mut self, config: &Config) -> Result<(), FirewallError> {
+    pub(crate) fn apply(&mut self, config: &Config) -> Result<(), FirewallError> {
         let previous = self.installed.as_ref().map(|i| i.table.as_str());
         if !config.firewall.enabled {
             if let Some(table) = previous {
@@ -91,7 +91,7 @@ impl Firewall {
     }
 
     /// Removes the table unless the config asked to keep it. Errors are logged: stopping goes on.
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         let Some(installed) = self.installed.take() else {
             return;
         };

@@ -14,19 +14,19 @@ use super::FirewallError;
 const NFT: &str = "nft";
 
 /// Runs `nft -j -f -` on `batch`: every command in it takes effect, or none does.
-pub fn apply(batch: &Nftables<'_>) -> Result<(), FirewallError> {
+pub(crate) fn apply(batch: &Nftables<'_>) -> Result<(), FirewallError> {
     let json = serde_json::to_vec(batch).map_err(FirewallError::Encode)?;
     run(&["-j", "-f", "-"], Some(&json)).map(drop)
 }
 
 /// Runs `nft -c -j -f -` on `batch`: nft checks it against the running kernel, changing nothing.
-pub fn check(batch: &Nftables<'_>) -> Result<(), FirewallError> {
+pub(crate) fn check(batch: &Nftables<'_>) -> Result<(), FirewallError> {
     let json = serde_json::to_vec(batch).map_err(FirewallError::Encode)?;
     run(&["-c", "-j", "-f", "-"], Some(&json)).map(drop)
 }
 
 /// `nft -j list table inet NAME`, parsed.
-pub fn list_table(name: &str) -> Result<Value, FirewallError> {
+pub(crate) fn list_table(name: &str) -> Result<Value, FirewallError> {
     let out = run(&["-j", "list", "table", "inet", name], None)?;
     serde_json::from_slice(&out).map_err(|e| FirewallError::Readback(format!("not JSON: {e}")))
 }
@@ -65,7 +65,7 @@ fn run(args: &[&str], stdin: Option<&[u8]>) -> Result<Vec<u8>, FirewallError> {
 
 /// Checks that the table nft reports holds exactly the generated chains (type, hook, policy)
 /// with the generated number of rules each.
-pub fn verify(expected: &Ruleset, listed: &Value) -> Result<(), FirewallError> {
+pub(crate) fn verify(expected: &Ruleset, listed: &Value) -> Result<(), FirewallError> {
     let objects = listed
         .get("nftables")
         .and_then(Value::as_array)

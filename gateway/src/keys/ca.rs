@@ -20,15 +20,15 @@ use super::index::{self, Entry, Index, IndexError, Reason, Usage};
 use super::tls::{self, KeyAlg, Signer, TlsKeyError};
 
 /// The CA's private key file in its directory.
-pub const KEY_FILE: &str = "ca.key";
+pub(crate) const KEY_FILE: &str = "ca.key";
 /// The CA certificate file in its directory.
-pub const CERT_FILE: &str = "ca.pem";
+pub(crate) const CERT_FILE: &str = "ca.pem";
 const LOCK_FILE: &str = ".lock";
 
 /// Why a CA operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum CaError {
+pub(crate) enum CaError {
     /// Writing or locking a file failed.
     #[error(transparent)]
     File(#[from] FileError),
@@ -77,7 +77,7 @@ pub enum CaError {
 
 /// What to issue.
 #[derive(Debug, Clone)]
-pub struct IssueRequest {
+pub(crate) struct IssueRequest {
     /// Subject common name; also the DNS name when neither `dns` nor `ips` is given.
     pub name: String,
     /// DNS subject alternative names.
@@ -93,7 +93,7 @@ pub struct IssueRequest {
 }
 
 /// An issued certificate: the key (to be written 0600) and the certificate.
-pub struct Issued {
+pub(crate) struct Issued {
     /// Serial number, lowercase hex.
     pub serial: String,
     /// PKCS#8 PEM private key, wiped on drop.
@@ -144,7 +144,7 @@ fn ca_params(name: &str) -> CertificateParams {
 }
 
 /// Creates a CA in `dir` (made 0700 if missing); refuses if any of its files exist.
-pub fn init(
+pub(crate) fn init(
     dir: &Path,
     name: &str,
     alg: KeyAlg,
@@ -268,7 +268,11 @@ fn leaf_params(
 
 /// Issues a certificate and records it in the index (before returning it, so every
 /// certificate that can exist can be revoked).
-pub fn issue(dir: &Path, req: &IssueRequest, now: OffsetDateTime) -> Result<Issued, CaError> {
+pub(crate) fn issue(
+    dir: &Path,
+    req: &IssueRequest,
+    now: OffsetDateTime,
+) -> Result<Issued, CaError> {
     let _lock = lock(dir)?;
     let (mut index, issuer) = open(dir)?;
     let alg = req.alg.unwrap_or(index.alg);
@@ -302,7 +306,7 @@ pub fn issue(dir: &Path, req: &IssueRequest, now: OffsetDateTime) -> Result<Issu
 
 /// Marks the certificate with `serial` revoked; returns its entry. A CRL made after this
 /// lists it.
-pub fn revoke(
+pub(crate) fn revoke(
     dir: &Path,
     serial: &str,
     reason: Option<Reason>,
@@ -325,7 +329,7 @@ pub fn revoke(
 
 /// Signs a CRL listing every revoked certificate, valid from `now` for `days`, with the next
 /// CRL number (recorded in the index); PEM.
-pub fn crl(dir: &Path, now: OffsetDateTime, days: u32) -> Result<String, CaError> {
+pub(crate) fn crl(dir: &Path, now: OffsetDateTime, days: u32) -> Result<String, CaError> {
     let _lock = lock(dir)?;
     let (mut index, issuer) = open(dir)?;
     let (_, next_update) = tls::validity(now, days)?;
@@ -367,6 +371,6 @@ pub fn crl(dir: &Path, now: OffsetDateTime, days: u32) -> Result<String, CaError
 }
 
 /// The index, for listing.
-pub fn list(dir: &Path) -> Result<Index, CaError> {
+pub(crate) fn list(dir: &Path) -> Result<Index, CaError> {
     Ok(Index::read(dir)?)
 }

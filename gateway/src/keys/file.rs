@@ -8,14 +8,14 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Mode of private keys: owner read/write only.
-pub const PRIVATE: u32 = 0o600;
+pub(crate) const PRIVATE: u32 = 0o600;
 /// Mode of certificates, CRLs and the CA index: public data.
-pub const PUBLIC: u32 = 0o644;
+pub(crate) const PUBLIC: u32 = 0o644;
 
 /// Why a file could not be written; the path is the destination.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum FileError {
+pub(crate) enum FileError {
     /// The destination exists and overwriting was not asked for.
     #[error("{} exists: refusing to overwrite it (use --force to replace it)", path.display())]
     Exists {
@@ -48,7 +48,7 @@ impl Drop for TempGuard {
 
 /// Fails with [`FileError::Exists`] when `path` exists and `force` is off (a cheap early check
 /// before expensive key generation; [`write_atomic`] checks again, atomically).
-pub fn check_absent(path: &Path, force: bool) -> Result<(), FileError> {
+pub(crate) fn check_absent(path: &Path, force: bool) -> Result<(), FileError> {
     match !force && fs::symlink_metadata(path).is_ok() {
         true => Err(FileError::Exists {
             path: path.to_owned(),
@@ -59,7 +59,12 @@ pub fn check_absent(path: &Path, force: bool) -> Result<(), FileError> {
 
 /// Writes `contents` to `path` with `mode`, atomically; refuses an existing `path` unless
 /// `force`. The temporary file lives beside `path` (same file system) and is removed on error.
-pub fn write_atomic(path: &Path, contents: &[u8], mode: u32, force: bool) -> Result<(), FileError> {
+pub(crate) fn write_atomic(
+    path: &Path,
+    contents: &[u8],
+    mode: u32,
+    force: bool,
+) -> Result<(), FileError> {
     let io = |action, source| FileError::Io {
         action,
         path: path.to_owned(),
@@ -114,7 +119,7 @@ fn sync_dir(path: &Path) -> Result<(), FileError> {
 }
 
 /// Creates `dir` (and parents) if missing, with `mode` for the directories it creates.
-pub fn create_dir(dir: &Path, mode: u32) -> Result<(), FileError> {
+pub(crate) fn create_dir(dir: &Path, mode: u32) -> Result<(), FileError> {
     use std::os::unix::fs::DirBuilderExt;
     fs::DirBuilder::new()
         .recursive(true)

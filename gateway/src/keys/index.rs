@@ -7,14 +7,14 @@ use std::path::Path;
 use super::tls::KeyAlg;
 
 /// File name of the index inside the CA directory.
-pub const FILE: &str = "index.toml";
+pub(crate) const FILE: &str = "index.toml";
 /// Format version written and accepted.
-pub const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 1;
 
 /// Why the index could not be read or used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum IndexError {
+pub(crate) enum IndexError {
     /// The file could not be read.
     #[error("reading {}: {source}", path.display())]
     Read {
@@ -51,7 +51,7 @@ pub enum IndexError {
     Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
 )]
 #[serde(rename_all = "lowercase")]
-pub enum Usage {
+pub(crate) enum Usage {
     /// TLS server authentication.
     Server,
     /// TLS client authentication.
@@ -62,12 +62,12 @@ pub enum Usage {
 
 impl Usage {
     /// Whether the certificate may authenticate a server.
-    pub fn server(self) -> bool {
+    pub(crate) fn server(self) -> bool {
         matches!(self, Usage::Server | Usage::Both)
     }
 
     /// Whether the certificate may authenticate a client.
-    pub fn client(self) -> bool {
+    pub(crate) fn client(self) -> bool {
         matches!(self, Usage::Client | Usage::Both)
     }
 }
@@ -77,7 +77,7 @@ impl Usage {
     Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
 )]
 #[serde(rename_all = "kebab-case")]
-pub enum Reason {
+pub(crate) enum Reason {
     /// No reason given.
     Unspecified,
     /// The private key leaked or may have.
@@ -94,7 +94,7 @@ pub enum Reason {
 
 impl Reason {
     /// rcgen's code for it.
-    pub fn rcgen(self) -> rcgen::RevocationReason {
+    pub(crate) fn rcgen(self) -> rcgen::RevocationReason {
         match self {
             Reason::Unspecified => rcgen::RevocationReason::Unspecified,
             Reason::KeyCompromise => rcgen::RevocationReason::KeyCompromise,
@@ -109,7 +109,7 @@ impl Reason {
 /// One issued certificate.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// Serial number, lowercase hex without separators.
     pub serial: String,
     /// Subject common name.
@@ -131,7 +131,7 @@ pub struct Entry {
 /// The whole index.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Index {
+pub(crate) struct Index {
     /// Format version ([`VERSION`]).
     pub version: u32,
     /// The CA's common name: the issuer name of everything it signs.
@@ -149,7 +149,7 @@ pub struct Index {
 
 impl Index {
     /// Reads and checks `dir/index.toml`.
-    pub fn read(dir: &Path) -> Result<Self, IndexError> {
+    pub(crate) fn read(dir: &Path) -> Result<Self, IndexError> {
         let path = dir.join(FILE);
         let text = std::fs::read_to_string(&path).map_err(|source| IndexError::Read {
             path: path.clone(),
@@ -169,7 +169,7 @@ impl Index {
     }
 
     /// The TOML text to write.
-    pub fn to_toml(&self) -> Result<String, IndexError> {
+    pub(crate) fn to_toml(&self) -> Result<String, IndexError> {
         let body = toml::to_string(self)?;
         Ok(format!(
             "# pqgate CA index: written by `pqgate ca`, do not edit.\n{body}"
@@ -178,7 +178,7 @@ impl Index {
 
     /// The entry whose serial equals `serial` (hex, any case, colons and leading zeros
     /// ignored).
-    pub fn find_mut(&mut self, serial: &str) -> Option<&mut Entry> {
+    pub(crate) fn find_mut(&mut self, serial: &str) -> Option<&mut Entry> {
         let wanted = normalize_serial(serial)?;
         self.certs
             .iter_mut()
@@ -187,7 +187,7 @@ impl Index {
 }
 
 /// Lowercase hex without colons or leading zeros; None when it is not hex.
-pub fn normalize_serial(serial: &str) -> Option<String> {
+pub(crate) fn normalize_serial(serial: &str) -> Option<String> {
     let hex: String = serial
         .chars()
         .filter(|c| *c != ':')
@@ -204,12 +204,12 @@ pub fn normalize_serial(serial: &str) -> Option<String> {
 }
 
 /// Lowercase hex of serial bytes.
-pub fn serial_hex(bytes: &[u8]) -> String {
+pub(crate) fn serial_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Serial bytes from hex written by [`serial_hex`].
-pub fn serial_bytes(hex: &str) -> Option<Vec<u8>> {
+pub(crate) fn serial_bytes(hex: &str) -> Option<Vec<u8>> {
     if !hex.len().is_multiple_of(2) {
         return None;
     }

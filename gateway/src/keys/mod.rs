@@ -2,18 +2,18 @@
 //! and a small file-based CA for gateway mutual TLS. Private keys are only ever written to
 //! files created 0600 (atomically, never silently replaced) and are never printed or logged.
 
-pub mod ca;
-pub mod file;
-pub mod index;
-pub mod self_signed;
-pub mod tls;
-pub mod wg;
-pub mod x509;
+pub(crate) mod ca;
+pub(crate) mod file;
+pub(crate) mod index;
+pub(crate) mod self_signed;
+pub(crate) mod tls;
+pub(crate) mod wg;
+pub(crate) mod x509;
 
 /// Why a `pqgate keygen` or `pqgate ca` command failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum KeysError {
+pub(crate) enum KeysError {
     /// Writing a file failed or would overwrite one.
     #[error(transparent)]
     File(#[from] file::FileError),

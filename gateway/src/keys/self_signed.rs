@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 /// Why the state directory or the generated certificate is unusable.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum StateError {
+pub(crate) enum StateError {
     /// A file or directory operation failed.
     #[error("{action} {}: {source}", path.display())]
     Io {
@@ -27,7 +27,7 @@ pub enum StateError {
 }
 
 /// Paths of the generated certificate and key.
-pub struct SelfSigned {
+pub(crate) struct SelfSigned {
     /// Certificate (PEM).
     pub cert: PathBuf,
     /// Private key (PEM, PKCS#8).
@@ -36,7 +36,7 @@ pub struct SelfSigned {
 
 /// The state directory: configured, else systemd's `$STATE_DIRECTORY`, else `/var/lib/pqgate`
 /// for root, else `$HOME/.local/state/pqgate`.
-pub fn state_dir(configured: Option<&Path>) -> PathBuf {
+pub(crate) fn state_dir(configured: Option<&Path>) -> PathBuf {
     if let Some(dir) = configured {
         return dir.to_owned();
     }
@@ -58,7 +58,7 @@ pub fn state_dir(configured: Option<&Path>) -> PathBuf {
 }
 
 /// Where the self-signed pair lives in `dir`.
-pub fn self_signed_paths(dir: &Path) -> SelfSigned {
+pub(crate) fn self_signed_paths(dir: &Path) -> SelfSigned {
     SelfSigned {
         cert: dir.join("self-signed/cert.pem"),
         key: dir.join("self-signed/key.pem"),
@@ -66,7 +66,7 @@ pub fn self_signed_paths(dir: &Path) -> SelfSigned {
 }
 
 /// Returns the self-signed pair in `dir`, generating it if either file is missing.
-pub fn ensure_self_signed(dir: &Path) -> Result<SelfSigned, StateError> {
+pub(crate) fn ensure_self_signed(dir: &Path) -> Result<SelfSigned, StateError> {
     let paths = self_signed_paths(dir);
     if paths.cert.exists() && paths.key.exists() {
         return Ok(paths);
@@ -95,7 +95,7 @@ pub fn ensure_self_signed(dir: &Path) -> Result<SelfSigned, StateError> {
 }
 
 /// Writes a file readable by its owner only, atomically (temporary file, then rename).
-pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), StateError> {
+pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), StateError> {
     let tmp = path.with_extension("tmp");
     let io = |action, source| StateError::Io {
         action,

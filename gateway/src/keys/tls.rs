@@ -20,12 +20,12 @@ use zeroize::Zeroizing;
 
 /// Certificates start this long before "now", so a peer whose clock is a little behind
 /// accepts a certificate issued a moment ago.
-pub const BACKDATE: time::Duration = time::Duration::hours(1);
+pub(crate) const BACKDATE: time::Duration = time::Duration::hours(1);
 
 /// Why a key or certificate could not be made or loaded.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum TlsKeyError {
+pub(crate) enum TlsKeyError {
     /// rcgen refused the parameters or failed to sign (bad name, key generation).
     #[error("{action}: {source}")]
     Rcgen {
@@ -56,7 +56,7 @@ pub enum TlsKeyError {
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
 )]
-pub enum KeyAlg {
+pub(crate) enum KeyAlg {
     /// ECDSA on P-256 with SHA-256.
     #[value(name = "ecdsa-p256")]
     #[serde(rename = "ecdsa-p256")]
@@ -85,7 +85,8 @@ pub enum KeyAlg {
 
 impl KeyAlg {
     /// Every algorithm, classical first.
-    pub const ALL: [KeyAlg; 6] = [
+    #[cfg(test)]
+    pub(crate) const ALL: [KeyAlg; 6] = [
         KeyAlg::EcdsaP256,
         KeyAlg::EcdsaP384,
         KeyAlg::Ed25519,
@@ -95,7 +96,7 @@ impl KeyAlg {
     ];
 
     /// The command-line and index-file name.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             KeyAlg::EcdsaP256 => "ecdsa-p256",
             KeyAlg::EcdsaP384 => "ecdsa-p384",
@@ -104,11 +105,6 @@ impl KeyAlg {
             KeyAlg::MlDsa65 => "ml-dsa-65",
             KeyAlg::MlDsa87 => "ml-dsa-87",
         }
-    }
-
-    /// Whether this is a post-quantum (ML-DSA) algorithm.
-    pub fn post_quantum(self) -> bool {
-        self.ml_dsa().is_some()
     }
 
     fn rcgen(self) -> &'static SignatureAlgorithm {
@@ -139,7 +135,7 @@ impl std::fmt::Display for KeyAlg {
 }
 
 /// A private key that can sign certificates and CRLs.
-pub enum Signer {
+pub(crate) enum Signer {
     /// A classical key held by rcgen.
     Classical(KeyPair),
     /// An ML-DSA key held by aws-lc-rs (rcgen has no loader for these).
@@ -190,7 +186,7 @@ impl SigningKey for Signer {
 }
 
 /// A new key: its signer and its PKCS#8 PEM (to be written 0600).
-pub fn generate(alg: KeyAlg) -> Result<(Signer, Zeroizing<String>), TlsKeyError> {
+pub(crate) fn generate(alg: KeyAlg) -> Result<(Signer, Zeroizing<String>), TlsKeyError> {
     let rcgen_err = |source| TlsKeyError::Rcgen {
         action: "generating the key",
         source,
@@ -220,7 +216,7 @@ pub fn generate(alg: KeyAlg) -> Result<(Signer, Zeroizing<String>), TlsKeyError>
 }
 
 /// Loads a PKCS#8 PEM private key that must be of algorithm `alg`.
-pub fn load(pem: &str, alg: KeyAlg) -> Result<Signer, TlsKeyError> {
+pub(crate) fn load(pem: &str, alg: KeyAlg) -> Result<Signer, TlsKeyError> {
     let wrong = || TlsKeyError::WrongKey { expected: alg };
     if let Some(signing) = alg.ml_dsa() {
         let der = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).map_err(|_| wrong())?;
@@ -239,7 +235,10 @@ pub fn load(pem: &str, alg: KeyAlg) -> Result<Signer, TlsKeyError> {
 
 /// Subject alternative names from DNS names and IP addresses; a name that parses as an IP
 /// address becomes an IP SAN.
-pub fn subject_alt_names(names: &[String], ips: &[IpAddr]) -> Result<Vec<SanType>, TlsKeyError> {
+pub(crate) fn subject_alt_names(
+    names: &[String],
+    ips: &[IpAddr],
+) -> Result<Vec<SanType>, TlsKeyError> {
     let mut sans = Vec::with_capacity(names.len() + ips.len());
     for name in names {
         if let Ok(ip) = name.parse::<IpAddr>() {
@@ -260,7 +259,7 @@ pub fn subject_alt_names(names: &[String], ips: &[IpAddr]) -> Result<Vec<SanType
 }
 
 /// `[now - BACKDATE, now + days]`, refusing a nonsensical number of days.
-pub fn validity(
+pub(crate) fn validity(
     now: OffsetDateTime,
     days: u32,
 ) -> Result<(OffsetDateTime, OffsetDateTime), TlsKeyError> {
@@ -274,7 +273,7 @@ pub fn validity(
 
 /// A random positive 16-byte serial number (about 126 bits of entropy; RFC 5280 allows 20
 /// bytes), its first byte non-zero so the DER encoding keeps all 16 bytes.
-pub fn random_serial() -> Result<rcgen::SerialNumber, TlsKeyError> {
+pub(crate) fn random_serial() -> Result<rcgen::SerialNumber, TlsKeyError> {
     let mut bytes = [0u8; 16];
     aws_lc_rs::rand::fill(&mut bytes).map_err(|_| TlsKeyError::Rng)?;
     bytes[0] = (bytes[0] & 0x7f).max(1);
@@ -283,7 +282,7 @@ pub fn random_serial() -> Result<rcgen::SerialNumber, TlsKeyError> {
 
 /// A self-signed end-entity certificate for `names` (the first is also the common name), for
 /// both server and client authentication; PEM.
-pub fn self_signed(
+pub(crate) fn self_signed(
     signer: &Signer,
     names: &[String],
     now: OffsetDateTime,

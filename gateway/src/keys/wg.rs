@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 /// Why a key could not be made or read.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum WgKeyError {
+pub(crate) enum WgKeyError {
     /// The system RNG or X25519 failed (not the caller's fault).
     #[error("X25519 failed in aws-lc-rs")]
     Crypto,
@@ -24,7 +24,7 @@ pub enum WgKeyError {
 }
 
 /// A new random key, clamped as curve25519 requires (what `wg genkey` prints).
-pub fn generate() -> Result<PrivateKey, WgKeyError> {
+pub(crate) fn generate() -> Result<PrivateKey, WgKeyError> {
     let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
     aws_lc_rs::rand::fill(bytes.as_mut()).map_err(|_| WgKeyError::Crypto)?;
     bytes[0] &= 248;
@@ -33,13 +33,13 @@ pub fn generate() -> Result<PrivateKey, WgKeyError> {
 }
 
 /// Parses a base64 private key, surrounding whitespace allowed (a file or `wg genkey` output).
-pub fn parse(text: &str) -> Result<PrivateKey, WgKeyError> {
+pub(crate) fn parse(text: &str) -> Result<PrivateKey, WgKeyError> {
     PrivateKey::from_base64(text.trim()).map_err(|source| WgKeyError::Malformed { source })
 }
 
 /// The public key (`wg pubkey`). X25519 clamps the scalar itself, so an unclamped key gives the
 /// same public key as its clamped form, as with `wg`.
-pub fn public_key(private: &PrivateKey) -> Result<Key32, WgKeyError> {
+pub(crate) fn public_key(private: &PrivateKey) -> Result<Key32, WgKeyError> {
     let private = agreement::PrivateKey::from_private_key(&X25519, private.expose())
         .map_err(|_| WgKeyError::Crypto)?;
     let public = private

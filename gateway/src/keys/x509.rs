@@ -6,7 +6,7 @@ use x509_parser::certificate::X509CertificateParser;
 use x509_parser::error::X509Error;
 use x509_parser::nom::{self, Parser};
 
-pub use x509_parser::certificate::X509Certificate;
+pub(crate) use x509_parser::certificate::X509Certificate;
 
 /// Why bytes are not a DER X.509 certificate.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -26,7 +26,7 @@ pub enum CertError {
 
 /// Parses one DER certificate (bytes after it are ignored). Extensions are split but not
 /// decoded: no caller reads them, and one odd extension should not hide the rest.
-pub fn parse(der: &[u8]) -> Result<X509Certificate<'_>, CertError> {
+pub(crate) fn parse(der: &[u8]) -> Result<X509Certificate<'_>, CertError> {
     match X509CertificateParser::new()
         .with_deep_parse_extensions(false)
         .parse(der)
@@ -41,7 +41,7 @@ pub fn parse(der: &[u8]) -> Result<X509Certificate<'_>, CertError> {
 
 /// The DER bytes (tag and length included) of the certificate's SubjectPublicKeyInfo: what a
 /// key pin hashes.
-pub fn subject_public_key_info(der: &[u8]) -> Result<&[u8], CertError> {
+pub(crate) fn subject_public_key_info(der: &[u8]) -> Result<&[u8], CertError> {
     Ok(parse(der)?.tbs_certificate.subject_pki.raw)
 }
 

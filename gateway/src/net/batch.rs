@@ -17,7 +17,7 @@ use super::udp;
 /// Receive buffer per message: a GRO message can be up to 64 KiB.
 const RECV_BUF: usize = 65_536;
 /// Messages per `recvmmsg`.
-pub const RECV_MESSAGES: usize = 16;
+pub(crate) const RECV_MESSAGES: usize = 16;
 /// Most datagrams in one GSO message (the kernel's UDP_MAX_SEGMENTS is 64 before 6.11).
 const GSO_MAX_SEGMENTS: usize = 64;
 /// Most payload bytes in one GSO message (IPv4's UDP limit, with room to spare).
@@ -32,14 +32,14 @@ const CMSG_BUF: usize = 64;
 
 /// What the socket can do, probed once.
 #[derive(Debug)]
-pub struct Offloads {
+pub(crate) struct Offloads {
     gso: AtomicBool,
     gro: bool,
 }
 
 impl Offloads {
     /// Turns UDP GRO on where the kernel has it and probes for GSO.
-    pub fn probe(sock: &UdpSocket) -> Self {
+    pub(crate) fn probe(sock: &UdpSocket) -> Self {
         let gro = udp::setsockopt_level(sock, libc::SOL_UDP, UDP_GRO, 1).is_ok();
         let gso = getsockopt(sock, libc::SOL_UDP, UDP_SEGMENT).is_ok();
         Self {
@@ -49,7 +49,7 @@ impl Offloads {
     }
 
     /// Neither offload (plain one-datagram messages), whatever the kernel has.
-    pub fn disabled() -> Self {
+    pub(crate) fn disabled() -> Self {
         Self {
             gso: AtomicBool::new(false),
             gro: false,
@@ -57,12 +57,12 @@ impl Offloads {
     }
 
     /// Sending with `UDP_SEGMENT` is on.
-    pub fn gso(&self) -> bool {
+    pub(crate) fn gso(&self) -> bool {
         self.gso.load(Ordering::Relaxed)
     }
 
     /// Receiving coalesced datagrams is on.
-    pub fn gro(&self) -> bool {
+    pub(crate) fn gro(&self) -> bool {
         self.gro
     }
 }
@@ -160,17 +160,17 @@ impl RawAddr {
 }
 
 /// A socket address in C layout for bind(2)/connect(2).
-pub struct SockAddrBuf(RawAddr);
+pub(crate) struct SockAddrBuf(RawAddr);
 
 impl SockAddrBuf {
     /// Pointer for the socket calls.
-    pub fn as_ptr(&self) -> *const libc::sockaddr {
+    pub(crate) fn as_ptr(&self) -> *const libc::sockaddr {
         (&self.0 as *const RawAddr).cast()
     }
 }
 
 /// `addr` as a C socket address and its length.
-pub fn raw_sockaddr(addr: SocketAddr) -> (SockAddrBuf, libc::socklen_t) {
+pub(crate) fn raw_sockaddr(addr: SocketAddr) -> (SockAddrBuf, libc::socklen_t) {
     let (raw, len) = RawAddr::from_addr(addr);
     (SockAddrBuf(raw), len)
 }
@@ -181,7 +181,7 @@ pub fn raw_sockaddr(addr: SocketAddr) -> (SockAddrBuf, libc::socklen_t) {
 struct CmsgBuf([u8; CMSG_BUF]);
 
 /// Receive side: reusable buffers for one `recvmmsg` and the datagrams it produced.
-pub struct RecvBatch {
+pub(crate) struct RecvBatch {
     bufs: Vec<BytesMut>,
     addrs: Vec<RawAddr>,
     cmsgs: Vec<CmsgBuf>,
@@ -195,7 +195,7 @@ impl Default for RecvBatch {
 
 impl RecvBatch {
     /// Buffers for [`RECV_MESSAGES`] messages of 64 KiB.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             bufs: (0..RECV_MESSAGES)
                 .map(|_| BytesMut::with_capacity(RECV_BUF))
@@ -209,7 +209,7 @@ impl RecvBatch {
     /// queued) and hands each one to `each` with its (canonical) source address. A GRO message
     /// is split into its datagrams without copying. Returns how many datagrams were handed out;
     /// `Ok(0)` on timeout.
-    pub fn recv(
+    pub(crate) fn recv(
         &mut self,
         sock: &UdpSocket,
         each: &mut dyn FnMut(BytesMut, SocketAddr),
@@ -311,7 +311,7 @@ fn gro_size(hdr: &libc::msghdr) -> Option<usize> {
 
 /// What one flush did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SendOutcome {
+pub(crate) struct SendOutcome {
     /// Datagrams the kernel took.
     pub sent: u64,
     /// Datagrams dropped on a send error.
@@ -320,7 +320,7 @@ pub struct SendOutcome {
 
 /// Send side: datagrams queued in order, flushed with `sendmmsg` (+ GSO).
 #[derive(Default)]
-pub struct SendBatch {
+pub(crate) struct SendBatch {
     queue: Vec<(SocketAddr, BytesMut)>,
 }
 
@@ -333,27 +333,28 @@ struct Run {
 
 impl SendBatch {
     /// Queues a datagram for `to` (already in the socket's address family).
-    pub fn push(&mut self, to: SocketAddr, datagram: BytesMut) {
+    pub(crate) fn push(&mut self, to: SocketAddr, datagram: BytesMut) {
         self.queue.push((to, datagram));
     }
 
     /// Datagrams queued.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.queue.len()
     }
 
     /// Nothing queued.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }
 
-    /// Takes the queued datagrams out in order (for transports that send them one by one).
-    pub fn drain(&mut self) -> impl Iterator<Item = (SocketAddr, BytesMut)> + '_ {
+    /// Takes the queued datagrams out in order (for the in-memory test transport).
+    #[cfg(test)]
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = (SocketAddr, BytesMut)> + '_ {
         self.queue.drain(..)
     }
 
     /// Sends everything queued, in order.
-    pub fn flush(&mut self, sock: &UdpSocket, offloads: &Offloads) -> SendOutcome {
+    pub(crate) fn flush(&mut self, sock: &UdpSocket, offloads: &Offloads) -> SendOutcome {
         let mut out = SendOutcome::default();
         let mut from = 0;
         while from < self.queue.len() {

@@ -6,14 +6,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since 1970-01-01T00:00:00Z; `None` when the clock is set before 1970 (saturates
 /// at `u64::MAX`).
-pub fn unix_ms() -> Option<u64> {
+pub(crate) fn unix_ms() -> Option<u64> {
     let since = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
     Some(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// CLOCK_MONOTONIC now (the clock `MONOTONIC_USEC` in sd_notify refers to), `None` if the
 /// kernel refuses.
-pub fn monotonic_now() -> Option<Duration> {
+pub(crate) fn monotonic_now() -> Option<Duration> {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

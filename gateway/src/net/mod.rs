@@ -5,13 +5,13 @@
 //! root denies `unsafe_code` everywhere else (checked again by tests/fences.rs); every block
 //! here states why it is sound.
 
-pub mod batch;
+pub(crate) mod batch;
 pub mod caps;
-pub mod clock;
+pub(crate) mod clock;
 pub mod netns;
-pub mod poll;
-pub mod process;
-pub mod signal;
-pub mod sockopt;
-pub mod tun;
-pub mod udp;
+pub(crate) mod poll;
+pub(crate) mod process;
+pub(crate) mod signal;
+pub(crate) mod sockopt;
+pub(crate) mod tun;
+pub(crate) mod udp;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// Waits up to `timeout` until `fd` is readable (or closed, or in error: the next read says
 /// which). `Ok(false)` when the time passed or a signal interrupted the wait.
-pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
+pub(crate) fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
     let mut pfd = libc::pollfd {
         fd: fd.as_raw_fd(),
         events: libc::POLLIN,

@@ -21,7 +21,7 @@ fn termination_set() -> io::Result<libc::sigset_t> {
 }
 
 /// Blocks SIGINT and SIGTERM in this thread and in threads it spawns later.
-pub fn block_termination() -> io::Result<()> {
+pub(crate) fn block_termination() -> io::Result<()> {
     let set = termination_set()?;
     // SAFETY: `set` is initialised; a null old-set pointer is allowed.
     let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
@@ -32,7 +32,7 @@ pub fn block_termination() -> io::Result<()> {
 }
 
 /// Waits up to `timeout` for SIGINT or SIGTERM (blocked beforehand): the signal, or `None`.
-pub fn wait_termination(timeout: Duration) -> io::Result<Option<i32>> {
+pub(crate) fn wait_termination(timeout: Duration) -> io::Result<Option<i32>> {
     let set = termination_set()?;
     let ts = libc::timespec {
         tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),

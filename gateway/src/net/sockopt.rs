@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 
 /// Sets SO_MARK on a socket, so the firewall and policy routing can match its packets (0
 /// clears it; needs CAP_NET_ADMIN).
-pub fn set_mark(sock: &UdpSocket, mark: u32) -> io::Result<()> {
+pub(crate) fn set_mark(sock: &UdpSocket, mark: u32) -> io::Result<()> {
     let len = std::mem::size_of::<u32>() as libc::socklen_t;
     // SAFETY: the fd is open for the life of `sock`; the option value points at a live u32 of
     // exactly `len` bytes, which the kernel only reads.
@@ -28,7 +28,7 @@ pub fn set_mark(sock: &UdpSocket, mark: u32) -> io::Result<()> {
 
 /// Sends one datagram with `MSG_DONTWAIT`, whatever the socket's blocking mode (a full buffer
 /// answers `WouldBlock` instead of waiting).
-pub fn send_to_nowait(sock: &UdpSocket, data: &[u8], to: SocketAddr) -> io::Result<()> {
+pub(crate) fn send_to_nowait(sock: &UdpSocket, data: &[u8], to: SocketAddr) -> io::Result<()> {
     let (addr, len) = super::batch::raw_sockaddr(to);
     // SAFETY: `data` and `addr` are live for the call and their exact lengths are passed; the
     // fd is open for the lifetime of `sock`.

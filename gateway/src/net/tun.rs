@@ -27,7 +27,7 @@ const TUN_F_USO6: libc::c_uint = 0x40;
 
 /// What the device does beyond one plain packet per read/write.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TunOffloads {
+pub(crate) struct TunOffloads {
     /// Every read and write carries a virtio-net header.
     pub vnet_hdr: bool,
     /// Reads may return TCP super-packets (and writes may carry them).
@@ -38,22 +38,21 @@ pub struct TunOffloads {
 
 /// An open TUN interface.
 #[derive(Debug)]
-pub struct Tun {
+pub(crate) struct Tun {
     file: File,
-    name: String,
     offloads: TunOffloads,
 }
 
 impl Tun {
     /// Creates the TUN interface, with offloads (virtio-net header, TSO, USO) only if
     /// `offload` is set and the kernel supports them.
-    pub fn open_with(name: &str, offload: bool) -> io::Result<Self> {
+    pub(crate) fn open_with(name: &str, offload: bool) -> io::Result<Self> {
         Self::open_queue(name, offload, 0)
     }
 
     /// Creates the interface with `queues` queues (`IFF_MULTI_QUEUE` when more than one): one
     /// file descriptor each, all with the same offloads. The kernel keeps a flow on one queue.
-    pub fn open_queues(name: &str, offload: bool, queues: usize) -> io::Result<Vec<Self>> {
+    pub(crate) fn open_queues(name: &str, offload: bool, queues: usize) -> io::Result<Vec<Self>> {
         if queues <= 1 {
             return Ok(vec![Self::open_with(name, offload)?]);
         }
@@ -129,7 +128,7 @@ impl Tun {
     }
 
     /// What this device does beyond plain packets.
-    pub fn offloads(&self) -> TunOffloads {
+    pub(crate) fn offloads(&self) -> TunOffloads {
         self.offloads
     }
 
@@ -161,7 +160,6 @@ impl Tun {
         }
         Ok(Self {
             file,
-            name: name.to_owned(),
             offloads: TunOffloads {
                 vnet_hdr: extra & libc::IFF_VNET_HDR != 0,
                 ..TunOffloads::default()
@@ -169,13 +167,12 @@ impl Tun {
         })
     }
 
-    /// The interface name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// Waits up to `timeout` for a packet: `Ok(None)` when none came.
-    pub fn read_timeout(&self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<usize>> {
+    pub(crate) fn read_timeout(
+        &self,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> io::Result<Option<usize>> {
         if !super::poll::wait_readable(self.file.as_fd(), timeout)? {
             return Ok(None);
         }
@@ -183,7 +180,7 @@ impl Tun {
     }
 
     /// Reads a packet if one is queued, without waiting.
-    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    pub(crate) fn try_read(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         match (&self.file).read(buf) {
             Ok(n) => Ok(Some(n)),
             Err(e)
@@ -200,7 +197,7 @@ impl Tun {
 
     /// Writes one IP packet (behind a virtio-net header when [`TunOffloads::vnet_hdr`]) into
     /// the kernel.
-    pub fn write(&self, packet: &[u8]) -> io::Result<usize> {
+    pub(crate) fn write(&self, packet: &[u8]) -> io::Result<usize> {
         (&self.file).write(packet)
     }
 }

@@ -7,10 +7,10 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 
 /// Socket buffer size asked for, as upstream wireguard-go sets (7 MiB).
-pub const SOCKET_BUFFER: usize = 7 << 20;
+pub(crate) const SOCKET_BUFFER: usize = 7 << 20;
 
 /// Binds the tunnel socket on `port` (0: ephemeral) and sizes its buffers.
-pub fn bind(port: u16) -> io::Result<UdpSocket> {
+pub(crate) fn bind(port: u16) -> io::Result<UdpSocket> {
     let sock = UdpSocket::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)))
         .or_else(|_| UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))))?;
     set_buffer(&sock, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF)?;
@@ -19,7 +19,7 @@ pub fn bind(port: u16) -> io::Result<UdpSocket> {
 }
 
 /// Binds `addr` exactly (no dual-stack fallback) and sizes its buffers like the tunnel socket.
-pub fn bind_addr(addr: SocketAddr) -> io::Result<UdpSocket> {
+pub(crate) fn bind_addr(addr: SocketAddr) -> io::Result<UdpSocket> {
     let sock = UdpSocket::bind(addr)?;
     set_buffer(&sock, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF)?;
     set_buffer(&sock, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)?;
@@ -29,7 +29,7 @@ pub fn bind_addr(addr: SocketAddr) -> io::Result<UdpSocket> {
 /// Binds `count` sockets to one port with SO_REUSEPORT (the first picks the port when `port`
 /// is 0): the kernel spreads peers over them by address hash, so one peer's datagrams always
 /// reach the same socket. With `count` 1 this is [`bind`].
-pub fn bind_many(port: u16, count: usize) -> io::Result<Vec<UdpSocket>> {
+pub(crate) fn bind_many(port: u16, count: usize) -> io::Result<Vec<UdpSocket>> {
     if count <= 1 {
         return Ok(vec![bind(port)?]);
     }
@@ -77,7 +77,7 @@ fn reuseport_socket(family: libc::c_int, port: u16) -> io::Result<UdpSocket> {
 }
 
 /// The address to pass to `send_to` on `sock`: v4-mapped when the socket is IPv6.
-pub fn to_socket_family(sock_is_v6: bool, addr: SocketAddr) -> SocketAddr {
+pub(crate) fn to_socket_family(sock_is_v6: bool, addr: SocketAddr) -> SocketAddr {
     match (sock_is_v6, addr) {
         (true, SocketAddr::V4(v4)) => SocketAddr::from((v4.ip().to_ipv6_mapped(), v4.port())),
         _ => addr,
@@ -85,7 +85,7 @@ pub fn to_socket_family(sock_is_v6: bool, addr: SocketAddr) -> SocketAddr {
 }
 
 /// A received source address with v4-mapped IPv6 turned back into IPv4.
-pub fn canonical(addr: SocketAddr) -> SocketAddr {
+pub(crate) fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 

@@ -8,15 +8,15 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// Application close codes (QUIC `CONNECTION_CLOSE` with an application error code).
-pub mod close {
+pub(super) mod close {
     /// Orderly: a newer channel replaced this one, or the node stops.
-    pub const DONE: u32 = 0;
+    pub(crate) const DONE: u32 = 0;
     /// The peer broke the protocol.
-    pub const PROTOCOL: u32 = 1;
+    pub(crate) const PROTOCOL: u32 = 1;
     /// The Hello named no configured peer, or a certificate of another peer.
-    pub const UNKNOWN_PEER: u32 = 2;
+    pub(crate) const UNKNOWN_PEER: u32 = 2;
     /// A TLS reload no longer trusts the peer's certificate (revoked, expired, other CA).
-    pub const UNTRUSTED: u32 = 3;
+    pub(crate) const UNTRUSTED: u32 = 3;
 }
 
 /// Messages buffered between the reader task and the peer task (the protocol has at most one
@@ -25,7 +25,7 @@ const QUEUE: usize = 4;
 
 /// Reads one frame; a stream or connection error is [`Failure::Channel`], a malformed frame
 /// [`Failure::Protocol`].
-pub async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Message, Failure> {
+pub(super) async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Message, Failure> {
     let mut head = [0u8; HEADER_LEN];
     recv.read_exact(&mut head)
         .await
@@ -39,7 +39,7 @@ pub async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Message, Failure
 }
 
 /// A live channel.
-pub struct Chan {
+pub(super) struct Chan {
     /// The connection (its TLS session gives the exporter).
     pub conn: quinn::Connection,
     send: quinn::SendStream,
@@ -49,7 +49,7 @@ pub struct Chan {
 
 impl Chan {
     /// Starts the reader task over `recv`.
-    pub fn start(
+    pub(super) fn start(
         conn: quinn::Connection,
         send: quinn::SendStream,
         mut recv: quinn::RecvStream,
@@ -73,7 +73,7 @@ impl Chan {
     }
 
     /// Sends one message.
-    pub async fn send(&mut self, msg: &Message) -> Result<(), Failure> {
+    pub(super) async fn send(&mut self, msg: &Message) -> Result<(), Failure> {
         let frame = wire::encode(msg).map_err(|_| Failure::Protocol)?;
         self.send
             .write_all(&frame)
@@ -82,12 +82,12 @@ impl Chan {
     }
 
     /// The next message; `Err` once the stream failed (then the channel is done).
-    pub async fn recv(&mut self) -> Result<Message, Failure> {
+    pub(super) async fn recv(&mut self) -> Result<Message, Failure> {
         self.rx.recv().await.unwrap_or(Err(Failure::Channel))
     }
 
     /// Closes the connection with an application code.
-    pub fn close(&self, code: u32, reason: &[u8]) {
+    pub(super) fn close(&self, code: u32, reason: &[u8]) {
         self.conn.close(code.into(), reason);
     }
 }

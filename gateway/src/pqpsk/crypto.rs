@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 /// This node's long-term KEM keys, made once (at start, or when the first peer that needs one
 /// is added).
 #[derive(Default)]
-pub struct StaticKeys {
+pub(super) struct StaticKeys {
     /// Classic McEliece 460896 (key generation ~170 ms: once per node, never per peer).
     pub mceliece: OnceLock<KeyPair>,
 }
@@ -27,7 +27,7 @@ fn kem_err(op: &'static str, reason: impl ToString) -> CryptoError {
 }
 
 /// The self-tested KEM behind `id`.
-pub fn kem_for(id: KemId) -> Result<&'static dyn Kem, CryptoError> {
+pub(super) fn kem_for(id: KemId) -> Result<&'static dyn Kem, CryptoError> {
     let name = id
         .registry_name()
         .ok_or_else(|| kem_err("select", "no KEM"))?;
@@ -35,7 +35,7 @@ pub fn kem_for(id: KemId) -> Result<&'static dyn Kem, CryptoError> {
 }
 
 /// Crypto for one connection (or none: `conn` absent means every exporter call fails).
-pub struct ConnCrypto<'a> {
+pub(super) struct ConnCrypto<'a> {
     /// The QUIC connection whose TLS session exports keys.
     pub conn: Option<&'a quinn::Connection>,
     /// This node's static keys.
@@ -101,7 +101,11 @@ impl ChannelCrypto for ConnCrypto<'_> {
 /// Self-tests every KEM in `used` (fail closed: an error here stops the start or the peer's
 /// addition) and makes the McEliece key when `need_mceliece` and `keys` lack it. Slow
 /// (McEliece): call off the async threads.
-pub fn prepare(keys: &StaticKeys, used: &[KemId], need_mceliece: bool) -> Result<(), PluginError> {
+pub(super) fn prepare(
+    keys: &StaticKeys,
+    used: &[KemId],
+    need_mceliece: bool,
+) -> Result<(), PluginError> {
     for name in used.iter().filter_map(|id| id.registry_name()) {
         kem::checked(name)?;
     }

@@ -14,7 +14,7 @@ pub struct Summary {
 }
 
 /// Serial and `notAfter` of the DER certificate `der`.
-pub fn summary(der: &[u8]) -> Option<Summary> {
+pub(super) fn summary(der: &[u8]) -> Option<Summary> {
     let cert = x509::parse(der).ok()?;
     let serial = match cert.tbs_certificate.raw_serial() {
         [0, rest @ ..] if !rest.is_empty() => rest,

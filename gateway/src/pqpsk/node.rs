@@ -48,17 +48,17 @@ pub(super) struct Peer {
 impl Peer {
     /// The machine (a poisoned lock is taken over: the machine holds no invariant a panic in a
     /// caller could break half-way).
-    pub fn lock(&self) -> MutexGuard<'_, PeerMachine> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, PeerMachine> {
         self.machine.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Records the connection of the channel the task now holds.
-    pub fn set_conn(&self, conn: &quinn::Connection) {
+    pub(super) fn set_conn(&self, conn: &quinn::Connection) {
         *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
     }
 
     /// Forgets the connection once the task holds no channel (its state can then be freed).
-    pub fn clear_conn(&self) {
+    pub(super) fn clear_conn(&self) {
         *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
@@ -94,7 +94,7 @@ pub(super) struct Inner {
 
 impl Inner {
     /// Counts a failure not tied to a known peer (a refused or malformed connection).
-    pub fn count(&self, f: Failure) {
+    pub(super) fn count(&self, f: Failure) {
         self.failures
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -103,12 +103,12 @@ impl Inner {
     }
 
     /// The current peers.
-    pub fn peers(&self) -> Vec<Arc<Peer>> {
+    pub(super) fn peers(&self) -> Vec<Arc<Peer>> {
         self.peers.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The client config for a new connection.
-    pub fn client(&self) -> quinn::ClientConfig {
+    pub(super) fn client(&self) -> quinn::ClientConfig {
         self.client
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -118,7 +118,7 @@ impl Inner {
     /// Whether `peer`'s certificate on `conn` passes the current CA, CRLs and dates (as a TLS
     /// server named `peer.name` when this node connected, else as a TLS client). A connection
     /// whose handshake ran against older material is caught here.
-    pub fn recheck(&self, peer: &Peer, conn: &quinn::Connection) -> Result<(), Failure> {
+    pub(super) fn recheck(&self, peer: &Peer, conn: &quinn::Connection) -> Result<(), Failure> {
         let chain = peer_chain(conn).ok_or(Failure::CertOther)?;
         let peer_is_server = peer.lock().role() == Role::Initiator;
         let trust = self.trust.read().unwrap_or_else(|e| e.into_inner()).clone();
@@ -131,7 +131,7 @@ impl Inner {
     /// so the last PSK and agile keys of the distrusted channel carry nothing more. All under
     /// the machine's lock, which a PSK install also takes: an install racing with this either
     /// lands before the expiry or sees the channel closed and is dropped.
-    pub fn distrust(&self, peer: &Peer, conn: &quinn::Connection, f: Failure) {
+    pub(super) fn distrust(&self, peer: &Peer, conn: &quinn::Connection, f: Failure) {
         let mut machine = peer.lock();
         conn.close(close::UNTRUSTED.into(), b"certificate no longer trusted");
         machine.count(f);

@@ -36,7 +36,7 @@ const MAX_WAIT_MS: u64 = 5_000;
 
 /// Maps a failed connection to a bounded reason, by the TLS alert it carried (RFC 9001 section
 /// 4.8: crypto errors are 0x100 + alert).
-pub fn classify(e: &quinn::ConnectionError) -> Failure {
+pub(super) fn classify(e: &quinn::ConnectionError) -> Failure {
     let code = match e {
         quinn::ConnectionError::TransportError(t) => u64::from(t.code),
         quinn::ConnectionError::ConnectionClosed(c) => u64::from(c.error_code),

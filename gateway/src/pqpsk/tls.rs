@@ -19,7 +19,7 @@ use super::trust::{Trust, peer_chain};
 use crate::tls::{BuildError, material};
 
 /// The channel's ALPN protocol id.
-pub const ALPN: &[u8] = b"pqgate-psk/1";
+pub(super) const ALPN: &[u8] = b"pqgate-psk/1";
 
 /// Keep-alive bounds on an idle channel. Keep-alives cost more CPU than the rotations
 /// themselves (benches/results/pqpsk-rotation-*.md: ~1.7% of a core per side for 1,000 channels
@@ -37,7 +37,7 @@ fn keep_alive(rotation_interval_secs: u64) -> Duration {
 }
 
 /// The QUIC configs of one node.
-pub struct ChannelTls {
+pub(super) struct ChannelTls {
     /// Accepting side (client certificates required).
     pub server: quinn::ServerConfig,
     /// Connecting side (server certificate checked against the CA, CRLs and the peer's name).
@@ -59,7 +59,7 @@ impl ChannelTls {
     /// yet valid: `pqpsk.cert`; not issued by the CA: `pqpsk.ca`; revoked, or no CRL covers
     /// it: `pqpsk.crl`), which every peer would refuse. `Ok(true)` when it passes but a CRL
     /// covering it is past its nextUpdate (worth a warning, not a refusal).
-    pub fn check_own(&self, now: UnixTime) -> Result<bool, PqPskError> {
+    pub(super) fn check_own(&self, now: UnixTime) -> Result<bool, PqPskError> {
         self.trust
             .check_own(&self.own, now)
             .map_err(|source| PqPskError::OwnCert {
@@ -129,7 +129,7 @@ fn provider(c: &PqPskConfig, registry: &Registry) -> Result<Arc<CryptoProvider>,
 }
 
 /// Builds both sides' configs for `c`.
-pub fn build(c: &PqPskConfig, registry: &Registry) -> Result<ChannelTls, PqPskError> {
+pub(super) fn build(c: &PqPskConfig, registry: &Registry) -> Result<ChannelTls, PqPskError> {
     let provider = provider(c, registry)?;
     let roots =
         material::load_roots(&c.ca).map_err(|e| BuildError::material("pqpsk.ca".into(), e))?;
@@ -187,7 +187,7 @@ pub fn build(c: &PqPskConfig, registry: &Registry) -> Result<ChannelTls, PqPskEr
 
 /// Whether the end-entity certificate a client presented is valid for `name` (the chain, dates
 /// and revocation were checked in the handshake).
-pub fn client_cert_matches(conn: &quinn::Connection, name: &str) -> bool {
+pub(super) fn client_cert_matches(conn: &quinn::Connection, name: &str) -> bool {
     let Some(chain) = peer_chain(conn) else {
         return false;
     };

@@ -20,7 +20,7 @@ use crate::tls::BuildError;
 
 /// The peer-certificate checks of one TLS build (CA and CRLs as read then).
 #[derive(Clone)]
-pub struct Trust {
+pub(super) struct Trust {
     /// Checks a peer that connected to this node (a TLS client).
     client: Arc<dyn ClientCertVerifier>,
     /// Checks a peer this node connected to (a TLS server).
@@ -157,7 +157,7 @@ impl Trust {
     /// the CA and the CRLs (both sides of a channel use the same CA in this design, so a node
     /// whose own certificate fails would be refused by every peer). Checked as a TLS client, or
     /// as a TLS server of any name when its extended key usage allows only that.
-    pub fn check_own(
+    pub(super) fn check_own(
         &self,
         chain: &[CertificateDer<'_>],
         now: UnixTime,
@@ -168,7 +168,7 @@ impl Trust {
     /// Whether a CRL that covers this node's own `chain` is past its nextUpdate at `now` (a
     /// warning: an old CRL still revokes what it lists, but misses later revocations). False
     /// without CRLs or when the chain fails for another reason.
-    pub fn own_crl_stale(&self, chain: &[CertificateDer<'_>], now: UnixTime) -> bool {
+    pub(super) fn own_crl_stale(&self, chain: &[CertificateDer<'_>], now: UnixTime) -> bool {
         let Some((client, server)) = &self.fresh else {
             return false;
         };
@@ -183,7 +183,7 @@ impl Trust {
 
     /// Whether a live channel's peer chain (leaf first) still passes: as a TLS server named
     /// `name` when this node connected to it (`peer_is_server`), else as a TLS client.
-    pub fn check(
+    pub(super) fn check(
         &self,
         chain: &[CertificateDer<'_>],
         peer_is_server: bool,
@@ -208,7 +208,7 @@ impl Trust {
 }
 
 /// The failure reason of a refused certificate (the same reasons as a refused handshake).
-pub fn failure_of(e: &rustls::Error) -> Failure {
+pub(super) fn failure_of(e: &rustls::Error) -> Failure {
     match e {
         rustls::Error::InvalidCertificate(c) => match c {
             CertificateError::Revoked => Failure::CertRevoked,
@@ -223,7 +223,7 @@ pub fn failure_of(e: &rustls::Error) -> Failure {
 }
 
 /// The certificate chain a connection's peer presented (leaf first).
-pub fn peer_chain(conn: &quinn::Connection) -> Option<Vec<CertificateDer<'static>>> {
+pub(super) fn peer_chain(conn: &quinn::Connection) -> Option<Vec<CertificateDer<'static>>> {
     let identity = conn.peer_identity()?;
     identity
         .downcast::<Vec<CertificateDer<'static>>>()

@@ -24,7 +24,7 @@ const REJECT_WARN_INTERVAL: Duration = Duration::from_secs(10);
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
 /// A listener or connector: named, admission-limited, serving one connection at a time per task.
-pub trait Service: Send + Sync + 'static {
+pub(crate) trait Service: Send + Sync + 'static {
     /// Config name (metric label).
     fn name(&self) -> &str;
     /// Admission slots (`max_connections`).
@@ -39,12 +39,12 @@ pub trait Service: Send + Sync + 'static {
 }
 
 /// The admission slots for `max_connections`.
-pub fn admission_slots(max_connections: u32) -> Arc<Semaphore> {
+pub(crate) fn admission_slots(max_connections: u32) -> Arc<Semaphore> {
     Arc::new(Semaphore::new(max_connections as usize))
 }
 
 /// Binds a listening TCP socket with address reuse and our backlog.
-pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -56,7 +56,7 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Accepts until `stop` turns true; each connection runs with the state current at its accept.
-pub async fn accept_loop<E: Service>(
+pub(crate) async fn accept_loop<E: Service>(
     socket: TcpListener,
     state: Arc<ArcSwap<E>>,
     shared: Arc<DrainState>,

@@ -14,7 +14,7 @@ use crate::tls::SessionFacts;
 
 /// The PROXY v2 header for a terminated connection from `peer` to `local` (the listener's
 /// address; unspecified when unknown).
-pub fn proxy_header(
+pub(crate) fn proxy_header(
     peer: SocketAddr,
     local: Option<SocketAddr>,
     facts: &SessionFacts,
@@ -35,7 +35,7 @@ pub fn proxy_header(
 }
 
 /// Connects to `host:port` (resolving names) within `limit`, trying each address in turn.
-pub async fn connect(target: &HostPort, limit: Duration) -> std::io::Result<TcpStream> {
+pub(crate) async fn connect(target: &HostPort, limit: Duration) -> std::io::Result<TcpStream> {
     let attempt = async {
         let mut last = None;
         for addr in tokio::net::lookup_host((target.host.as_str(), target.port)).await? {

@@ -15,7 +15,7 @@ use crate::tls::SessionFacts;
 const MAX_HEAD_BYTES: usize = 8 * 1024;
 
 /// What the page reports besides the session facts.
-pub struct PageContext<'a> {
+pub(crate) struct PageContext<'a> {
     /// Listener name.
     pub listener: &'a str,
     /// Server name the client sent.
@@ -24,7 +24,7 @@ pub struct PageContext<'a> {
 
 /// Reads one request and answers it (the request head must arrive within `timeout`, the
 /// answer be written within as long again); returns the bytes read and written.
-pub async fn serve<S>(
+pub(crate) async fn serve<S>(
     stream: &mut S,
     facts: &SessionFacts,
     ctx: &PageContext<'_>,

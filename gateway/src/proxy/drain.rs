@@ -9,14 +9,14 @@ use tokio::sync::Notify;
 
 /// Shared by every listener, connector and the admin endpoint.
 #[derive(Default)]
-pub struct DrainState {
+pub(crate) struct DrainState {
     open: AtomicUsize,
     all_closed: Notify,
     draining: AtomicBool,
 }
 
 /// Held by a connection while it is open.
-pub struct ConnectionGuard(Arc<DrainState>);
+pub(crate) struct ConnectionGuard(Arc<DrainState>);
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
@@ -28,28 +28,28 @@ impl Drop for ConnectionGuard {
 
 impl DrainState {
     /// Counts a connection as open until the guard drops.
-    pub fn open_connection(self: &Arc<Self>) -> ConnectionGuard {
+    pub(crate) fn open_connection(self: &Arc<Self>) -> ConnectionGuard {
         self.open.fetch_add(1, Ordering::AcqRel);
         ConnectionGuard(self.clone())
     }
 
     /// Connections open now.
-    pub fn open_connections(&self) -> usize {
+    pub(crate) fn open_connections(&self) -> usize {
         self.open.load(Ordering::Acquire)
     }
 
     /// Marks the process as draining.
-    pub fn start_draining(&self) {
+    pub(crate) fn start_draining(&self) {
         self.draining.store(true, Ordering::Release);
     }
 
     /// Whether the process is draining.
-    pub fn is_draining(&self) -> bool {
+    pub(crate) fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
     }
 
     /// Waits until no connection is open or `limit` passes; true if all closed.
-    pub async fn wait_all_closed(&self, limit: Duration) -> bool {
+    pub(crate) async fn wait_all_closed(&self, limit: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let closed = self.all_closed.notified();

@@ -3,9 +3,9 @@
 //! (optionally behind a PROXY v2 header), the bidirectional relay, the built-in page, and the
 //! open-connection count that drain waits on.
 
-pub mod accept;
-pub mod backend;
-pub mod builtin_page;
-pub mod drain;
-pub mod record;
-pub mod relay;
+pub(crate) mod accept;
+pub(crate) mod backend;
+pub(crate) mod builtin_page;
+pub(crate) mod drain;
+pub(crate) mod record;
+pub(crate) mod relay;

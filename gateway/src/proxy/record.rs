@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use crate::tls::SessionFacts;
 
 /// Everything logged and counted about one connection.
-pub struct ConnectionRecord<'a> {
+pub(crate) struct ConnectionRecord<'a> {
     /// Listener or connector name.
     pub listener: &'a str,
     /// The client's address.
@@ -30,7 +30,7 @@ pub struct ConnectionRecord<'a> {
 
 impl<'a> ConnectionRecord<'a> {
     /// Starts a record for a connection accepted now.
-    pub fn new(listener: &'a str, peer: SocketAddr) -> Self {
+    pub(crate) fn new(listener: &'a str, peer: SocketAddr) -> Self {
         Self {
             listener,
             peer,
@@ -43,7 +43,7 @@ impl<'a> ConnectionRecord<'a> {
     }
 
     /// Counts a handshake's end.
-    pub fn handshake_done(&self, outcome: HandshakeOutcome, took: Duration) {
+    pub(crate) fn handshake_done(&self, outcome: HandshakeOutcome, took: Duration) {
         let group = self.session.as_ref().map_or("none", |s| s.group);
         let name = self.listener.to_owned();
         counter!(m::TLS_HANDSHAKES, "listener" => name.clone(), "group" => group, "outcome" => outcome.label())
@@ -61,7 +61,7 @@ impl<'a> ConnectionRecord<'a> {
     }
 
     /// Emits the one log line and the outcome count for this connection.
-    pub fn finish(self, outcome: ConnectionOutcome, detail: Option<&str>) {
+    pub(crate) fn finish(self, outcome: ConnectionOutcome, detail: Option<&str>) {
         counter!(m::CONNECTIONS, "listener" => self.listener.to_owned(), "outcome" => outcome.label())
             .increment(1);
         let (group, suite, version, pq) = self

@@ -24,7 +24,7 @@ const SHRINK_AFTER_QUIET: Duration = Duration::from_millis(500);
 
 /// What a relay moved and how it ended.
 #[derive(Clone, Copy, Debug)]
-pub struct RelayReport {
+pub(crate) struct RelayReport {
     /// Bytes from the client towards the backend.
     pub up: u64,
     /// Bytes from the backend towards the client.
@@ -34,7 +34,7 @@ pub struct RelayReport {
 }
 
 /// Per-direction byte counters, registered once per connection.
-pub struct RelayCounters {
+pub(crate) struct RelayCounters {
     /// Client to backend.
     pub up: Counter,
     /// Backend to client.
@@ -60,7 +60,7 @@ impl Activity {
 }
 
 /// Relays between `client` and `backend`.
-pub async fn relay<C, B>(
+pub(crate) async fn relay<C, B>(
     client: C,
     backend: B,
     idle: Duration,

@@ -60,7 +60,7 @@ impl Drop for Link {
 }
 
 /// A QUIC connector's config and link, swapped as a whole on reload.
-pub struct QuicConnectorState {
+pub(crate) struct QuicConnectorState {
     /// Its config.
     pub config: ConnectorConfig,
     /// Admission slots.
@@ -70,7 +70,7 @@ pub struct QuicConnectorState {
 
 impl QuicConnectorState {
     /// Wraps a built connector; nothing runs until the first TCP connection.
-    pub fn new(config: ConnectorConfig, quic: ConnectorQuic) -> Self {
+    pub(crate) fn new(config: ConnectorConfig, quic: ConnectorQuic) -> Self {
         let slots = admission_slots(config.limits.max_connections);
         let spec = Arc::new(LinkSpec {
             config: config.clone(),
@@ -176,7 +176,7 @@ impl QuicConnectorState {
 }
 
 /// Reads the negotiated facts (and ALPN) off an established connection.
-pub fn session_facts(conn: &quinn::Connection) -> (SessionFacts, Option<Vec<u8>>) {
+pub(crate) fn session_facts(conn: &quinn::Connection) -> (SessionFacts, Option<Vec<u8>>) {
     let h = QuicHandshake::of(conn);
     let info = h.group.and_then(pqgate_agility::group_info);
     let facts = SessionFacts {

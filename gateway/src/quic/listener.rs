@@ -30,7 +30,7 @@ use crate::proxy::relay::{RelayCounters, relay};
 use crate::tls::SessionFacts;
 
 /// A QUIC listener's config and QUIC state, swapped as a whole on reload.
-pub struct QuicListenerState {
+pub(crate) struct QuicListenerState {
     /// Its config.
     pub config: ListenerConfig,
     /// Its quinn server config.
@@ -43,7 +43,7 @@ pub struct QuicListenerState {
 
 impl QuicListenerState {
     /// Wraps a built listener.
-    pub fn new(config: ListenerConfig, server: quinn::ServerConfig) -> Self {
+    pub(crate) fn new(config: ListenerConfig, server: quinn::ServerConfig) -> Self {
         let slots = crate::proxy::accept::admission_slots(config.limits.max_connections);
         Self {
             config,
@@ -70,27 +70,22 @@ impl Drop for Running {
 
 /// The running QUIC listeners, by address.
 #[derive(Default)]
-pub struct QuicListeners {
+pub(crate) struct QuicListeners {
     running: HashMap<SocketAddr, Running>,
 }
 
 /// UDP endpoints bound for addresses no QUIC listener serves yet.
-pub struct Bound(HashMap<SocketAddr, Endpoint>);
+pub(crate) struct Bound(HashMap<SocketAddr, Endpoint>);
 
 impl QuicListeners {
     /// How many run.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.running.len()
-    }
-
-    /// Whether none runs.
-    pub fn is_empty(&self) -> bool {
-        self.running.is_empty()
     }
 
     /// Binds the UDP addresses that no running QUIC listener holds; the error names the
     /// address. Must run inside the tokio runtime.
-    pub fn bind_new(
+    pub(crate) fn bind_new(
         &self,
         wanted: impl Iterator<Item = SocketAddr>,
     ) -> Result<Bound, (SocketAddr, std::io::Error)> {
@@ -110,7 +105,7 @@ impl QuicListeners {
     }
 
     /// Replaces the running set with `states`, keyed by address (as TLS listeners do).
-    pub fn swap_in(
+    pub(crate) fn swap_in(
         &mut self,
         states: Vec<QuicListenerState>,
         mut bound: Bound,

@@ -8,51 +8,51 @@
 //! visible to the listener before the client sends anything, for server-speaks-first
 //! protocols), then the raw TCP bytes. ALPN [`ALPN`]. Stream reset codes are in [`code`].
 
-pub mod connector;
-pub mod listener;
-pub mod record;
-pub mod stream;
-pub mod tls;
+pub(crate) mod connector;
+pub(crate) mod listener;
+pub(crate) mod record;
+pub(crate) mod stream;
+pub(crate) mod tls;
 
 use pqgate_core::metrics::HandshakeOutcome;
 use quinn::{ConnectionError, TransportErrorCode};
 
-pub use connector::QuicConnectorState;
-pub use listener::{QuicListenerState, QuicListeners};
+pub(crate) use connector::QuicConnectorState;
+pub(crate) use listener::{QuicListenerState, QuicListeners};
 
 /// The ALPN protocol id both sides require.
-pub const ALPN: &[u8] = b"pqgate-tcp/1";
+pub(crate) const ALPN: &[u8] = b"pqgate-tcp/1";
 
 /// First byte of every stream: the stream protocol's version.
-pub const STREAM_PREAMBLE: u8 = 1;
+pub(crate) const STREAM_PREAMBLE: u8 = 1;
 
 /// QUIC connections per endpoint that are up now, by `listener` (listener or connector name).
-pub const QUIC_CONNECTIONS: &str = "pqgate_quic_connections";
+pub(crate) const QUIC_CONNECTIONS: &str = "pqgate_quic_connections";
 /// Streams open now, by `listener` (one per tunnelled TCP connection).
-pub const QUIC_ACTIVE_STREAMS: &str = "pqgate_quic_active_streams";
+pub(crate) const QUIC_ACTIVE_STREAMS: &str = "pqgate_quic_active_streams";
 /// Connector reconnect attempts after a failure or a lost connection, by `listener`.
-pub const QUIC_RECONNECTS: &str = "pqgate_quic_reconnects_total";
+pub(crate) const QUIC_RECONNECTS: &str = "pqgate_quic_reconnects_total";
 
 /// Application error codes: stream resets (`RESET_STREAM` / `STOP_SENDING`) and connection
 /// closes.
-pub mod code {
+pub(crate) mod code {
     /// Orderly close (connector or listener stopped).
-    pub const DONE: u32 = 0;
+    pub(crate) const DONE: u32 = 0;
     /// The listener could not reach its backend.
-    pub const BACKEND_UNAVAILABLE: u32 = 1;
+    pub(crate) const BACKEND_UNAVAILABLE: u32 = 1;
     /// The listener is at `max_connections`.
-    pub const REFUSED: u32 = 2;
+    pub(crate) const REFUSED: u32 = 2;
     /// The stream did not start with [`super::STREAM_PREAMBLE`], or ALPN was wrong.
-    pub const PROTOCOL: u32 = 3;
+    pub(crate) const PROTOCOL: u32 = 3;
     /// The relay failed on one side (IO error): the other side is aborted too.
-    pub const ABORTED: u32 = 4;
+    pub(crate) const ABORTED: u32 = 4;
     /// The negotiated key exchange is outside the listener's policy.
-    pub const POLICY: u32 = 5;
+    pub(crate) const POLICY: u32 = 5;
 }
 
 /// Maps a failed QUIC handshake to the bounded outcomes TLS handshakes use: a TLS alert is
 /// carried as transport error code 0x100 + alert (RFC 9001, section 4.8).
-pub fn classify(err: &ConnectionError) -> HandshakeOutcome {
+pub(crate) fn classify(err: &ConnectionError) -> HandshakeOutcome {
     let code = match err {
         ConnectionError::TransportError(e) => e.code,
         ConnectionError::ConnectionClosed(c) => c.error_code,

@@ -38,7 +38,7 @@ fn note_suite(c: CipherSuite) {
 
 /// What a QUIC connection's handshake data holds (from `Connection::handshake_data`).
 #[derive(Clone, Debug, Default)]
-pub struct QuicHandshake {
+pub(crate) struct QuicHandshake {
     /// Negotiated ALPN protocol.
     pub alpn: Option<Vec<u8>>,
     /// Negotiated key-exchange group.
@@ -49,7 +49,7 @@ pub struct QuicHandshake {
 
 impl QuicHandshake {
     /// Reads the facts off an established connection.
-    pub fn of(conn: &quinn::Connection) -> Self {
+    pub(crate) fn of(conn: &quinn::Connection) -> Self {
         conn.handshake_data()
             .and_then(|d| d.downcast::<Self>().ok())
             .map(|b| *b)
@@ -59,7 +59,7 @@ impl QuicHandshake {
 
 /// Returns `provider` with every group and suite wrapped (wrappers are made once per algorithm
 /// and process, so reloads do not allocate new ones).
-pub fn recording_provider(provider: &CryptoProvider) -> CryptoProvider {
+pub(crate) fn recording_provider(provider: &CryptoProvider) -> CryptoProvider {
     CryptoProvider {
         kx_groups: provider.kx_groups.iter().map(|g| wrap_group(*g)).collect(),
         cipher_suites: provider
@@ -319,7 +319,7 @@ impl qc::Session for Session {
 }
 
 /// A server crypto config whose sessions record what they negotiate.
-pub struct RecordingServer(pub Arc<dyn qc::ServerConfig>);
+pub(crate) struct RecordingServer(pub Arc<dyn qc::ServerConfig>);
 
 impl qc::ServerConfig for RecordingServer {
     fn initial_keys(
@@ -344,7 +344,7 @@ impl qc::ServerConfig for RecordingServer {
 }
 
 /// A client crypto config whose sessions record what they negotiate.
-pub struct RecordingClient(pub Arc<dyn qc::ClientConfig>);
+pub(crate) struct RecordingClient(pub Arc<dyn qc::ClientConfig>);
 
 impl qc::ClientConfig for RecordingClient {
     fn start_session(

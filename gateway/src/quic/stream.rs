@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use super::code;
 
 /// A bidirectional QUIC stream.
-pub struct QuicStream {
+pub(crate) struct QuicStream {
     send: SendStream,
     recv: RecvStream,
     finished: bool,
@@ -24,7 +24,7 @@ pub struct QuicStream {
 
 impl QuicStream {
     /// Joins the two halves of one stream.
-    pub fn new(send: SendStream, recv: RecvStream) -> Self {
+    pub(crate) fn new(send: SendStream, recv: RecvStream) -> Self {
         Self {
             send,
             recv,
@@ -34,7 +34,7 @@ impl QuicStream {
 
     /// After the relay: once the send side was finished, waits (at most `limit`) until the
     /// peer has acknowledged all of it; true if it did.
-    pub async fn delivered(&mut self, limit: Duration) -> bool {
+    pub(crate) async fn delivered(&mut self, limit: Duration) -> bool {
         if !self.finished {
             return false;
         }
@@ -45,7 +45,7 @@ impl QuicStream {
     }
 
     /// Aborts both directions with `code` (reset and stop).
-    pub fn abort(mut self, reason: u32) {
+    pub(crate) fn abort(mut self, reason: u32) {
         let _ = self.send.reset(VarInt::from_u32(reason));
         let _ = self.recv.stop(VarInt::from_u32(reason));
         self.finished = true;

@@ -88,7 +88,7 @@ impl ResolvesServerCert for FixedCert {
 
 /// Builds a QUIC listener's server config. `self_signed` supplies the (cert, key) paths when
 /// the listener uses the generated certificate.
-pub fn server_config(
+pub(crate) fn server_config(
     at: &str,
     l: &ListenerConfig,
     self_signed: Option<(&Path, &Path)>,
@@ -140,7 +140,7 @@ pub fn server_config(
 }
 
 /// A QUIC connector's client config and the name it verifies.
-pub struct ConnectorQuic {
+pub(crate) struct ConnectorQuic {
     /// The quinn client config.
     pub client: quinn::ClientConfig,
     /// Server name sent and verified.
@@ -148,7 +148,7 @@ pub struct ConnectorQuic {
 }
 
 /// Builds a QUIC connector's client config.
-pub fn client_config(
+pub(crate) fn client_config(
     at: &str,
     c: &ConnectorConfig,
     registry: &Registry,

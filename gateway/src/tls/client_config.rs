@@ -19,7 +19,7 @@ use super::{BuildError, protocol_versions};
 use crate::keys::x509;
 
 /// A connector's TLS state, rebuilt as a whole on reload.
-pub struct ConnectorTls {
+pub(crate) struct ConnectorTls {
     /// Handshake configuration.
     pub config: Arc<ClientConfig>,
     /// Name sent as SNI and verified.
@@ -27,7 +27,7 @@ pub struct ConnectorTls {
 }
 
 /// Builds the TLS side of connector `at`.
-pub fn build_connector_tls(
+pub(crate) fn build_connector_tls(
     at: &str,
     c: &ConnectorConfig,
     registry: &Registry,
@@ -64,7 +64,7 @@ pub fn build_connector_tls(
 
 /// The verifier of connector `c` (at key path `at`): its CA (WebPKI) and/or its SPKI pins,
 /// over `provider`'s signature algorithms.
-pub fn remote_verifier(
+pub(crate) fn remote_verifier(
     at: &str,
     c: &ConnectorConfig,
     provider: &Arc<rustls::crypto::CryptoProvider>,
@@ -97,7 +97,7 @@ pub fn remote_verifier(
 /// checked, the handshake signature is.
 /// Shared by the TLS and the QUIC connectors.
 #[derive(Debug)]
-pub struct RemoteVerifier {
+pub(crate) struct RemoteVerifier {
     /// The CA check, when a CA is configured.
     pub webpki: Option<Arc<WebPkiServerVerifier>>,
     /// SHA-256 digests of accepted SubjectPublicKeyInfos.

@@ -20,7 +20,7 @@ use crate::tls::client_config::ConnectorTls;
 use crate::tls::{SessionFacts, classify_handshake_error};
 
 /// A connector's config and TLS state, swapped as a whole on reload.
-pub struct ConnectorState {
+pub(crate) struct ConnectorState {
     /// Its config.
     pub config: ConnectorConfig,
     /// Its TLS client config.
@@ -31,7 +31,7 @@ pub struct ConnectorState {
 
 impl ConnectorState {
     /// Wraps a built connector.
-    pub fn new(config: ConnectorConfig, tls: ConnectorTls) -> Self {
+    pub(crate) fn new(config: ConnectorConfig, tls: ConnectorTls) -> Self {
         let slots = admission_slots(config.limits.max_connections);
         Self { config, tls, slots }
     }

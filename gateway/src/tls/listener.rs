@@ -25,7 +25,7 @@ use crate::tls::server_config::ListenerTls;
 use crate::tls::{SessionFacts, classify_handshake_error};
 
 /// A listener's config and TLS state, swapped as a whole on reload.
-pub struct ListenerState {
+pub(crate) struct ListenerState {
     /// Its config.
     pub config: ListenerConfig,
     /// Its TLS configs and routes.
@@ -36,7 +36,7 @@ pub struct ListenerState {
 
 impl ListenerState {
     /// Wraps a built listener.
-    pub fn new(config: ListenerConfig, tls: ListenerTls) -> Self {
+    pub(crate) fn new(config: ListenerConfig, tls: ListenerTls) -> Self {
         let slots = admission_slots(config.limits.max_connections);
         Self { config, tls, slots }
     }

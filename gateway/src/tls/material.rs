@@ -65,7 +65,7 @@ pub enum MaterialError {
 }
 
 /// Reads every certificate in a PEM file, in order.
-pub fn load_certs(
+pub(crate) fn load_certs(
     path: &Path,
     what: &'static str,
 ) -> Result<Vec<CertificateDer<'static>>, MaterialError> {
@@ -88,7 +88,7 @@ pub fn load_certs(
 }
 
 /// Reads the first private key in a PEM file (PKCS#8, SEC1 or PKCS#1).
-pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, MaterialError> {
+pub(crate) fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, MaterialError> {
     PrivateKeyDer::from_pem_file(path).map_err(|source| match source {
         rustls_pki_types::pem::Error::NoItemsFound => MaterialError::Empty {
             what: "private key",

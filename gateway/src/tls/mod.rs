@@ -1,11 +1,14 @@
 //! TLS termination and origination: building configs from the registry's providers, running
 //! handshakes under the listener's limits, and classifying how they end.
 
-pub mod client_config;
-pub mod connector;
-pub mod listener;
-pub mod material;
-pub mod server_config;
+pub(crate) mod client_config;
+pub(crate) mod connector;
+pub(crate) mod listener;
+pub(crate) mod material;
+pub(crate) mod server_config;
+
+pub use client_config::spki_pin;
+pub use material::{load_certified_key, load_roots};
 
 use std::io;
 

@@ -17,7 +17,7 @@ use super::material::{self, MaterialError};
 use super::{BuildError, protocol_versions};
 
 /// What a listener serves for one server name.
-pub struct RouteTls {
+pub(crate) struct RouteTls {
     /// Handshake configuration for this route.
     pub config: Arc<ServerConfig>,
     /// Where this route's plaintext goes.
@@ -25,7 +25,7 @@ pub struct RouteTls {
 }
 
 /// The TLS side of a listener, rebuilt as a whole on reload.
-pub struct ListenerTls {
+pub(crate) struct ListenerTls {
     /// Used when no route matches the SNI.
     pub default: RouteTls,
     /// Routes, indexed like `sni`.
@@ -38,7 +38,7 @@ pub struct ListenerTls {
 
 impl ListenerTls {
     /// The route for a ClientHello's server name.
-    pub fn route(&self, sni: Option<&str>) -> &RouteTls {
+    pub(crate) fn route(&self, sni: Option<&str>) -> &RouteTls {
         self.sni
             .select(sni)
             .and_then(|i| self.routes.get(i))
@@ -58,7 +58,7 @@ impl ResolvesServerCert for FixedCert {
 
 /// Builds a listener's TLS state. `self_signed` supplies the (cert, key) paths when the listener
 /// uses a generated certificate.
-pub fn build_listener_tls(
+pub(crate) fn build_listener_tls(
     at: &str,
     l: &ListenerConfig,
     self_signed: Option<(&Path, &Path)>,

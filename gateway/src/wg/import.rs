@@ -22,7 +22,7 @@ const KEY_DIR_MODE: u32 = 0o700;
 /// Why an import failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum ImportError {
+pub(crate) enum ImportError {
     /// The wg-quick file could not be read or parsed.
     #[error(transparent)]
     Quick(#[from] WgError),
@@ -56,7 +56,7 @@ fn write_new(path: &Path, text: &str) -> Result<(), ImportError> {
 }
 
 /// Converts `file`; writes the TOML to `out` (mode 0600, replaced if present) or returns it.
-pub fn import(
+pub(crate) fn import(
     file: &Path,
     out: Option<&Path>,
     key_dir: Option<&Path>,

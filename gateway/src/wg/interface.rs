@@ -21,7 +21,7 @@ use crate::net::{tun::Tun, udp};
 type Worker = thread::JoinHandle<io::Result<()>>;
 
 /// A running interface. Dropping it stops and joins its threads and removes it from the host.
-pub struct Interface {
+pub(crate) struct Interface {
     spec: InterfaceSpec,
     engine: Arc<Engine>,
     threads: Vec<Worker>,
@@ -29,7 +29,7 @@ pub struct Interface {
 }
 
 /// A reload's changes to one interface, with every endpoint already resolved.
-pub struct Prepared {
+pub(crate) struct Prepared {
     next: InterfaceSpec,
     diff: InterfaceDiff,
     changes: Vec<PeerChange>,
@@ -53,7 +53,7 @@ fn resolve(p: &PeerSpec) -> Result<Option<SocketAddr>, WgError> {
 }
 
 /// The engine's view of a peer, its endpoint resolved.
-pub fn peer_config(p: &PeerSpec) -> Result<PeerConfig, WgError> {
+pub(crate) fn peer_config(p: &PeerSpec) -> Result<PeerConfig, WgError> {
     Ok(PeerConfig {
         public_key: *p.public_key.as_bytes(),
         preshared_key: p.preshared_key.as_ref().map(|k| *k.expose()),
@@ -67,7 +67,7 @@ pub fn peer_config(p: &PeerSpec) -> Result<PeerConfig, WgError> {
 /// when debugging, or where a middlebox mishandles them) and fix the number of queues
 /// (`offload`, `queues` in `[[wireguard]]`; `--no-offload`, `--queues` of `wg up`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DataPathOptions {
+pub(crate) struct DataPathOptions {
     /// TUN virtio-net header with TSO/USO, UDP GSO/GRO, each where the kernel has it.
     pub offload: bool,
     /// Queues (TUN queues and UDP sockets); `None`: one per CPU, at most [`MAX_QUEUES`].
@@ -76,7 +76,7 @@ pub struct DataPathOptions {
 
 impl DataPathOptions {
     /// The options a description asks for.
-    pub fn of(spec: &InterfaceSpec) -> Self {
+    pub(crate) fn of(spec: &InterfaceSpec) -> Self {
         Self {
             offload: spec.offload,
             queues: spec.queues,
@@ -110,14 +110,14 @@ fn queue_count(asked: Option<u16>) -> usize {
 impl Interface {
     /// Brings the interface up with the data path its description asks for. Returns it with
     /// warnings (skipped routes). On error, whatever was created is removed again.
-    pub fn start(spec: InterfaceSpec) -> Result<(Self, Vec<String>), WgError> {
+    pub(crate) fn start(spec: InterfaceSpec) -> Result<(Self, Vec<String>), WgError> {
         let options = DataPathOptions::of(&spec);
         Self::start_with(spec, options)
     }
 
     /// [`Interface::start`] with data-path options that override the description's (the
     /// command line of `wg up`); the running description records the options used.
-    pub fn start_with(
+    pub(crate) fn start_with(
         mut spec: InterfaceSpec,
         options: DataPathOptions,
     ) -> Result<(Self, Vec<String>), WgError> {
@@ -204,33 +204,28 @@ impl Interface {
     }
 
     /// The interface name.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.spec.name
     }
 
-    /// The description it runs (restart-only keys as running, not as last loaded).
-    pub fn spec(&self) -> &InterfaceSpec {
-        &self.spec
-    }
-
     /// The engine (status, counters).
-    pub fn engine(&self) -> &Arc<Engine> {
+    pub(crate) fn engine(&self) -> &Arc<Engine> {
         &self.engine
     }
 
     /// The UAPI socket's path.
-    pub fn uapi_path(&self) -> Option<&std::path::Path> {
+    pub(crate) fn uapi_path(&self) -> Option<&std::path::Path> {
         self.uapi.as_ref().map(uapi::Server::path)
     }
 
     /// Whether an engine thread has ended (an error, or `stop`).
-    pub fn any_thread_finished(&self) -> bool {
+    pub(crate) fn any_thread_finished(&self) -> bool {
         self.threads.iter().any(|h| h.is_finished())
     }
 
     /// Works out a reload's changes, resolving the endpoints of added and changed peers; applies
     /// nothing.
-    pub fn prepare(&self, next: InterfaceSpec) -> Result<Prepared, WgError> {
+    pub(crate) fn prepare(&self, next: InterfaceSpec) -> Result<Prepared, WgError> {
         let diff = self.spec.diff(&next);
         let mut changes = Vec::with_capacity(diff.peers.len());
         for d in &diff.peers {
@@ -253,7 +248,7 @@ impl Interface {
 
     /// Applies prepared changes: private key, addresses, peers and their routes; peers not named
     /// keep their sessions. Returns warnings (restart-only keys, host commands that failed).
-    pub fn commit(&mut self, p: Prepared) -> Vec<String> {
+    pub(crate) fn commit(&mut self, p: Prepared) -> Vec<String> {
         let Prepared {
             mut next,
             diff,
@@ -322,7 +317,7 @@ impl Interface {
     }
 
     /// Stops the threads and removes the interface; reports a thread's error.
-    pub fn shutdown(mut self) -> Result<(), WgError> {
+    pub(crate) fn shutdown(mut self) -> Result<(), WgError> {
         self.stop_and_join()
     }
 }

@@ -17,7 +17,7 @@ const MAX_KEY_FILE: u64 = 4096;
 /// Why a key file was refused. Never contains the file's content.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum KeyFileError {
+pub(crate) enum KeyFileError {
     /// Opening or reading failed.
     #[error("{path}: {source}")]
     Io {
@@ -71,7 +71,7 @@ fn read_secret(path: &Path) -> Result<Zeroizing<String>, KeyFileError> {
 }
 
 /// Reads a private key file.
-pub fn private_key(path: &Path) -> Result<PrivateKey, KeyFileError> {
+pub(crate) fn private_key(path: &Path) -> Result<PrivateKey, KeyFileError> {
     let text = read_secret(path)?;
     PrivateKey::from_base64(text.trim()).map_err(|source| KeyFileError::Key {
         path: path.display().to_string(),
@@ -80,7 +80,7 @@ pub fn private_key(path: &Path) -> Result<PrivateKey, KeyFileError> {
 }
 
 /// Reads a pre-shared key file.
-pub fn preshared_key(path: &Path) -> Result<PresharedKey, KeyFileError> {
+pub(crate) fn preshared_key(path: &Path) -> Result<PresharedKey, KeyFileError> {
     let text = read_secret(path)?;
     PresharedKey::from_base64(text.trim()).map_err(|source| KeyFileError::Key {
         path: path.display().to_string(),

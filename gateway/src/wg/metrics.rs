@@ -16,10 +16,10 @@ use pqgate_core::wg::metrics::{self as m, DropReason};
 use super::engine::{Counters, Engine, PeerStatus};
 
 /// How often the counters are copied.
-pub const PERIOD: Duration = Duration::from_secs(1);
+pub(crate) const PERIOD: Duration = Duration::from_secs(1);
 
 /// The engines to sample, by interface name; replaced on reload.
-pub type Sources = Arc<Mutex<Vec<(String, Arc<Engine>)>>>;
+pub(crate) type Sources = Arc<Mutex<Vec<(String, Arc<Engine>)>>>;
 
 struct PeerHandles {
     labels: [(&'static str, String); 2],
@@ -207,14 +207,14 @@ impl Cache {
 }
 
 /// The sampler thread; stops and joins on drop.
-pub struct Sampler {
+pub(crate) struct Sampler {
     stop: Arc<AtomicBool>,
     thread: Option<thread::JoinHandle<()>>,
 }
 
 impl Sampler {
     /// Starts sampling `sources` every [`PERIOD`] (and once right away).
-    pub fn start(sources: Sources) -> std::io::Result<Self> {
+    pub(crate) fn start(sources: Sources) -> std::io::Result<Self> {
         describe();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);

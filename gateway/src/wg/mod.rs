@@ -3,18 +3,21 @@
 //! `[[wireguard]]` section (`pqgate run`, with live reload in `tunnels`), its host setup, the UAPI
 //! socket for the stock `wg` tool, per-peer metrics and `pqgate wg import`.
 
-pub mod engine;
-pub mod import;
-pub mod interface;
-pub mod keyfile;
-pub mod metrics;
-pub mod pq;
-pub mod route;
-pub mod setup;
-pub mod shared_port;
-pub mod tunnels;
-pub mod uapi;
-pub mod up;
+pub(crate) mod engine;
+pub(crate) mod import;
+pub(crate) mod interface;
+pub(crate) mod keyfile;
+pub(crate) mod metrics;
+pub(crate) mod pq;
+pub(crate) mod route;
+pub(crate) mod setup;
+pub(crate) mod shared_port;
+pub(crate) mod tunnels;
+pub(crate) mod uapi;
+pub(crate) mod up;
+
+pub use interface::MAX_QUEUES;
+pub use shared_port::{SharedPort, is_quic};
 
 use std::io;
 

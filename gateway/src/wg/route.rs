@@ -11,14 +11,15 @@ use pqgate_core::wg::IpCidr;
 /// wins. IPv4 and IPv6 live in separate tries, so families never mix (an IPv4-mapped IPv6
 /// address is looked up as IPv6).
 #[derive(Clone, Debug, Default)]
-pub struct AllowedIps {
+pub(crate) struct AllowedIps {
     v4: Trie,
     v6: Trie,
 }
 
 impl AllowedIps {
     /// Assigns every prefix (host bits ignored) to peer `peer`, taking it from any other peer.
-    pub fn insert(&mut self, cidrs: &[IpCidr], peer: usize) {
+    #[cfg(test)]
+    pub(crate) fn insert(&mut self, cidrs: &[IpCidr], peer: usize) {
         for c in cidrs {
             self.assign(*c, peer);
         }
@@ -26,13 +27,13 @@ impl AllowedIps {
 
     /// Assigns one prefix (host bits ignored) to `peer`; returns its previous owner, which may
     /// be `peer` itself.
-    pub fn assign(&mut self, cidr: IpCidr, peer: usize) -> Option<usize> {
+    pub(crate) fn assign(&mut self, cidr: IpCidr, peer: usize) -> Option<usize> {
         let (trie, key, len) = self.slot_mut(cidr);
         trie.insert(key, len, peer)
     }
 
     /// Removes the prefix (host bits ignored) if `peer` holds it; returns whether it did.
-    pub fn remove(&mut self, cidr: IpCidr, peer: usize) -> bool {
+    pub(crate) fn remove(&mut self, cidr: IpCidr, peer: usize) -> bool {
         if self.owner(cidr) != Some(peer) {
             return false;
         }
@@ -41,33 +42,35 @@ impl AllowedIps {
     }
 
     /// The peer holding exactly this prefix (host bits ignored).
-    pub fn owner(&self, cidr: IpCidr) -> Option<usize> {
+    pub(crate) fn owner(&self, cidr: IpCidr) -> Option<usize> {
         let (key, len) = key_of(cidr);
         self.trie(cidr.addr()).get(key, len)
     }
 
     /// The peer whose prefix contains `ip` most specifically.
-    pub fn lookup(&self, ip: IpAddr) -> Option<usize> {
+    pub(crate) fn lookup(&self, ip: IpAddr) -> Option<usize> {
         self.trie(ip).lookup(address_key(ip))
     }
 
     /// Whether `ip` routes to `peer` (the inbound source check).
-    pub fn allows(&self, ip: IpAddr, peer: usize) -> bool {
+    pub(crate) fn allows(&self, ip: IpAddr, peer: usize) -> bool {
         self.lookup(ip) == Some(peer)
     }
 
     /// How many prefixes are held.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.v4.len + self.v6.len
     }
 
     /// Whether no prefix is held.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Forgets every prefix.
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         *self = Self::default();
     }
 
@@ -340,7 +343,7 @@ impl Trie {
 }
 
 /// The source address of an IPv4 or IPv6 packet, `None` if it is neither or too short.
-pub fn source(packet: &[u8]) -> Option<IpAddr> {
+pub(crate) fn source(packet: &[u8]) -> Option<IpAddr> {
     match packet.first()? >> 4 {
         4 => Some(IpAddr::V4(v4(packet.get(12..16)?)?)),
         6 => Some(IpAddr::V6(v6(packet.get(8..24)?)?)),
@@ -349,7 +352,7 @@ pub fn source(packet: &[u8]) -> Option<IpAddr> {
 }
 
 /// The destination address of an IPv4 or IPv6 packet, `None` if it is neither or too short.
-pub fn destination(packet: &[u8]) -> Option<IpAddr> {
+pub(crate) fn destination(packet: &[u8]) -> Option<IpAddr> {
     match packet.first()? >> 4 {
         4 if packet.len() >= 20 => Some(IpAddr::V4(v4(packet.get(16..20)?)?)),
         6 if packet.len() >= 40 => Some(IpAddr::V6(v6(packet.get(24..40)?)?)),

@@ -13,7 +13,7 @@ use pqgate_core::wg::IpCidr;
 use super::WgError;
 
 /// Runs `ip ARGS`, failing with its stderr.
-pub fn ip(args: &[&str]) -> Result<(), WgError> {
+pub(crate) fn ip(args: &[&str]) -> Result<(), WgError> {
     let joined = args.join(" ");
     let out = Command::new("ip")
         .args(args)
@@ -38,7 +38,7 @@ pub fn ip(args: &[&str]) -> Result<(), WgError> {
 /// Runs `ip -batch -` over `lines` (one `ip` command each, without `ip`): one process for
 /// thousands of routes instead of one each. With `force`, errors do not stop the batch and are
 /// not reported (for deletions of routes that may be gone already).
-pub fn ip_batch(lines: &[String], force: bool) -> Result<(), WgError> {
+pub(crate) fn ip_batch(lines: &[String], force: bool) -> Result<(), WgError> {
     if lines.is_empty() {
         return Ok(());
     }
@@ -84,7 +84,7 @@ pub fn ip_batch(lines: &[String], force: bool) -> Result<(), WgError> {
 }
 
 /// `route replace` lines for `add` and `route del` lines for `del` (`/0` skipped).
-pub fn route_lines(name: &str, cidrs: &[IpCidr], verb: &str) -> Vec<String> {
+pub(crate) fn route_lines(name: &str, cidrs: &[IpCidr], verb: &str) -> Vec<String> {
     cidrs
         .iter()
         .filter(|c| c.prefix() != 0)
@@ -94,7 +94,7 @@ pub fn route_lines(name: &str, cidrs: &[IpCidr], verb: &str) -> Vec<String> {
 
 /// Sets the MTU, adds the addresses, brings the link up and routes `routes` into it. Returns
 /// warnings for what was skipped.
-pub fn configure(
+pub(crate) fn configure(
     name: &str,
     mtu: u16,
     addresses: &[IpCidr],

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use crate::net::udp;
 
 /// QUIC datagrams waiting for quinn; more are dropped (and counted by the engine).
-pub const QUIC_QUEUE: usize = 1024;
+pub(crate) const QUIC_QUEUE: usize = 1024;
 
 /// Whether a datagram's first byte marks it as QUIC.
 pub fn is_quic(first: u8) -> bool {
@@ -29,7 +29,7 @@ pub fn is_quic(first: u8) -> bool {
 }
 
 /// The engine's side: where it puts QUIC datagrams.
-pub type QuicSender = mpsc::Sender<(BytesMut, SocketAddr)>;
+pub(crate) type QuicSender = mpsc::Sender<(BytesMut, SocketAddr)>;
 
 /// quinn's side of the shared port.
 pub struct SharedPort {

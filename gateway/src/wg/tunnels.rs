@@ -16,7 +16,7 @@ use crate::config::{ConfigErrors, ConfigIssue, Loaded};
 /// An interface that failed to start or reload.
 #[derive(Debug, thiserror::Error)]
 #[error("wireguard interface {name}: {source}")]
-pub struct TunnelError {
+pub(crate) struct TunnelError {
     /// The interface.
     pub name: String,
     /// The cause.
@@ -26,7 +26,7 @@ pub struct TunnelError {
 
 /// Reads the key files of every `[[wireguard]]` section of `loaded` and builds the interface
 /// descriptions; every unreadable, bad or too-open key file is reported with its key path.
-pub fn specs(loaded: &Loaded) -> Result<Vec<InterfaceSpec>, ConfigErrors> {
+pub(crate) fn specs(loaded: &Loaded) -> Result<Vec<InterfaceSpec>, ConfigErrors> {
     let mut issues = Vec::new();
     let mut out = Vec::new();
     for (i, w) in loaded.config.wireguard.iter().enumerate() {
@@ -82,25 +82,20 @@ fn spec(
 }
 
 /// The running interfaces and their metrics sampler.
-pub struct Tunnels {
+pub(crate) struct Tunnels {
     running: Vec<Interface>,
     sources: Sources,
     _sampler: Option<Sampler>,
 }
 
 /// A reload's WireGuard part, ready to commit; dropping it undoes it (new interfaces removed).
-pub struct Staged {
+pub(crate) struct Staged {
     started: Vec<Interface>,
     prepared: Vec<(String, Prepared)>,
     wanted: Vec<String>,
 }
 
-impl Staged {
-    /// Names of interfaces this reload starts.
-    pub fn started(&self) -> impl Iterator<Item = &str> {
-        self.started.iter().map(Interface::name)
-    }
-}
+impl Staged {}
 
 fn start_one(spec: InterfaceSpec) -> Result<Interface, TunnelError> {
     let name = spec.name.clone();
@@ -120,7 +115,7 @@ fn start_one(spec: InterfaceSpec) -> Result<Interface, TunnelError> {
 
 impl Tunnels {
     /// Brings every interface up (all or none) and starts the metrics sampler when `metrics`.
-    pub fn start(specs: Vec<InterfaceSpec>, metrics: bool) -> Result<Self, TunnelError> {
+    pub(crate) fn start(specs: Vec<InterfaceSpec>, metrics: bool) -> Result<Self, TunnelError> {
         let mut running = Vec::with_capacity(specs.len());
         for spec in specs {
             running.push(start_one(spec)?);
@@ -142,17 +137,12 @@ impl Tunnels {
     }
 
     /// How many interfaces run.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.running.len()
     }
 
-    /// Whether none runs.
-    pub fn is_empty(&self) -> bool {
-        self.running.is_empty()
-    }
-
     /// The engine of the running interface `name`.
-    pub fn engine(&self, name: &str) -> Option<Arc<super::engine::Engine>> {
+    pub(crate) fn engine(&self, name: &str) -> Option<Arc<super::engine::Engine>> {
         let iface = self.running.iter().find(|r| r.name() == name)?;
         Some(Arc::clone(iface.engine()))
     }
@@ -168,7 +158,7 @@ impl Tunnels {
 
     /// First step of a reload: resolves what changes and starts new interfaces. Nothing running
     /// changes; dropping the result removes what it started.
-    pub fn stage(&self, specs: Vec<InterfaceSpec>) -> Result<Staged, TunnelError> {
+    pub(crate) fn stage(&self, specs: Vec<InterfaceSpec>) -> Result<Staged, TunnelError> {
         let mut staged = Staged {
             started: Vec::new(),
             prepared: Vec::new(),
@@ -192,7 +182,7 @@ impl Tunnels {
 
     /// Second step: applies the staged changes and removes interfaces no longer configured.
     /// Returns warnings for the log.
-    pub fn commit(&mut self, staged: Staged) -> Vec<String> {
+    pub(crate) fn commit(&mut self, staged: Staged) -> Vec<String> {
         let Staged {
             started,
             prepared,
@@ -221,7 +211,7 @@ impl Tunnels {
     }
 
     /// Stops every interface and removes it from the host.
-    pub fn shutdown(self) {
+    pub(crate) fn shutdown(self) {
         self.sources
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -27,7 +27,7 @@ use super::engine::{Engine, PeerChange, PeerStatus, RouteDelta, TICK};
 use super::setup;
 
 /// The directory wg(8) searches for `*.sock`.
-pub const SOCKET_DIR: &str = "/var/run/wireguard";
+pub(crate) const SOCKET_DIR: &str = "/var/run/wireguard";
 /// Largest request (all lines together).
 const MAX_REQUEST: u64 = 1 << 20;
 /// Most lines in one request.
@@ -43,7 +43,7 @@ const EOPNOTSUPP: i32 = 95;
 
 /// A parsed `set` request.
 #[derive(Debug, Default, PartialEq)]
-pub struct SetRequest {
+pub(crate) struct SetRequest {
     /// `private_key`.
     pub private_key: Option<[u8; 32]>,
     /// `listen_port`.
@@ -80,7 +80,7 @@ fn flag(v: &str) -> Result<bool, i32> {
 }
 
 /// Parses the `key=value` lines of a `set` (without `set=1` and the blank line).
-pub fn parse_set<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<SetRequest, i32> {
+pub(crate) fn parse_set<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<SetRequest, i32> {
     let mut req = SetRequest::default();
     for line in lines {
         let (k, v) = line.split_once('=').ok_or(EINVAL)?;
@@ -129,7 +129,7 @@ pub fn parse_set<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<SetRequ
 }
 
 /// The body of a `get` reply (without `errno`).
-pub fn format_get(
+pub(crate) fn format_get(
     private_key: &[u8; 32],
     listen_port: u16,
     fwmark: u32,
@@ -172,7 +172,7 @@ pub fn format_get(
 }
 
 /// The UAPI server of one interface; stops with the engine, and removes its socket on drop.
-pub struct Server {
+pub(crate) struct Server {
     path: PathBuf,
     thread: Option<thread::JoinHandle<()>>,
     engine: Arc<Engine>,
@@ -181,7 +181,7 @@ pub struct Server {
 impl Server {
     /// Binds `SOCKET_DIR/NAME.sock` (replacing a stale socket nothing listens on) and starts
     /// the accepting thread.
-    pub fn start(name: &str, engine: Arc<Engine>) -> io::Result<Self> {
+    pub(crate) fn start(name: &str, engine: Arc<Engine>) -> io::Result<Self> {
         std::fs::create_dir_all(SOCKET_DIR)?;
         std::fs::set_permissions(SOCKET_DIR, std::fs::Permissions::from_mode(0o755))?;
         let path = Path::new(SOCKET_DIR).join(format!("{name}.sock"));
@@ -216,7 +216,7 @@ impl Server {
     }
 
     /// The socket's path.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 }

@@ -13,12 +13,9 @@ use super::interface::{DataPathOptions, Interface};
 use crate::net::caps::{self, Cap};
 use crate::net::signal;
 
-/// MTU when the file sets none (wg-quick's value for an IPv6 underlay; never too large).
-pub const DEFAULT_MTU: u16 = pqgate_core::wg::config::DEFAULT_MTU;
-
 /// Reads and parses a wg-quick file, printing its warnings to stderr; returns the interface
 /// name (from the file name) and the parsed file.
-pub fn read_quick(path: &str) -> Result<(String, QuickConfig), WgError> {
+pub(crate) fn read_quick(path: &str) -> Result<(String, QuickConfig), WgError> {
     let name = QuickConfig::interface_name_from_path(path)?;
     let text = std::fs::read_to_string(path).map_err(|source| WgError::Read {
         path: path.to_owned(),
@@ -35,7 +32,7 @@ pub fn read_quick(path: &str) -> Result<(String, QuickConfig), WgError> {
 }
 
 /// Runs the interface described by the wg-quick file at `path` until a termination signal.
-pub fn run(path: &str, options: DataPathOptions) -> Result<(), WgError> {
+pub(crate) fn run(path: &str, options: DataPathOptions) -> Result<(), WgError> {
     let (name, config) = read_quick(path)?;
     let spec = InterfaceSpec::from_quick(&name, &config);
     // Before any thread exists, so that every thread inherits the blocked mask.
@@ -101,7 +98,7 @@ fn wait(iface: &Interface) -> Result<(), WgError> {
 }
 
 /// The counters as one line: traffic, then drops by reason.
-pub fn summary(c: &Counters) -> String {
+pub(crate) fn summary(c: &Counters) -> String {
     format!(
         "rx {} packets, tx {} datagrams; dropped: garbage {}, unknown peer {}, replay {}, \
          decrypt {}, protocol {}, no route {}, no endpoint {}, bad source {}, queue full {}, \

@@ -23,23 +23,23 @@ use crate::wg::route;
 
 /// How long the previous epoch's receiving key stays usable after a new one is installed, so
 /// packets in flight at rotation are not lost.
-pub const GRACE_MS: u64 = 5_000;
+pub(super) const GRACE_MS: u64 = 5_000;
 
 /// The longest a responder waits after its install before it sends under a new epoch without
 /// a packet of that epoch from the initiator (whose keepalive may be lost, or whose traffic is
 /// one-way): the initiator installs about a round trip after the responder and opens the
 /// previous epoch for [`GRACE_MS`] after its own install, so nothing sent either side of the
 /// switch is lost. Shorter epochs use [`switch_after_ms`].
-pub const SWITCH_AFTER_MS: u64 = GRACE_MS / 2;
+pub(crate) const SWITCH_AFTER_MS: u64 = GRACE_MS / 2;
 
 /// The responder's switch deadline for epochs of `interval_ms`: a quarter of the epoch, at least
 /// 500 ms (a round trip and the initiator's install), at most [`SWITCH_AFTER_MS`].
-pub fn switch_after_ms(interval_ms: u64) -> u64 {
+pub(crate) fn switch_after_ms(interval_ms: u64) -> u64 {
     (interval_ms / 4).clamp(500, SWITCH_AFTER_MS)
 }
 
 /// One epoch's keys for one peer, from the PQ channel.
-pub struct AgileInstall {
+pub(crate) struct AgileInstall {
     /// Epoch number (strictly increasing per peer).
     pub epoch: u64,
     /// The AEAD from the registry (self-tested), e.g. SM4-GCM from a plugin.
@@ -65,7 +65,7 @@ pub struct AgileInstall {
 
 /// Why agile keys could not be installed.
 #[derive(Debug, thiserror::Error)]
-pub enum AgileError {
+pub(crate) enum AgileError {
     /// No such peer.
     #[error("unknown peer")]
     UnknownPeer,
@@ -94,7 +94,7 @@ struct PendingSend {
 
 /// A peer's agile tunnel as `wg show`-style status and metrics see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AgileStatus {
+pub(crate) struct AgileStatus {
     /// The registry AEAD.
     pub aead: String,
     /// The epoch this side sends under (`None` before the first is confirmed).
@@ -182,7 +182,7 @@ impl AgileSession {
 impl<T: TunQueue, U: UdpTransport> Engine<T, U> {
     /// Installs (or rotates to) agile keys for a peer: from now on its data packets are
     /// agile-sealed; packets under the previous epoch are still accepted for [`GRACE_MS`].
-    pub fn install_agile(
+    pub(crate) fn install_agile(
         &self,
         public_key: &[u8; 32],
         install: AgileInstall,
@@ -249,13 +249,13 @@ impl<T: TunQueue, U: UdpTransport> Engine<T, U> {
     }
 
     /// The agile tunnel of a peer, for status and metrics.
-    pub fn agile_status(&self, public_key: &[u8; 32]) -> Option<AgileStatus> {
+    pub(crate) fn agile_status(&self, public_key: &[u8; 32]) -> Option<AgileStatus> {
         let (_, peer) = self.peer_by_key(public_key)?;
         status_of(&lock(&peer))
     }
 
     /// Drops a peer's agile keys: it goes back to WireGuard for its data.
-    pub fn remove_agile(&self, public_key: &[u8; 32]) -> bool {
+    pub(crate) fn remove_agile(&self, public_key: &[u8; 32]) -> bool {
         let Some((i, peer)) = self.peer_by_key(public_key) else {
             return false;
         };

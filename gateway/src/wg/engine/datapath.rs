@@ -54,7 +54,7 @@ impl<T: TunQueue, U: UdpTransport> Engine<T, U> {
     }
 
     /// TUN -> peers, until `stop`: one thread per TUN queue (this one serves the first).
-    pub fn run_tun(&self) -> io::Result<()> {
+    pub(crate) fn run_tun(&self) -> io::Result<()> {
         std::thread::scope(|s| {
             let others: Vec<_> = (1..self.tuns.len())
                 .map(|q| s.spawn(move || self.tun_queue(q)))

@@ -42,7 +42,7 @@ impl<T: TunQueue, U: UdpTransport> Engine<T, U> {
     }
 
     /// Whether handshakes need a cookie now.
-    pub fn under_load(&self) -> bool {
+    pub(crate) fn under_load(&self) -> bool {
         let at = self.loaded_at_ms.load(Ordering::Relaxed);
         at != 0 && self.millis().saturating_sub(at) < UNDER_LOAD_HOLD.as_millis() as u64
     }

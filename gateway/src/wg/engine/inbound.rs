@@ -51,7 +51,7 @@ type PeerCache = Option<(u32, usize, PeerRef)>;
 impl<T: TunQueue, U: UdpTransport> Engine<T, U> {
     /// UDP -> peers -> TUN, until `stop`: one thread per socket (this one serves the first),
     /// and the handshake thread.
-    pub fn run_udp(&self) -> io::Result<()> {
+    pub(crate) fn run_udp(&self) -> io::Result<()> {
         let (queue, handshakes) = sync_channel::<Queued>(HANDSHAKE_QUEUE);
         std::thread::scope(|s| {
             let worker = s.spawn(|| self.run_handshakes(handshakes));

@@ -24,7 +24,7 @@ use crate::net::tun::TunOffloads;
 /// One message on the switch: its source and its datagrams (one without GSO).
 type Message = (SocketAddr, Vec<BytesMut>);
 /// A tapped datagram: source, destination, bytes.
-pub type Tapped = (SocketAddr, SocketAddr, BytesMut);
+pub(crate) type Tapped = (SocketAddr, SocketAddr, BytesMut);
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -38,14 +38,14 @@ struct Switch {
 
 /// The in-memory network: sockets bound to addresses, and an optional tap.
 #[derive(Clone, Default)]
-pub struct MemNet {
+pub(crate) struct MemNet {
     switch: Arc<Mutex<Switch>>,
 }
 
 impl MemNet {
     /// A socket bound to `addr` (taking the address over if another socket held it); `gso`:
     /// runs to one address travel as one message.
-    pub fn bind(&self, addr: SocketAddr, gso: bool) -> MemUdp {
+    pub(crate) fn bind(&self, addr: SocketAddr, gso: bool) -> MemUdp {
         let (tx, rx) = channel();
         locked(&self.switch).ports.insert(addr, tx.clone());
         MemUdp {
@@ -61,7 +61,7 @@ impl MemNet {
 
     /// Copies every datagram sent from now on (source, destination, bytes) to the returned
     /// receiver.
-    pub fn tap(&self) -> Receiver<Tapped> {
+    pub(crate) fn tap(&self) -> Receiver<Tapped> {
         let (tx, rx) = channel();
         locked(&self.switch).tap = Some(tx);
         rx
@@ -83,7 +83,7 @@ impl MemNet {
 }
 
 /// A UDP socket on a [`MemNet`].
-pub struct MemUdp {
+pub(crate) struct MemUdp {
     net: MemNet,
     local: Mutex<SocketAddr>,
     inbox: Sender<Message>,
@@ -96,7 +96,7 @@ pub struct MemUdp {
 impl MemUdp {
     /// Moves the socket to `addr` (a NAT rebinding): datagrams to the old address are lost from
     /// now on, and datagrams it sends come from `addr`.
-    pub fn rebind(&self, addr: SocketAddr) {
+    pub(crate) fn rebind(&self, addr: SocketAddr) {
         let mut local = locked(&self.local);
         let mut switch = locked(&self.net.switch);
         switch.ports.remove(&local);
@@ -105,13 +105,13 @@ impl MemUdp {
     }
 
     /// Waits up to `timeout` for one datagram (the first of a message; the rest are dropped).
-    pub fn recv_one(&self, timeout: Duration) -> Option<(SocketAddr, BytesMut)> {
+    pub(crate) fn recv_one(&self, timeout: Duration) -> Option<(SocketAddr, BytesMut)> {
         let (src, datagrams) = locked(&self.rx).recv_timeout(timeout).ok()?;
         Some((src, datagrams.into_iter().next()?))
     }
 
     /// The mark [`UdpTransport::set_fwmark`] set last.
-    pub fn fwmark(&self) -> u32 {
+    pub(crate) fn fwmark(&self) -> u32 {
         self.fwmark.load(Ordering::Relaxed)
     }
 
@@ -218,7 +218,7 @@ impl UdpTransport for MemUdp {
 }
 
 /// The engine's side of an in-memory TUN queue.
-pub struct MemTun {
+pub(crate) struct MemTun {
     offloads: TunOffloads,
     reads: Mutex<Receiver<Vec<u8>>>,
     writes: Sender<Vec<u8>>,
@@ -226,14 +226,14 @@ pub struct MemTun {
 
 /// The test's side of an in-memory TUN queue: what it injects the engine reads; what the engine
 /// writes it reads back.
-pub struct TunHandle {
+pub(crate) struct TunHandle {
     inject: Sender<Vec<u8>>,
     written: Receiver<Vec<u8>>,
 }
 
 /// An in-memory TUN queue with `offloads` (with `vnet_hdr`, every read and write carries the
 /// 10-byte virtio-net header).
-pub fn mem_tun(offloads: TunOffloads) -> (MemTun, TunHandle) {
+pub(crate) fn mem_tun(offloads: TunOffloads) -> (MemTun, TunHandle) {
     let (inject, reads) = channel();
     let (writes, written) = channel();
     let tun = MemTun {
@@ -246,12 +246,12 @@ pub fn mem_tun(offloads: TunOffloads) -> (MemTun, TunHandle) {
 
 impl TunHandle {
     /// Queues `packet` for the engine to read.
-    pub fn inject(&self, packet: &[u8]) {
+    pub(crate) fn inject(&self, packet: &[u8]) {
         let _ = self.inject.send(packet.to_vec());
     }
 
     /// The next write of the engine, waiting up to `timeout`.
-    pub fn written(&self, timeout: Duration) -> Option<Vec<u8>> {
+    pub(crate) fn written(&self, timeout: Duration) -> Option<Vec<u8>> {
         self.written.recv_timeout(timeout).ok()
     }
 }

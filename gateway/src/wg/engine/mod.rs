@@ -15,7 +15,9 @@
 //! thread and under-load cookies, `timers` the timer thread.
 
 mod agile;
-pub use agile::{AgileError, AgileInstall, AgileStatus, SWITCH_AFTER_MS, switch_after_ms};
+#[cfg(test)]
+pub(crate) use agile::{AgileError, SWITCH_AFTER_MS};
+pub(crate) use agile::{AgileInstall, AgileStatus, switch_after_ms};
 mod datapath;
 mod handshake;
 mod inbound;
@@ -26,7 +28,7 @@ mod peers;
 mod tests;
 mod timers;
 mod transport;
-pub use transport::{KernelUdp, TunQueue, UdpTransport};
+pub(crate) use transport::{KernelUdp, TunQueue, UdpTransport};
 
 use std::collections::HashMap;
 use std::io;
@@ -46,7 +48,7 @@ use crate::net::tun::{Tun, TunOffloads};
 use crate::wg::shared_port::{QuicSender, SharedPort};
 
 /// How often the timer thread ticks, and how long blocking reads wait before checking `stop`.
-pub const TICK: Duration = Duration::from_millis(100);
+pub(crate) const TICK: Duration = Duration::from_millis(100);
 /// Handshake initiations per second per source address before cookies are required (gotatun's
 /// device uses the same).
 const HANDSHAKE_RATE_LIMIT: u64 = 100;
@@ -54,7 +56,7 @@ const HANDSHAKE_RATE_LIMIT: u64 = 100;
 const MAX_PACKET: usize = 65_536 + pqgate_core::offload::VNET_HDR_LEN;
 
 /// One configured peer.
-pub struct PeerConfig {
+pub(crate) struct PeerConfig {
     /// The peer's static public key.
     pub public_key: [u8; 32],
     /// Pre-shared key, `None` for none.
@@ -84,7 +86,7 @@ struct Peer {
 
 /// One peer's packet and handshake counts (under the peer's lock).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PeerCounts {
+pub(crate) struct PeerCounts {
     /// Data packets sent (keepalives excluded).
     pub tx_packets: u64,
     /// Data packets received and delivered to the TUN.
@@ -151,7 +153,7 @@ struct Table {
 
 /// One peer as `get` reports it.
 #[derive(Clone, Debug)]
-pub struct PeerStatus {
+pub(crate) struct PeerStatus {
     /// Static public key.
     pub public_key: [u8; 32],
     /// Pre-shared key, `None` for none.
@@ -176,7 +178,7 @@ pub struct PeerStatus {
 
 /// One peer's part of a configuration change (`set`).
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct PeerChange {
+pub(crate) struct PeerChange {
     /// Which peer.
     pub public_key: [u8; 32],
     /// Remove the peer.
@@ -197,7 +199,7 @@ pub struct PeerChange {
 
 /// What a change did to the routed prefixes, for the host routing table.
 #[derive(Debug, Default, PartialEq)]
-pub struct RouteDelta {
+pub(crate) struct RouteDelta {
     /// Prefixes no peer holds any more.
     pub removed: Vec<IpCidr>,
     /// Prefixes newly held by some peer.
@@ -206,7 +208,7 @@ pub struct RouteDelta {
 
 /// Packets dropped, by reason, and packets carried.
 #[derive(Debug, Default)]
-pub struct Counters {
+pub(crate) struct Counters {
     /// Datagrams that are not WireGuard messages, or fail mac1.
     pub garbage: AtomicU64,
     /// Datagrams for no known peer or index.
@@ -248,7 +250,7 @@ fn bump(c: &AtomicU64) {
 
 /// A running interface's shared state, over TUN queues `T` and UDP sockets `U` (the kernel's by
 /// default; see [`TunQueue`] and [`UdpTransport`]).
-pub struct Engine<T = Tun, U = KernelUdp> {
+pub(crate) struct Engine<T = Tun, U = KernelUdp> {
     /// TUN queues (one file descriptor each; at least one).
     tuns: Vec<T>,
     /// UDP sockets sharing the port (SO_REUSEPORT when more than one; at least one), with the
@@ -281,7 +283,7 @@ impl Engine {
     /// Builds the engine over the queues of one TUN ([`Tun::open_queues`]) and sockets bound to
     /// one port ([`crate::net::udp::bind_many`]): one outbound thread per TUN queue and one
     /// inbound thread per socket. `udp_offload`: use UDP GSO/GRO where the kernel has them.
-    pub fn with_queues(
+    pub(crate) fn with_queues(
         tuns: Vec<Tun>,
         socks: Vec<UdpSocket>,
         udp_offload: bool,
@@ -301,7 +303,7 @@ impl<T: TunQueue> Engine<T, KernelUdp> {
     /// Shares the tunnel's UDP port with a QUIC endpoint: datagrams whose first byte has the
     /// QUIC fixed bit go to the returned socket (build the quinn endpoint on it with
     /// `Endpoint::new_with_abstract_socket`). Once per engine.
-    pub fn share_port_with_quic(&self) -> io::Result<SharedPort> {
+    pub(crate) fn share_port_with_quic(&self) -> io::Result<SharedPort> {
         let (port, sender) = SharedPort::new(self.socks[0].socket().try_clone()?)?;
         self.quic.set(sender).map_err(|_| {
             io::Error::new(io::ErrorKind::AlreadyExists, "the port is already shared")
@@ -313,7 +315,7 @@ impl<T: TunQueue> Engine<T, KernelUdp> {
 impl<T: TunQueue, U: UdpTransport> Engine<T, U> {
     /// Builds the engine over any TUN queues and UDP sockets of one port (at least one of each):
     /// one outbound thread per TUN queue and one inbound thread per socket.
-    pub fn with_transports(
+    pub(crate) fn with_transports(
         tuns: Vec<T>,
         socks: Vec<U>,
         mtu: u16,
@@ -358,7 +360,7 @@ impl<T: TunQueue, U: UdpTransport> Engine<T, U> {
     /// Sets SO_MARK on every tunnel socket (0 clears it; needs CAP_NET_ADMIN), as `fwmark` in
     /// the config and `wg set IFACE fwmark` do. On an error the sockets set before it keep the
     /// new mark and the reported one stays the old: set it again.
-    pub fn set_fwmark(&self, mark: u32) -> io::Result<()> {
+    pub(crate) fn set_fwmark(&self, mark: u32) -> io::Result<()> {
         for sock in &self.socks {
             sock.set_fwmark(mark)?;
         }
@@ -367,7 +369,7 @@ impl<T: TunQueue, U: UdpTransport> Engine<T, U> {
     }
 
     /// The tunnel sockets' SO_MARK (0: none).
-    pub fn fwmark(&self) -> u32 {
+    pub(crate) fn fwmark(&self) -> u32 {
         self.fwmark.load(Ordering::Relaxed)
     }
 
@@ -397,7 +399,7 @@ impl<T: TunQueue, U: UdpTransport> Engine<T, U> {
     }
 
     /// The interface's private key (as configured).
-    pub fn private_key(&self) -> [u8; 32] {
+    pub(crate) fn private_key(&self) -> [u8; 32] {
         self.keys().private.to_bytes()
     }
 
@@ -406,13 +408,13 @@ impl<T: TunQueue, U: UdpTransport> Engine<T, U> {
     }
 
     /// The offloads in use: TUN (virtio-net header, TSO, USO) and UDP (GSO, GRO).
-    pub fn offloads(&self) -> (TunOffloads, bool, bool) {
+    pub(crate) fn offloads(&self) -> (TunOffloads, bool, bool) {
         let udp = &self.socks[0];
         (self.tuns[0].offloads(), udp.gso(), udp.gro())
     }
 
     /// The data path's shape in one line: queues and offloads in use.
-    pub fn describe_data_path(&self) -> String {
+    pub(crate) fn describe_data_path(&self) -> String {
         let (tun, gso, gro) = self.offloads();
         let on = |b: bool| if b { "on" } else { "off" };
         format!(
@@ -427,12 +429,12 @@ impl<T: TunQueue, U: UdpTransport> Engine<T, U> {
     }
 
     /// The tunnel MTU.
-    pub fn mtu(&self) -> usize {
+    pub(crate) fn mtu(&self) -> usize {
         usize::from(self.mtu)
     }
 
     /// The bound UDP address.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
         self.socks[0].local_addr()
     }
 

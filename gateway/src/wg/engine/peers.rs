@@ -42,7 +42,7 @@ impl<T: TunQueue, U: UdpTransport> Engine<T, U> {
     /// Replaces the interface's private key. Every peer's sessions end (they were keyed from
     /// the old static key); the next packet to each peer starts a new handshake. A peer whose
     /// public key is the new interface public key is removed, as wireguard-go does.
-    pub fn set_private_key(&self, private_key: [u8; 32]) -> RouteDelta {
+    pub(crate) fn set_private_key(&self, private_key: [u8; 32]) -> RouteDelta {
         if private_key == self.private_key() {
             return RouteDelta::default();
         }
@@ -68,7 +68,7 @@ impl<T: TunQueue, U: UdpTransport> Engine<T, U> {
     }
 
     /// Every peer's state, in configuration order.
-    pub fn peers(&self) -> Vec<PeerStatus> {
+    pub(crate) fn peers(&self) -> Vec<PeerStatus> {
         let list: Vec<PeerRef> = self.table().peers.iter().flatten().cloned().collect();
         let now = SystemTime::now();
         list.iter().map(|p| status(&mut lock(p), now)).collect()
@@ -77,7 +77,7 @@ impl<T: TunQueue, U: UdpTransport> Engine<T, U> {
     /// Applies peer changes in order. Peers not named keep their sessions; a PSK, endpoint,
     /// keepalive or allowed-IPs change keeps the peer's `Tunn` (and so its session). A prefix
     /// given to a peer is taken from the peer that held it.
-    pub fn apply(&self, replace_peers: bool, changes: &[PeerChange]) -> RouteDelta {
+    pub(crate) fn apply(&self, replace_peers: bool, changes: &[PeerChange]) -> RouteDelta {
         // A copy, so that `keys` is never taken while `table` is held here.
         let keys = self.keys().clone();
         let mut t = self.table_mut();
@@ -95,7 +95,7 @@ impl<T: TunQueue, U: UdpTransport> Engine<T, U> {
 
     /// Starts a new handshake with the peer now (e.g. right after both sides installed a new
     /// PSK). Returns false for an unknown peer or one with no endpoint yet.
-    pub fn force_handshake(&self, public_key: &[u8; 32]) -> bool {
+    pub(crate) fn force_handshake(&self, public_key: &[u8; 32]) -> bool {
         let Some((i, peer)) = self.peer_by_key(public_key) else {
             return false;
         };
@@ -115,7 +115,7 @@ impl<T: TunQueue, U: UdpTransport> Engine<T, U> {
 
     /// Ends every session of the peer (its queued packets too): no data flows until a new
     /// handshake succeeds. Returns false for an unknown peer.
-    pub fn reset_sessions(&self, public_key: &[u8; 32]) -> bool {
+    pub(crate) fn reset_sessions(&self, public_key: &[u8; 32]) -> bool {
         let Some((_, peer)) = self.peer_by_key(public_key) else {
             return false;
         };

@@ -106,7 +106,7 @@ fn sweep(cursor: usize, n: usize) -> Range<usize> {
 
 impl<T: TunQueue, U: UdpTransport> Engine<T, U> {
     /// Timers (handshake retries, rekeys, keepalives), until `stop`.
-    pub fn run_timers(&self) -> io::Result<()> {
+    pub(crate) fn run_timers(&self) -> io::Result<()> {
         let mut schedule = Schedule::default();
         let mut last_prune = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {

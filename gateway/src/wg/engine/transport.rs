@@ -19,7 +19,7 @@ use crate::net::tun::{Tun, TunOffloads};
 
 /// One queue of a layer-3 TUN device, as the engine drives it. Every read and write carries a
 /// 10-byte virtio-net header exactly when [`TunQueue::offloads`] says `vnet_hdr`.
-pub trait TunQueue: Send + Sync {
+pub(crate) trait TunQueue: Send + Sync {
     /// What reads and writes carry beyond one plain packet (fixed for the queue's life).
     fn offloads(&self) -> TunOffloads;
 
@@ -37,7 +37,7 @@ pub trait TunQueue: Send + Sync {
 /// One UDP socket of the tunnel port, as the engine drives it. Addresses passed in are already
 /// in the socket's family ([`crate::net::udp::to_socket_family`]); addresses handed out are
 /// canonical (IPv4 rather than v4-mapped).
-pub trait UdpTransport: Send + Sync {
+pub(crate) trait UdpTransport: Send + Sync {
     /// Per-thread receive state (buffers), made once per receiving thread.
     type Recv;
 
@@ -94,14 +94,14 @@ impl TunQueue for Tun {
 
 /// A kernel UDP socket with the GSO/GRO it was found to have: `recvmmsg`/`sendmmsg` batches.
 #[derive(Debug)]
-pub struct KernelUdp {
+pub(crate) struct KernelUdp {
     sock: UdpSocket,
     offloads: Offloads,
 }
 
 impl KernelUdp {
     /// Wraps `sock`, turning on UDP GSO/GRO where the kernel has them if `offload` is set.
-    pub fn new(sock: UdpSocket, offload: bool) -> Self {
+    pub(crate) fn new(sock: UdpSocket, offload: bool) -> Self {
         let offloads = if offload {
             Offloads::probe(&sock)
         } else {
@@ -111,7 +111,7 @@ impl KernelUdp {
     }
 
     /// The socket itself (e.g. to share the port with a QUIC endpoint).
-    pub fn socket(&self) -> &UdpSocket {
+    pub(crate) fn socket(&self) -> &UdpSocket {
         &self.sock
     }
 }

@@ -27,10 +27,7 @@ mod status;
 use reload::{reload_tls, restart_only_changes};
 use sink::{EngineSink, StaticMap, agile_map, static_map};
 use status::BoardEntry;
-pub use status::{
-    METRIC_DATA_ALLOWED, METRIC_EPOCH, METRIC_LAST_ROTATION, METRIC_PEER_FAILURES,
-    METRIC_PEER_ROTATIONS, StatusBoard,
-};
+pub(crate) use status::StatusBoard;
 
 /// How often the per-peer metrics are refreshed from the nodes.
 const METRICS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -38,7 +35,7 @@ const METRICS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Why an interface's PQ channel could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum PqError {
+pub(crate) enum PqError {
     /// The channel refused its config, certificates or socket (key paths are the config's).
     #[error("wireguard {iface}: {source}")]
     Start {
@@ -80,7 +77,7 @@ struct Running {
 }
 
 /// The PQ nodes of the running interfaces.
-pub struct PqTunnels {
+pub(crate) struct PqTunnels {
     registry: Arc<Registry>,
     running: BTreeMap<String, Running>,
     board: StatusBoard,
@@ -123,7 +120,7 @@ fn public_key(engine: &Engine) -> WgKey {
 }
 
 /// Whether peer `p` of interface `w` is a pq-required pqgate peer.
-pub fn required(w: &WireguardConfig, p: &WireguardPeerConfig) -> bool {
+pub(crate) fn required(w: &WireguardConfig, p: &WireguardPeerConfig) -> bool {
     match (&w.pq, &p.pq) {
         (Some(i), Some(q)) => q.mode.unwrap_or(i.mode) == PqMode::Required,
         _ => false,
@@ -132,7 +129,7 @@ pub fn required(w: &WireguardConfig, p: &WireguardPeerConfig) -> bool {
 
 /// The PSK a pq-required peer starts with: random, made once per process (so a reload sees no
 /// change) and never sent anywhere, so no handshake succeeds before the first PQ PSK.
-pub fn blocking_psk() -> PresharedKey {
+pub(crate) fn blocking_psk() -> PresharedKey {
     static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
     let key = KEY.get_or_init(|| {
         let mut k = [0u8; 32];
@@ -148,7 +145,7 @@ pub fn blocking_psk() -> PresharedKey {
 
 impl PqTunnels {
     /// No node yet; [`PqTunnels::sync`] starts them.
-    pub fn new(registry: Arc<Registry>) -> Self {
+    pub(crate) fn new(registry: Arc<Registry>) -> Self {
         Self {
             registry,
             running: BTreeMap::new(),
@@ -158,7 +155,7 @@ impl PqTunnels {
     }
 
     /// The board `GET /status` renders.
-    pub fn board(&self) -> StatusBoard {
+    pub(crate) fn board(&self) -> StatusBoard {
         self.board.clone()
     }
 
@@ -167,7 +164,7 @@ impl PqTunnels {
     /// running one (others keep their channel) and re-reads its TLS files, stops the nodes of
     /// interfaces without `pq`. Returns warnings and errors (an interface whose node cannot start
     /// or whose TLS files cannot be re-read; the others are still synced).
-    pub async fn sync(
+    pub(crate) async fn sync(
         &mut self,
         sections: &[WireguardConfig],
         tunnels: &Tunnels,
@@ -359,7 +356,7 @@ impl PqTunnels {
     }
 
     /// Stops every node and waits for their tasks.
-    pub async fn shutdown(mut self) {
+    pub(crate) async fn shutdown(mut self) {
         if let Some(t) = self.sampler.take() {
             t.abort();
         }

@@ -13,19 +13,19 @@ use crate::pqpsk::Node;
 use crate::wg::engine::{AgileStatus, Engine};
 
 /// Gauge: the epoch of the PQ PSK a peer holds (labels `interface`, `peer`).
-pub const METRIC_EPOCH: &str = "pqgate_pqpsk_epoch";
+pub(crate) const METRIC_EPOCH: &str = "pqgate_pqpsk_epoch";
 /// Gauge: 1 while a peer may carry data (pq-preferred, or pq-required with a current PQ PSK).
-pub const METRIC_DATA_ALLOWED: &str = "pqgate_pqpsk_data_allowed";
+pub(crate) const METRIC_DATA_ALLOWED: &str = "pqgate_pqpsk_data_allowed";
 /// Gauge: unix seconds of a peer's last PSK installation (0: none yet).
-pub const METRIC_LAST_ROTATION: &str = "pqgate_pqpsk_last_rotation_seconds";
+pub(crate) const METRIC_LAST_ROTATION: &str = "pqgate_pqpsk_last_rotation_seconds";
 /// Counter: PSKs installed for a peer (labels `interface`, `peer`).
-pub const METRIC_PEER_ROTATIONS: &str = "pqgate_pqpsk_peer_rotations_total";
+pub(crate) const METRIC_PEER_ROTATIONS: &str = "pqgate_pqpsk_peer_rotations_total";
 /// Counter: a peer's failures (labels `interface`, `peer`, `reason`).
-pub const METRIC_PEER_FAILURES: &str = "pqgate_pqpsk_peer_failures_total";
+pub(crate) const METRIC_PEER_FAILURES: &str = "pqgate_pqpsk_peer_failures_total";
 
 /// What `GET /status` reads: every interface's node and its peers' effective modes.
 #[derive(Clone, Default)]
-pub struct StatusBoard(pub(super) Arc<RwLock<Vec<BoardEntry>>>);
+pub(crate) struct StatusBoard(pub(super) Arc<RwLock<Vec<BoardEntry>>>);
 
 /// One interface on the board.
 #[derive(Clone)]
@@ -75,14 +75,14 @@ fn failures_json(f: &pqgate_core::pqpsk::status::FailureCounts) -> Value {
 
 impl StatusBoard {
     /// Every interface and peer as JSON (`now_ms`: unix milliseconds, for the rotation ages).
-    pub fn json(&self, now_ms: u64) -> Value {
+    pub(crate) fn json(&self, now_ms: u64) -> Value {
         let entries = self.0.read().unwrap_or_else(|e| e.into_inner()).clone();
         let ifaces: Vec<Value> = entries.iter().map(|e| entry_json(e, now_ms)).collect();
         json!({ "interfaces": ifaces })
     }
 
     /// Sets the per-peer metrics (labels `interface`, `peer`) from the nodes' status.
-    pub fn record_metrics(&self) {
+    pub(crate) fn record_metrics(&self) {
         let entries = self.0.read().unwrap_or_else(|e| e.into_inner()).clone();
         for e in &entries {
             for v in views(e) {
