@@ -6,6 +6,7 @@ pub mod agile;
 pub mod config;
 pub mod firewall;
 pub mod hex;
+pub mod ip;
 pub mod metrics;
 pub mod offload;
 pub mod pqpsk;

@@ -9,7 +9,6 @@ pub(crate) mod interface;
 pub(crate) mod keyfile;
 pub(crate) mod metrics;
 pub(crate) mod pq;
-pub(crate) mod route;
 pub(crate) mod setup;
 pub(crate) mod shared_port;
 pub(crate) mod tunnels;

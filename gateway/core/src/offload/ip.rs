@@ -1,6 +1,8 @@
 //! Crate-internal IP and transport header views shared by the segmenter and the coalescer:
 //! field offsets and a strict parse of the IP header (lengths agree with the bytes present).
 
+pub(crate) use crate::ip::{be16, be32, put16, v4, v6};
+
 use super::{MAX_PACKET_LEN, OffloadError};
 
 /// IPv4 header without options, bytes.
@@ -16,32 +18,6 @@ pub(crate) const UDP_LEN: usize = 8;
 pub(crate) const PROTO_TCP: u8 = 6;
 /// IP protocol number of UDP.
 pub(crate) const PROTO_UDP: u8 = 17;
-
-/// IPv4 field offsets.
-pub(crate) mod v4 {
-    pub(crate) const TOS: usize = 1;
-    pub(crate) const TOTAL_LEN: usize = 2;
-    pub(crate) const ID: usize = 4;
-    pub(crate) const FRAG: usize = 6;
-    pub(crate) const TTL: usize = 8;
-    pub(crate) const PROTO: usize = 9;
-    pub(crate) const CSUM: usize = 10;
-    /// Source then destination address.
-    pub(crate) const ADDRS: std::ops::Range<usize> = 12..20;
-    /// Don't Fragment, in the 16-bit flags/fragment-offset field.
-    pub(crate) const DF: u16 = 0x4000;
-    /// More Fragments and the fragment offset.
-    pub(crate) const MF_OFFSET: u16 = 0x3fff;
-}
-
-/// IPv6 field offsets.
-pub(crate) mod v6 {
-    pub(crate) const PAYLOAD_LEN: usize = 4;
-    pub(crate) const NEXT: usize = 6;
-    pub(crate) const HOP_LIMIT: usize = 7;
-    /// Source then destination address.
-    pub(crate) const ADDRS: std::ops::Range<usize> = 8..40;
-}
 
 /// TCP field offsets and flags.
 pub(crate) mod tcp {
@@ -86,21 +62,6 @@ impl IpView {
     pub(crate) fn addrs(&self) -> std::ops::Range<usize> {
         if self.v6 { v6::ADDRS } else { v4::ADDRS }
     }
-}
-
-/// Reads a big-endian u16 at `at` (caller checked the bounds).
-pub(crate) fn be16(p: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([p[at], p[at + 1]])
-}
-
-/// Reads a big-endian u32 at `at` (caller checked the bounds).
-pub(crate) fn be32(p: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([p[at], p[at + 1], p[at + 2], p[at + 3]])
-}
-
-/// Writes a big-endian u16 at `at` (caller checked the bounds).
-pub(crate) fn put16(p: &mut [u8], at: usize, v: u16) {
-    p[at..at + 2].copy_from_slice(&v.to_be_bytes());
 }
 
 /// Parses the IP header of a whole packet: version 4 or 6, header length in range, and the

@@ -3,6 +3,7 @@
 //! turn into. Text in, typed values out; reading files, resolving names and touching interfaces
 //! is the daemon's job.
 
+pub mod allowed_ips;
 pub mod cidr;
 pub mod config;
 pub mod iface;

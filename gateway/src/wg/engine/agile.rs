@@ -19,7 +19,7 @@ use pqgate_core::agile::{
 };
 
 use super::{Engine, Peer, TunQueue, UdpTransport, bump, lock};
-use crate::wg::route;
+use pqgate_core::ip;
 
 /// How long the previous epoch's receiving key stays usable after a new one is installed, so
 /// packets in flight at rotation are not lost.
@@ -356,7 +356,7 @@ impl<T: TunQueue, U: UdpTransport> Engine<T, U> {
         packet: &[u8],
         deliver: &mut dyn FnMut(&[u8]),
     ) {
-        let allowed = route::source(packet).is_some_and(|s| self.table().routes.allows(s, i));
+        let allowed = ip::source(packet).is_some_and(|s| self.table().routes.allows(s, i));
         if !allowed {
             return bump(&self.counters.bad_source);
         }

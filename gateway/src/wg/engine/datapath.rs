@@ -14,7 +14,7 @@ use pqgate_core::offload::{VnetHdr, segment};
 use super::{Engine, MAX_PACKET, TICK, TunQueue, UdpTransport, bump, lock};
 use crate::net::batch::SendBatch;
 use crate::net::udp;
-use crate::wg::route;
+use pqgate_core::ip;
 
 /// TUN reads taken per wake-up before the send batch is flushed.
 const TUN_READS_PER_BATCH: usize = 16;
@@ -113,7 +113,7 @@ impl<T: TunQueue, U: UdpTransport> Engine<T, U> {
 
     /// Encrypts one IP packet for the peer that holds its destination and queues it.
     fn encrypt(&self, ip: &[u8], out: &mut Outbound) {
-        let found = route::destination(ip).and_then(|d| {
+        let found = ip::destination(ip).and_then(|d| {
             let t = self.table();
             let i = t.routes.lookup(d)?;
             Some((i, t.peers.get(i).cloned().flatten()?))

@@ -16,33 +16,13 @@ use pqgate_core::offload::Coalescer;
 
 use super::handshake::{HANDSHAKE_QUEUE, Queued};
 use super::{Engine, PeerRef, TunQueue, UdpTransport, bump, lock};
-use crate::wg::route;
 use crate::wg::shared_port::is_quic;
+use pqgate_core::ip;
 
 /// Largest super-packet the coalescer builds (IPv4's total-length limit).
 const COALESCE_MAX: usize = 65_535;
 /// WireGuard message type of transport data.
 const MESSAGE_DATA: u8 = 4;
-
-/// A decrypted packet without WireGuard's padding (to a multiple of 16 bytes): cut to the
-/// length its IPv4 or IPv6 header states, as kernel WireGuard does. `None` when the header
-/// states more than was carried; a packet that is not IP is left whole (the source check
-/// refuses it).
-fn unpadded(inner: &[u8]) -> Option<&[u8]> {
-    let be16 = |at: usize| {
-        let b = <[u8; 2]>::try_from(inner.get(at..at + 2)?).ok()?;
-        Some(usize::from(u16::from_be_bytes(b)))
-    };
-    let stated = match inner.first().map(|b| b >> 4) {
-        Some(4) => be16(2),
-        Some(6) => be16(4).map(|payload| payload + 40),
-        _ => None,
-    };
-    match stated {
-        Some(len) => inner.get(..len),
-        None => Some(inner),
-    }
-}
 
 /// The peer of the last data message, so a run of datagrams for one peer looks it up once.
 /// Cleared for every receive batch, so a removed peer stops within one batch.
@@ -177,13 +157,12 @@ impl<T: TunQueue, U: UdpTransport> Engine<T, U> {
                     return; // keepalive
                 }
                 drop(peer);
-                let Some(inner) = unpadded(&inner) else {
+                let Some(inner) = ip::unpadded(&inner) else {
                     return bump(&self.counters.protocol);
                 };
                 // Cryptokey routing: the source's longest-prefix match must be this peer. The
                 // table is read with the peer unlocked (`apply` takes table, then peer).
-                let allowed =
-                    route::source(inner).is_some_and(|s| self.table().routes.allows(s, i));
+                let allowed = ip::source(inner).is_some_and(|s| self.table().routes.allows(s, i));
                 if !allowed {
                     return bump(&self.counters.bad_source);
                 }
@@ -225,24 +204,5 @@ impl<T: TunQueue, U: UdpTransport> Engine<T, U> {
             }
             Err(_) => bump(&self.counters.io_errors),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::unpadded;
-
-    #[test]
-    fn padding_is_cut_to_the_stated_ip_length() {
-        let mut v4 = vec![0x45, 0, 0, 21];
-        v4.resize(32, 0);
-        assert_eq!(unpadded(&v4).map(<[u8]>::len), Some(21));
-        let mut v6 = vec![0x60, 0, 0, 0, 0, 3];
-        v6.resize(48, 0);
-        assert_eq!(unpadded(&v6).map(<[u8]>::len), Some(43));
-        v4[3] = 33; // more than was carried
-        assert_eq!(unpadded(&v4), None);
-        assert_eq!(unpadded(b"\x10 not ip").map(<[u8]>::len), Some(8));
-        assert_eq!(unpadded(&[0x45]), Some(&[0x45][..]));
     }
 }

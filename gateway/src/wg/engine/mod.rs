@@ -43,9 +43,9 @@ use gotatun::noise::rate_limiter::RateLimiter;
 use gotatun::x25519::{PublicKey, StaticSecret};
 use pqgate_core::wg::IpCidr;
 
-use super::route::AllowedIps;
 use crate::net::tun::{Tun, TunOffloads};
 use crate::wg::shared_port::{QuicSender, SharedPort};
+use pqgate_core::wg::allowed_ips::AllowedIps;
 
 /// How often the timer thread ticks, and how long blocking reads wait before checking `stop`.
 pub(crate) const TICK: Duration = Duration::from_millis(100);

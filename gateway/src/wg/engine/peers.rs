@@ -18,7 +18,7 @@ use super::{
     Engine, Keys, Peer, PeerChange, PeerConfig, PeerCounts, PeerRef, PeerStatus, RouteDelta, Table,
     TunQueue, UdpTransport, lock,
 };
-use crate::wg::route::AllowedIps;
+use pqgate_core::wg::allowed_ips::AllowedIps;
 
 impl<T: TunQueue, U: UdpTransport> Engine<T, U> {
     /// Adds the configured peers at start, through the same path as [`Engine::apply`] (a

@@ -1,25 +1,24 @@
 //! The allowed-IPs table: longest-prefix match from an address to a peer, through one
 //! path-compressed binary trie per address family, so that lookup, insert and remove cost
-//! O(prefix bits) whatever the number of peers and a lookup allocates nothing; and the IP
-//! header fields the engine routes on. Never panics on short or odd packets.
+//! O(prefix bits) whatever the number of peers and a lookup allocates nothing. Never panics on
+//! odd input.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
-use pqgate_core::wg::IpCidr;
+use super::IpCidr;
 
 /// Prefix -> peer index. A prefix belongs to one peer: as in WireGuard, the later assignment
 /// wins. IPv4 and IPv6 live in separate tries, so families never mix (an IPv4-mapped IPv6
 /// address is looked up as IPv6).
 #[derive(Clone, Debug, Default)]
-pub(crate) struct AllowedIps {
+pub struct AllowedIps {
     v4: Trie,
     v6: Trie,
 }
 
 impl AllowedIps {
     /// Assigns every prefix (host bits ignored) to peer `peer`, taking it from any other peer.
-    #[cfg(test)]
-    pub(crate) fn insert(&mut self, cidrs: &[IpCidr], peer: usize) {
+    pub fn insert(&mut self, cidrs: &[IpCidr], peer: usize) {
         for c in cidrs {
             self.assign(*c, peer);
         }
@@ -27,13 +26,13 @@ impl AllowedIps {
 
     /// Assigns one prefix (host bits ignored) to `peer`; returns its previous owner, which may
     /// be `peer` itself.
-    pub(crate) fn assign(&mut self, cidr: IpCidr, peer: usize) -> Option<usize> {
+    pub fn assign(&mut self, cidr: IpCidr, peer: usize) -> Option<usize> {
         let (trie, key, len) = self.slot_mut(cidr);
         trie.insert(key, len, peer)
     }
 
     /// Removes the prefix (host bits ignored) if `peer` holds it; returns whether it did.
-    pub(crate) fn remove(&mut self, cidr: IpCidr, peer: usize) -> bool {
+    pub fn remove(&mut self, cidr: IpCidr, peer: usize) -> bool {
         if self.owner(cidr) != Some(peer) {
             return false;
         }
@@ -42,35 +41,33 @@ impl AllowedIps {
     }
 
     /// The peer holding exactly this prefix (host bits ignored).
-    pub(crate) fn owner(&self, cidr: IpCidr) -> Option<usize> {
+    pub fn owner(&self, cidr: IpCidr) -> Option<usize> {
         let (key, len) = key_of(cidr);
         self.trie(cidr.addr()).get(key, len)
     }
 
     /// The peer whose prefix contains `ip` most specifically.
-    pub(crate) fn lookup(&self, ip: IpAddr) -> Option<usize> {
+    pub fn lookup(&self, ip: IpAddr) -> Option<usize> {
         self.trie(ip).lookup(address_key(ip))
     }
 
     /// Whether `ip` routes to `peer` (the inbound source check).
-    pub(crate) fn allows(&self, ip: IpAddr, peer: usize) -> bool {
+    pub fn allows(&self, ip: IpAddr, peer: usize) -> bool {
         self.lookup(ip) == Some(peer)
     }
 
     /// How many prefixes are held.
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.v4.len + self.v6.len
     }
 
     /// Whether no prefix is held.
-    #[cfg(test)]
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Forgets every prefix.
-    pub(crate) fn clear(&mut self) {
+    pub fn clear(&mut self) {
         *self = Self::default();
     }
 
@@ -342,35 +339,10 @@ impl Trie {
     }
 }
 
-/// The source address of an IPv4 or IPv6 packet, `None` if it is neither or too short.
-pub(crate) fn source(packet: &[u8]) -> Option<IpAddr> {
-    match packet.first()? >> 4 {
-        4 => Some(IpAddr::V4(v4(packet.get(12..16)?)?)),
-        6 => Some(IpAddr::V6(v6(packet.get(8..24)?)?)),
-        _ => None,
-    }
-}
-
-/// The destination address of an IPv4 or IPv6 packet, `None` if it is neither or too short.
-pub(crate) fn destination(packet: &[u8]) -> Option<IpAddr> {
-    match packet.first()? >> 4 {
-        4 if packet.len() >= 20 => Some(IpAddr::V4(v4(packet.get(16..20)?)?)),
-        6 if packet.len() >= 40 => Some(IpAddr::V6(v6(packet.get(24..40)?)?)),
-        _ => None,
-    }
-}
-
-fn v4(b: &[u8]) -> Option<Ipv4Addr> {
-    <[u8; 4]>::try_from(b).ok().map(Ipv4Addr::from)
-}
-
-fn v6(b: &[u8]) -> Option<Ipv6Addr> {
-    <[u8; 16]>::try_from(b).ok().map(Ipv6Addr::from)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     fn cidr(s: &str) -> IpCidr {
         s.parse().expect("test prefix")
@@ -595,25 +567,5 @@ mod tests {
             }
             assert!(t.v4.nodes.len() < 2_000, "freed nodes are reused");
         }
-    }
-
-    #[test]
-    fn headers_parse_and_garbage_does_not() {
-        let mut p4 = [0u8; 20];
-        p4[0] = 0x45;
-        p4[12..16].copy_from_slice(&[10, 0, 0, 1]);
-        p4[16..20].copy_from_slice(&[10, 0, 0, 2]);
-        assert_eq!(source(&p4), Some(ip("10.0.0.1")));
-        assert_eq!(destination(&p4), Some(ip("10.0.0.2")));
-        let mut p6 = [0u8; 40];
-        p6[0] = 0x60;
-        p6[23] = 1;
-        p6[39] = 2;
-        assert_eq!(source(&p6), Some(ip("::1")));
-        assert_eq!(destination(&p6), Some(ip("::2")));
-        for bad in [&[][..], &[0x45][..], &p4[..19], &p6[..39], &[0x70; 40][..]] {
-            assert_eq!(destination(bad), None);
-        }
-        assert_eq!(source(&[0x45, 0, 0]), None);
     }
 }
