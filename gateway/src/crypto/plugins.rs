@@ -107,7 +107,8 @@ fn load_verified_copy(p: &PluginConfig, bytes: &[u8]) -> Result<PluginDecl, Plug
         .file_name()
         .map_or_else(|| "plugin.so".into(), |n| n.to_owned());
     let copy = dir.join(name);
-    crate::keys::self_signed::write_private(&copy, bytes).map_err(|e| fail(e.to_string()))?;
+    crate::keys::file::write_atomic(&copy, bytes, crate::keys::file::PRIVATE, true)
+        .map_err(|e| fail(e.to_string()))?;
     let loaded = loader::load(&copy);
     let _ = std::fs::remove_file(&copy);
     let _ = std::fs::remove_dir(&dir);

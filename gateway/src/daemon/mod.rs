@@ -412,7 +412,7 @@ fn swap_in<E: Service>(
             existing.state.store(Arc::new(state));
             next.insert(addr, existing);
         } else if let Some(socket) = sockets.remove(&addr) {
-            tracing::info!(name = state.name(), %addr, "listening");
+            tracing::info!(name = %state.admission().name, %addr, "listening");
             let state = Arc::new(ArcSwap::from_pointee(state));
             let (stop, rx) = watch::channel(false);
             tokio::spawn(accept_loop(socket, state.clone(), shared.clone(), rx));
@@ -420,7 +420,7 @@ fn swap_in<E: Service>(
         }
     }
     for (addr, old) in running.drain() {
-        tracing::info!(name = old.state.load().name(), %addr, "stopped accepting (removed)");
+        tracing::info!(name = %old.state.load().admission().name, %addr, "stopped accepting (removed)");
     }
     *running = next;
 }

@@ -2,9 +2,9 @@
 //! for localhost, 127.0.0.1 and ::1), private key written 0600, reused on every later start.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use super::file::{FileError, PRIVATE, write_atomic};
 
 /// Why the state directory or the generated certificate is unusable.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +21,9 @@ pub(crate) enum StateError {
         #[source]
         source: std::io::Error,
     },
+    /// The key or certificate could not be written.
+    #[error(transparent)]
+    File(#[from] FileError),
     /// rcgen could not make the key or certificate.
     #[error("generating the self-signed certificate: {0}")]
     Generate(#[from] rcgen::Error),
@@ -88,30 +91,11 @@ pub(crate) fn ensure_self_signed(dir: &Path) -> Result<SelfSigned, StateError> {
         .distinguished_name
         .push(rcgen::DnType::CommonName, "pqgate self-signed");
     let cert = params.self_signed(&key)?;
-    write_private(&paths.key, key.serialize_pem().as_bytes())?;
-    write_private(&paths.cert, cert.pem().as_bytes())?;
+    // Either file may be left from an interrupted start: replace both.
+    write_atomic(&paths.key, key.serialize_pem().as_bytes(), PRIVATE, true)?;
+    write_atomic(&paths.cert, cert.pem().as_bytes(), PRIVATE, true)?;
     tracing::info!(cert = %paths.cert.display(), "generated a self-signed ECDSA P-256 certificate");
     Ok(paths)
-}
-
-/// Writes a file readable by its owner only, atomically (temporary file, then rename).
-pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), StateError> {
-    let tmp = path.with_extension("tmp");
-    let io = |action, source| StateError::Io {
-        action,
-        path: path.to_owned(),
-        source,
-    };
-    let _ = fs::remove_file(&tmp);
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| io("creating", e))?;
-    file.write_all(contents).map_err(|e| io("writing", e))?;
-    file.sync_all().map_err(|e| io("syncing", e))?;
-    fs::rename(&tmp, path).map_err(|e| io("renaming into", e))
 }
 
 #[cfg(test)]

@@ -23,12 +23,29 @@ const REJECT_WARN_INTERVAL: Duration = Duration::from_secs(10);
 /// Pause after an accept error (e.g. out of file descriptors) before trying again.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
+/// A listener's or connector's name (the metric label) and admission slots
+/// (`max_connections`).
+pub(crate) struct Admission {
+    /// Config name.
+    pub(crate) name: String,
+    /// Admission slots.
+    pub(crate) slots: Arc<Semaphore>,
+}
+
+impl Admission {
+    /// `max_connections` slots for the endpoint `name`.
+    pub(crate) fn new(name: &str, max_connections: u32) -> Self {
+        Self {
+            name: name.to_owned(),
+            slots: Arc::new(Semaphore::new(max_connections as usize)),
+        }
+    }
+}
+
 /// A listener or connector: named, admission-limited, serving one connection at a time per task.
 pub(crate) trait Service: Send + Sync + 'static {
-    /// Config name (metric label).
-    fn name(&self) -> &str;
-    /// Admission slots (`max_connections`).
-    fn slots(&self) -> &Arc<Semaphore>;
+    /// Its name and admission slots.
+    fn admission(&self) -> &Admission;
     /// Serves one accepted connection to its end, filling in `record` (which the accept loop
     /// then logs and counts); the outcome and an optional detail for the log line.
     fn handle(
@@ -36,11 +53,6 @@ pub(crate) trait Service: Send + Sync + 'static {
         tcp: TcpStream,
         record: &mut ConnectionRecord<'_>,
     ) -> impl Future<Output = (ConnectionOutcome, Option<String>)> + Send;
-}
-
-/// The admission slots for `max_connections`.
-pub(crate) fn admission_slots(max_connections: u32) -> Arc<Semaphore> {
-    Arc::new(Semaphore::new(max_connections as usize))
 }
 
 /// Binds a listening TCP socket with address reuse and our backlog.
@@ -76,13 +88,13 @@ pub(crate) async fn accept_loop<E: Service>(
             _ = stop.changed() => return,
         };
         let endpoint = state.load_full();
-        let Ok(permit) = endpoint.slots().clone().try_acquire_owned() else {
-            counter!(m::CONNECTIONS_REJECTED, "listener" => endpoint.name().to_owned())
+        let Ok(permit) = endpoint.admission().slots.clone().try_acquire_owned() else {
+            counter!(m::CONNECTIONS_REJECTED, "listener" => endpoint.admission().name.clone())
                 .increment(1);
             rejected_since_warn += 1;
             if last_warn.is_none_or(|t: Instant| t.elapsed() >= REJECT_WARN_INTERVAL) {
                 tracing::warn!(
-                    listener = endpoint.name(),
+                    listener = %endpoint.admission().name,
                     %peer,
                     refused = rejected_since_warn,
                     "max_connections reached: connections refused"
@@ -95,10 +107,11 @@ pub(crate) async fn accept_loop<E: Service>(
         tokio::spawn(async move {
             let _permit = permit;
             let _guard = guard;
-            let active = gauge!(m::ACTIVE_CONNECTIONS, "listener" => endpoint.name().to_owned());
+            let active =
+                gauge!(m::ACTIVE_CONNECTIONS, "listener" => endpoint.admission().name.clone());
             active.increment(1.0);
             let _ = tcp.set_nodelay(true);
-            let mut record = ConnectionRecord::new(endpoint.name(), peer);
+            let mut record = ConnectionRecord::new(&endpoint.admission().name, peer);
             let (outcome, detail) = endpoint.handle(tcp, &mut record).await;
             record.finish(outcome, detail.as_deref());
             active.decrement(1.0);

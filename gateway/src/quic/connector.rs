@@ -13,14 +13,14 @@ use pqgate_core::config::ConnectorConfig;
 use pqgate_core::metrics::{self as m, ConnectionOutcome, HandshakeOutcome};
 use quinn::{Endpoint, VarInt};
 use tokio::net::TcpStream;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::time::{Instant, timeout};
 
 use super::record::QuicHandshake;
 use super::stream::QuicStream;
 use super::tls::ConnectorQuic;
 use super::{QUIC_ACTIVE_STREAMS, QUIC_CONNECTIONS, QUIC_RECONNECTS, STREAM_PREAMBLE, code};
-use crate::proxy::accept::{Service, admission_slots};
+use crate::proxy::accept::{Admission, Service};
 use crate::proxy::record::ConnectionRecord;
 use crate::proxy::relay::{RelayCounters, relay};
 use crate::tls::SessionFacts;
@@ -63,15 +63,15 @@ impl Drop for Link {
 pub(crate) struct QuicConnectorState {
     /// Its config.
     pub config: ConnectorConfig,
-    /// Admission slots.
-    pub slots: Arc<Semaphore>,
+    /// Name and admission slots.
+    pub(crate) admission: Admission,
     link: Link,
 }
 
 impl QuicConnectorState {
     /// Wraps a built connector; nothing runs until the first TCP connection.
     pub(crate) fn new(config: ConnectorConfig, quic: ConnectorQuic) -> Self {
-        let slots = admission_slots(config.limits.max_connections);
+        let admission = Admission::new(&config.name, config.limits.max_connections);
         let spec = Arc::new(LinkSpec {
             config: config.clone(),
             quic,
@@ -84,7 +84,7 @@ impl QuicConnectorState {
         };
         Self {
             config,
-            slots,
+            admission,
             link,
         }
     }
@@ -112,12 +112,8 @@ impl QuicConnectorState {
 }
 
 impl Service for QuicConnectorState {
-    fn name(&self) -> &str {
-        &self.config.name
-    }
-
-    fn slots(&self) -> &Arc<Semaphore> {
-        &self.slots
+    fn admission(&self) -> &Admission {
+        &self.admission
     }
 
     async fn handle(

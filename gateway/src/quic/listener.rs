@@ -44,7 +44,9 @@ pub(crate) struct QuicListenerState {
 impl QuicListenerState {
     /// Wraps a built listener.
     pub(crate) fn new(config: ListenerConfig, server: quinn::ServerConfig) -> Self {
-        let slots = crate::proxy::accept::admission_slots(config.limits.max_connections);
+        let slots = Arc::new(tokio::sync::Semaphore::new(
+            config.limits.max_connections as usize,
+        ));
         Self {
             config,
             server,

@@ -1,18 +1,16 @@
 //! TLS origination: accept plaintext, connect to the remote, complete a verified handshake
 //! under the connector's policy, then relay.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use metrics::counter;
 use pqgate_core::config::ConnectorConfig;
 use pqgate_core::metrics::{self as m, ConnectionOutcome, HandshakeOutcome};
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout};
 use tokio_rustls::TlsConnector;
 
-use crate::proxy::accept::{Service, admission_slots};
+use crate::proxy::accept::{Admission, Service};
 use crate::proxy::backend::connect;
 use crate::proxy::record::ConnectionRecord;
 use crate::proxy::relay::{RelayCounters, relay};
@@ -25,25 +23,25 @@ pub(crate) struct ConnectorState {
     pub config: ConnectorConfig,
     /// Its TLS client config.
     pub tls: ConnectorTls,
-    /// Admission slots.
-    pub slots: Arc<Semaphore>,
+    /// Name and admission slots.
+    pub(crate) admission: Admission,
 }
 
 impl ConnectorState {
     /// Wraps a built connector.
     pub(crate) fn new(config: ConnectorConfig, tls: ConnectorTls) -> Self {
-        let slots = admission_slots(config.limits.max_connections);
-        Self { config, tls, slots }
+        let admission = Admission::new(&config.name, config.limits.max_connections);
+        Self {
+            config,
+            tls,
+            admission,
+        }
     }
 }
 
 impl Service for ConnectorState {
-    fn name(&self) -> &str {
-        &self.config.name
-    }
-
-    fn slots(&self) -> &Arc<Semaphore> {
-        &self.slots
+    fn admission(&self) -> &Admission {
+        &self.admission
     }
 
     async fn handle(

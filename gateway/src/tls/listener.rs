@@ -3,7 +3,6 @@
 //! serve the built-in page or relay to the backend (optionally behind a PROXY v2 header).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use metrics::counter;
@@ -11,12 +10,11 @@ use pqgate_core::config::{Backend, HostPort, ListenerConfig};
 use pqgate_core::metrics::{self as m, ConnectionOutcome, HandshakeOutcome};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout};
 use tokio_rustls::LazyConfigAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use crate::proxy::accept::{Service, admission_slots};
+use crate::proxy::accept::{Admission, Service};
 use crate::proxy::backend::{connect, proxy_header};
 use crate::proxy::builtin_page::{self, PageContext};
 use crate::proxy::record::ConnectionRecord;
@@ -30,25 +28,25 @@ pub(crate) struct ListenerState {
     pub config: ListenerConfig,
     /// Its TLS configs and routes.
     pub tls: ListenerTls,
-    /// Admission slots.
-    pub slots: Arc<Semaphore>,
+    /// Name and admission slots.
+    pub(crate) admission: Admission,
 }
 
 impl ListenerState {
     /// Wraps a built listener.
     pub(crate) fn new(config: ListenerConfig, tls: ListenerTls) -> Self {
-        let slots = admission_slots(config.limits.max_connections);
-        Self { config, tls, slots }
+        let admission = Admission::new(&config.name, config.limits.max_connections);
+        Self {
+            config,
+            tls,
+            admission,
+        }
     }
 }
 
 impl Service for ListenerState {
-    fn name(&self) -> &str {
-        &self.config.name
-    }
-
-    fn slots(&self) -> &Arc<Semaphore> {
-        &self.slots
+    fn admission(&self) -> &Admission {
+        &self.admission
     }
 
     async fn handle(
