@@ -1,6 +1,6 @@
 //! Moving the calling thread (only it) into a named network namespace (`/run/netns/NAME`, as
 //! `ip netns add` creates): sockets it opens afterwards live there. For tests and tools that
-//! talk to a tunnel inside a namespace without a helper process; or into a new, empty one.
+//! talk to a tunnel inside a namespace without a helper process.
 
 use std::fs::File;
 use std::io;
@@ -19,17 +19,6 @@ pub fn enter_thread(name: &str) -> io::Result<()> {
     // the calling thread's network namespace and touches no memory of ours.
     let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
     match rc {
-        0 => Ok(()),
-        _ => Err(io::Error::last_os_error()),
-    }
-}
-
-/// Moves the calling thread into a new, empty network namespace of its own (only loopback,
-/// down). Needs CAP_SYS_ADMIN.
-pub fn enter_new_thread() -> io::Result<()> {
-    // SAFETY: unshare(CLONE_NEWNET) moves only the calling thread into a new network namespace;
-    // it takes no pointers and touches no memory of ours.
-    match unsafe { libc::unshare(libc::CLONE_NEWNET) } {
         0 => Ok(()),
         _ => Err(io::Error::last_os_error()),
     }

@@ -1,5 +1,5 @@
 //! The PQ PSK channel's configuration model (`PqPskConfig`) with its defaults and validation.
-//! Standalone for now: the daemon's config plugs it in later. Opens no file.
+//! `[wireguard.pq]` of the daemon's config uses it. Opens no file.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

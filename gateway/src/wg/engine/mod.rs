@@ -22,7 +22,7 @@ mod datapath;
 mod handshake;
 mod inbound;
 #[cfg(test)]
-mod memory;
+pub(crate) mod memory;
 mod peers;
 #[cfg(test)]
 mod tests;

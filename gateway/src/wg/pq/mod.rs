@@ -14,7 +14,7 @@ use pqgate_core::pqpsk::{PqMode, PqPskConfig, PqPskPeer, WgKey};
 use pqgate_core::wg::config::{WgPqConfig, WireguardPeerConfig};
 use pqgate_core::wg::{Key32, PresharedKey, WireguardConfig};
 
-use super::engine::Engine;
+use super::engine::{Engine, TunQueue, UdpTransport};
 use super::tunnels::Tunnels;
 use crate::pqpsk::{Node, PqPskError};
 
@@ -114,7 +114,7 @@ fn endpoint_addr(p: &WireguardPeerConfig) -> Option<SocketAddr> {
     (e.host.as_str(), e.port).to_socket_addrs().ok()?.next()
 }
 
-fn public_key(engine: &Engine) -> WgKey {
+fn public_key<T: TunQueue, U: UdpTransport>(engine: &Engine<T, U>) -> WgKey {
     let secret = gotatun::x25519::StaticSecret::from(engine.private_key());
     *gotatun::x25519::PublicKey::from(&secret).as_bytes()
 }

@@ -14,12 +14,14 @@ use pqgate_core::wg::{Key32, PresharedKey, WireguardConfig};
 use zeroize::Zeroize;
 
 use super::{PqError, blocking_psk, required};
+use crate::net::tun::Tun;
 use crate::pqpsk::{Exporter, PqPskError, PskSink};
-use crate::wg::engine::{AgileInstall, Engine, PeerChange};
+use crate::wg::engine::{AgileInstall, Engine, KernelUdp, PeerChange, TunQueue, UdpTransport};
 
-/// Hands derived PSKs (and agile tunnel keys) to one interface's engine.
-pub(super) struct EngineSink {
-    pub(super) engine: Arc<Engine>,
+/// Hands derived PSKs (and agile tunnel keys) to one interface's engine (over the kernel's
+/// TUN and UDP, or the in-memory transports in tests).
+pub(super) struct EngineSink<T = Tun, U = KernelUdp> {
+    pub(super) engine: Arc<Engine<T, U>>,
     /// This interface's public key.
     pub(super) local: WgKey,
     /// Peers whose data goes through the agile tunnel, with their AEAD (replaced on reload).
@@ -119,7 +121,7 @@ pub(super) fn agile_map(
     Ok(map)
 }
 
-impl EngineSink {
+impl<T: TunQueue, U: UdpTransport> EngineSink<T, U> {
     /// A reload's agile settings: a peer whose AEAD changed or went away drops its keys now
     /// (back to WireGuard until the next epoch installs the new AEAD's keys).
     pub(super) fn replace_agile(&self, map: AgileMap) {
@@ -141,7 +143,7 @@ impl EngineSink {
     }
 }
 
-impl EngineSink {
+impl<T: TunQueue, U: UdpTransport> EngineSink<T, U> {
     /// Sets the peer's PSK for its next handshake (`None`: no PSK).
     fn set_psk(&self, peer: WgKey, psk: Option<&[u8; 32]>) {
         let mut change = PeerChange {
@@ -163,7 +165,7 @@ impl EngineSink {
 /// Builds an epoch's agile keys from the exporter (context and length fixed first).
 type AgileBuilder<'a> = Box<dyn FnOnce(&Exporter<'_>) -> Option<AgileInstall> + 'a>;
 
-impl EngineSink {
+impl<T: TunQueue, U: UdpTransport> EngineSink<T, U> {
     /// Exporter output: both directions' keys and IVs, then 4 bytes of the initiator's and 4
     /// of the responder's receiver index (so no message carries them).
     pub(super) fn agile_keys<'a>(
@@ -225,7 +227,7 @@ impl EngineSink {
     }
 }
 
-impl PskSink for EngineSink {
+impl<T: TunQueue + 'static, U: UdpTransport + 'static> PskSink for EngineSink<T, U> {
     fn install(&self, peer: WgKey, psk: Psk, _epoch: u64) {
         self.set_psk(peer, Some(psk.expose()));
     }

@@ -1,6 +1,6 @@
-//! `EngineSink` against a real engine (its TUN and socket in a network namespace private to the
-//! test's thread; nothing is sent): what `expire` and `fall_back` leave of a peer's PSK and
-//! agile keys, and which static PSKs the fall-back map holds.
+//! `EngineSink` against a real engine over the in-memory transports (no root, no namespace;
+//! nothing is sent): what `expire` and `fall_back` leave of a peer's PSK and agile keys, and
+//! which static PSKs the fall-back map holds.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,8 +12,9 @@ use pqgate_core::wg::{Key32, PresharedKey};
 
 use super::public_key;
 use super::sink::{AgileChoice, EngineSink, StaticMap, static_map};
-use crate::net::tun::Tun;
+use crate::net::tun::TunOffloads;
 use crate::pqpsk::PskSink;
+use crate::wg::engine::memory::{MemNet, MemTun, MemUdp, mem_tun};
 use crate::wg::engine::{Engine, PeerConfig};
 
 const PEER: WgKey = [0x42; 32];
@@ -21,26 +22,14 @@ const PQ: [u8; 32] = [0x07; 32];
 const STATIC: [u8; 32] = [0x5a; 32];
 const AEAD: &str = "AES-256-GCM";
 
-/// Moves this thread into a new network namespace of its own. False (after a note) where that
-/// is not permitted or there is no TUN driver; a failure then under REQUIRE_INTEROP_TOOLS.
-fn private_netns() -> bool {
-    let entered = crate::net::netns::enter_new_thread().is_ok();
-    if entered && std::path::Path::new("/dev/net/tun").exists() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("REQUIRE_INTEROP_TOOLS").is_none(),
-        "the sink tests need CAP_SYS_ADMIN and /dev/net/tun (REQUIRE_INTEROP_TOOLS is set)"
-    );
-    eprintln!("SKIPPED: the sink tests need CAP_SYS_ADMIN and /dev/net/tun");
-    false
-}
+/// The sink over the in-memory transports.
+type MemSink = EngineSink<MemTun, MemUdp>;
 
 /// An engine with one peer ([`PEER`], no PSK) and a sink whose only agile peer is [`PEER`]
 /// (AES-256-GCM) and whose static PSKs are `statics`.
-fn sink(statics: StaticMap) -> EngineSink {
-    let tun = Tun::open_with("pqsink0", false).expect("TUN");
-    let sock = std::net::UdpSocket::bind("0.0.0.0:0").expect("UDP socket");
+fn sink(statics: StaticMap) -> MemSink {
+    let (tun, _handle) = mem_tun(TunOffloads::default());
+    let sock = MemNet::default().bind(([127, 0, 0, 1], 51820).into(), false);
     let peer = PeerConfig {
         public_key: PEER,
         preshared_key: None,
@@ -48,7 +37,7 @@ fn sink(statics: StaticMap) -> EngineSink {
         endpoint: None,
         persistent_keepalive: None,
     };
-    let engine = Engine::with_queues(vec![tun], vec![sock], false, 1420, [0x11; 32], vec![peer])
+    let engine = Engine::with_transports(vec![tun], vec![sock], 1420, [0x11; 32], vec![peer])
         .expect("engine");
     let engine = Arc::new(engine);
     let registry = Arc::new(Registry::power_on());
@@ -63,7 +52,7 @@ fn sink(statics: StaticMap) -> EngineSink {
 }
 
 /// The PSK the engine holds for [`PEER`] (all zero: none).
-fn psk(s: &EngineSink) -> [u8; 32] {
+fn psk(s: &MemSink) -> [u8; 32] {
     let peers = s.engine.peers();
     let p = peers.iter().find(|p| p.public_key == PEER).expect("peer");
     p.preshared_key.unwrap_or([0; 32])
@@ -81,7 +70,7 @@ fn exporter(seed: &AtomicU8) -> impl Fn(&[u8], &[u8], &mut [u8]) -> bool + '_ {
 }
 
 /// A PQ PSK and agile keys of epoch 5, as a rotation leaves them.
-fn rotate(s: &EngineSink, seed: &AtomicU8) {
+fn rotate(s: &MemSink, seed: &AtomicU8) {
     s.install(PEER, Psk::from_bytes(PQ), 5);
     s.install_agile(PEER, 5, true, &exporter(seed));
     assert_eq!(psk(s), PQ);
@@ -90,89 +79,70 @@ fn rotate(s: &EngineSink, seed: &AtomicU8) {
 
 /// Whether [`PEER`] holds agile keys: installing epoch 0 is refused over a later epoch's keys
 /// (an epoch never goes back) and accepted on a peer without any (then it holds epoch 0).
-fn has_agile(s: &EngineSink, seed: &AtomicU8) -> bool {
+fn has_agile(s: &MemSink, seed: &AtomicU8) -> bool {
     let choice = AgileChoice::new(s.registry.aead(AEAD).expect("AEAD"));
     let build = s.agile_keys(PEER, 0, true, &choice).expect("context");
     let install = build(&exporter(seed)).expect("keys");
     s.engine.install_agile(&PEER, install).is_err()
 }
 
-/// Runs `f` on a thread in a private network namespace (skipped where not permitted).
-fn in_private_netns(f: impl FnOnce() + Send + 'static) {
-    std::thread::spawn(move || {
-        if private_netns() {
-            f();
-        }
-    })
-    .join()
-    .unwrap_or_else(|e| std::panic::resume_unwind(e));
-}
-
 #[test]
 fn fall_back_installs_the_static_psk_and_drops_agile_keys() {
-    in_private_netns(|| {
-        let seed = AtomicU8::new(1);
-        let s = sink(BTreeMap::from([(
-            PEER,
-            Some(PresharedKey::from_bytes(STATIC)),
-        )]));
-        rotate(&s, &seed);
-        s.fall_back(PEER);
-        assert_eq!(psk(&s), STATIC, "the static PSK for the next handshake");
-        assert!(!has_agile(&s, &seed), "agile keys dropped");
-    });
+    let seed = AtomicU8::new(1);
+    let s = sink(BTreeMap::from([(
+        PEER,
+        Some(PresharedKey::from_bytes(STATIC)),
+    )]));
+    rotate(&s, &seed);
+    s.fall_back(PEER);
+    assert_eq!(psk(&s), STATIC, "the static PSK for the next handshake");
+    assert!(!has_agile(&s, &seed), "agile keys dropped");
 }
 
 #[test]
 fn fall_back_without_a_static_psk_installs_none() {
-    in_private_netns(|| {
-        let seed = AtomicU8::new(1);
-        let s = sink(BTreeMap::from([(PEER, None)]));
-        rotate(&s, &seed);
-        s.fall_back(PEER);
-        assert_eq!(psk(&s), [0; 32], "no PSK");
-        assert!(!has_agile(&s, &seed), "agile keys dropped");
-    });
+    let seed = AtomicU8::new(1);
+    let s = sink(BTreeMap::from([(PEER, None)]));
+    rotate(&s, &seed);
+    s.fall_back(PEER);
+    assert_eq!(psk(&s), [0; 32], "no PSK");
+    assert!(!has_agile(&s, &seed), "agile keys dropped");
 }
 
 #[test]
 fn fall_back_of_a_peer_without_a_known_static_psk_blocks_it() {
-    in_private_netns(|| {
-        let seed = AtomicU8::new(1);
-        let s = sink(BTreeMap::new());
-        rotate(&s, &seed);
-        s.fall_back(PEER);
-        let now = psk(&s);
-        assert!(
-            now != PQ && now != STATIC && now != [0; 32],
-            "a PSK nobody holds"
-        );
-        assert!(!has_agile(&s, &seed), "agile keys dropped");
-    });
+    let seed = AtomicU8::new(1);
+    let s = sink(BTreeMap::new());
+    rotate(&s, &seed);
+    s.fall_back(PEER);
+    let now = psk(&s);
+    assert!(
+        now != PQ && now != STATIC && now != [0; 32],
+        "a PSK nobody holds"
+    );
+    assert!(!has_agile(&s, &seed), "agile keys dropped");
 }
 
 #[test]
 fn expire_drops_the_psk_and_the_agile_keys() {
-    in_private_netns(|| {
-        let seed = AtomicU8::new(1);
-        let s = sink(BTreeMap::from([(
-            PEER,
-            Some(PresharedKey::from_bytes(STATIC)),
-        )]));
-        rotate(&s, &seed);
-        s.expire(PEER);
-        let now = psk(&s);
-        assert!(
-            now != PQ && now != STATIC && now != [0; 32],
-            "a PSK nobody holds"
-        );
-        assert!(!has_agile(&s, &seed), "agile keys dropped");
-        // The next epoch brings both back.
-        s.install(PEER, Psk::from_bytes(PQ), 6);
-        s.install_agile(PEER, 6, true, &exporter(&seed));
-        assert_eq!(psk(&s), PQ);
-        assert!(has_agile(&s, &seed), "agile keys of the new epoch");
-    });
+    let seed = AtomicU8::new(1);
+    let s = sink(BTreeMap::from([(
+        PEER,
+        Some(PresharedKey::from_bytes(STATIC)),
+    )]));
+    rotate(&s, &seed);
+    s.expire(PEER);
+    let now = psk(&s);
+    assert!(
+        now != PQ && now != STATIC && now != [0; 32],
+        "a PSK nobody holds"
+    );
+    assert!(!has_agile(&s, &seed), "agile keys dropped");
+    // The next epoch brings both back.
+    s.install(PEER, Psk::from_bytes(PQ), 6);
+    s.install_agile(PEER, 6, true, &exporter(&seed));
+    assert_eq!(psk(&s), PQ);
+    assert!(has_agile(&s, &seed), "agile keys of the new epoch");
 }
 
 #[test]
