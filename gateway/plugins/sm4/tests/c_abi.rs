@@ -75,18 +75,14 @@ impl Key {
 }
 
 /// The arguments of one seal or open call, exactly as passed (NULLs, overlaps and wrong lengths
-/// included), so a test can vary one of them.
+/// included), each buffer as its pointer/length pair, so a test can vary one of them.
 #[derive(Clone, Copy)]
 struct Raw {
     key: *const c_void,
-    nonce: *const u8,
-    nonce_len: usize,
-    aad: *const u8,
-    aad_len: usize,
-    input: *const u8,
-    in_len: usize,
-    out: *mut u8,
-    out_cap: usize,
+    nonce: (*const u8, usize),
+    aad: (*const u8, usize),
+    input: (*const u8, usize),
+    out: (*mut u8, usize),
     out_len: *mut usize,
 }
 
@@ -95,14 +91,10 @@ impl Raw {
     fn new(key: &Key, nonce: &[u8], aad: &[u8], input: &[u8], out: *mut u8, cap: usize) -> Self {
         Self {
             key: key.0,
-            nonce: nonce.as_ptr(),
-            nonce_len: nonce.len(),
-            aad: aad.as_ptr(),
-            aad_len: aad.len(),
-            input: input.as_ptr(),
-            in_len: input.len(),
-            out,
-            out_cap: cap,
+            nonce: (nonce.as_ptr(), nonce.len()),
+            aad: (aad.as_ptr(), aad.len()),
+            input: (input.as_ptr(), input.len()),
+            out: (out, cap),
             out_len: std::ptr::null_mut(),
         }
     }
@@ -110,19 +102,18 @@ impl Raw {
     /// # Safety
     /// Every pointer is live for its length, or a NULL or overlap the plugin promises to refuse.
     unsafe fn call(self, f: AeadFn) -> i32 {
+        let Self {
+            key,
+            nonce,
+            aad,
+            input,
+            out,
+            out_len,
+        } = self;
         // SAFETY: the caller's promise.
         unsafe {
             f(
-                self.key,
-                self.nonce,
-                self.nonce_len,
-                self.aad,
-                self.aad_len,
-                self.input,
-                self.in_len,
-                self.out,
-                self.out_cap,
-                self.out_len,
+                key, nonce.0, nonce.1, aad.0, aad.1, input.0, input.1, out.0, out.1, out_len,
             )
         }
     }
@@ -233,27 +224,27 @@ fn too_small_out_cap_fails_and_writes_nothing() {
     let v = SM4_GCM_KATS[0];
     let key = Key::new(v.key).unwrap();
     let sealed_len = v.ciphertext.len();
-    for cap in [0, 1, v.plaintext.len(), sealed_len - 1] {
-        let mut out = vec![0xEE; sealed_len + 32];
-        assert_eq!(
-            key.call(false, v.nonce, v.aad, v.plaintext, &mut out, cap),
-            (ERR_BUFFER, 0)
-        );
-        assert!(
-            out.iter().all(|&b| b == 0xEE),
-            "seal wrote with out_cap {cap}"
-        );
-    }
-    for cap in [0, v.plaintext.len() - 1] {
-        let mut out = vec![0xEE; sealed_len + 32];
-        assert_eq!(
-            key.call(true, v.nonce, v.aad, v.ciphertext, &mut out, cap),
-            (ERR_BUFFER, 0)
-        );
-        assert!(
-            out.iter().all(|&b| b == 0xEE),
-            "open wrote with out_cap {cap}"
-        );
+    let cases: [(&str, bool, &[u8], &[usize]); 2] = [
+        (
+            "seal",
+            false,
+            v.plaintext,
+            &[0, 1, v.plaintext.len(), sealed_len - 1],
+        ),
+        ("open", true, v.ciphertext, &[0, v.plaintext.len() - 1]),
+    ];
+    for (what, open, input, caps) in cases {
+        for &cap in caps {
+            let mut out = vec![0xEE; sealed_len + 32];
+            assert_eq!(
+                key.call(open, v.nonce, v.aad, input, &mut out, cap),
+                (ERR_BUFFER, 0)
+            );
+            assert!(
+                out.iter().all(|&b| b == 0xEE),
+                "{what} wrote with out_cap {cap}"
+            );
+        }
     }
 }
 
@@ -319,20 +310,23 @@ fn bad_arguments_are_refused_without_crashing() {
                 "NULL out",
                 seal,
                 Raw {
-                    out: std::ptr::null_mut(),
+                    out: (std::ptr::null_mut(), 128),
                     ..good
                 },
             ),
             (
                 "NULL aad with a nonzero length",
                 seal,
-                Raw { aad: null, ..good },
+                Raw {
+                    aad: (null, 20),
+                    ..good
+                },
             ),
             (
                 "NULL input with a nonzero length",
                 seal,
                 Raw {
-                    input: null,
+                    input: (null, 64),
                     ..good
                 },
             ),
@@ -340,7 +334,7 @@ fn bad_arguments_are_refused_without_crashing() {
                 "wrong nonce length",
                 seal,
                 Raw {
-                    nonce_len: 11,
+                    nonce: (v.nonce.as_ptr(), 11),
                     ..good
                 },
             ),
@@ -348,8 +342,7 @@ fn bad_arguments_are_refused_without_crashing() {
                 "sealed input shorter than the tag",
                 open,
                 Raw {
-                    input: v.ciphertext.as_ptr(),
-                    in_len: TAG_LEN - 1,
+                    input: (v.ciphertext.as_ptr(), TAG_LEN - 1),
                     ..good
                 },
             ),
@@ -361,20 +354,16 @@ fn bad_arguments_are_refused_without_crashing() {
         }
         // Empty input with NULL pointers is a valid empty message.
         let empty = Raw {
-            aad: null,
-            aad_len: 0,
-            input: null,
-            in_len: 0,
+            aad: (null, 0),
+            input: (null, 0),
             ..good
         };
         let rc = empty.call(seal);
         assert_eq!((rc, len), (PQGATE_OK, TAG_LEN));
         let tag = out[..TAG_LEN].to_vec();
         let rc = Raw {
-            input: tag.as_ptr(),
-            in_len: TAG_LEN,
-            out: std::ptr::null_mut(),
-            out_cap: 0,
+            input: (tag.as_ptr(), TAG_LEN),
+            out: (std::ptr::null_mut(), 0),
             ..empty
         }
         .call(open);
@@ -392,7 +381,7 @@ fn in_place_is_supported_and_partial_overlap_refused() {
     let mut len = 0;
     let p = buf.as_mut_ptr();
     let in_place = Raw {
-        input: p,
+        input: (p, 64),
         out_len: &raw mut len,
         ..Raw::new(&key, v.nonce, v.aad, v.plaintext, p, 80)
     };
@@ -403,7 +392,7 @@ fn in_place_is_supported_and_partial_overlap_refused() {
     // SAFETY: as above, 80 sealed bytes opened in place.
     let rc = unsafe {
         Raw {
-            in_len: 80,
+            input: (p, 80),
             ..in_place
         }
         .call(open)
@@ -422,8 +411,8 @@ fn in_place_is_supported_and_partial_overlap_refused() {
     let rc = unsafe {
         Raw {
             // SAFETY: p + 8 is inside the 96-byte buffer.
-            input: p.add(8),
-            out_cap: 88,
+            input: (p.add(8), 64),
+            out: (p, 88),
             ..disjoint
         }
         .call(seal)
@@ -433,7 +422,7 @@ fn in_place_is_supported_and_partial_overlap_refused() {
     // SAFETY: as above; p + 4 is inside the buffer.
     let rc = unsafe {
         Raw {
-            aad: p.add(4),
+            aad: (p.add(4), 20),
             ..disjoint
         }
         .call(seal)
