@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use aws_lc_rs::{aead, agreement};
 
-use crate::plugin::{AeadAlgorithm, AeadKat, AeadKey, PluginError};
+use crate::plugin::{AeadAlgorithm, AeadKat, AeadKey, PluginError, append_with};
 
 /// An aws-lc-rs AEAD.
 #[derive(Debug)]
@@ -62,22 +62,17 @@ impl AeadKey for BuiltinKey {
         out: &mut Vec<u8>,
     ) -> Result<(), PluginError> {
         let nonce = self.nonce(nonce)?;
-        let start = out.len();
-        out.extend_from_slice(plaintext);
-        let sealed = out.get_mut(start..).map(|body| {
-            self.key
+        let len = plaintext.len() + self.key.algorithm().tag_len();
+        append_with(out, len, |buf| {
+            let (body, tag_out) = buf.split_at_mut(plaintext.len());
+            body.copy_from_slice(plaintext);
+            let tag = self
+                .key
                 .seal_in_place_separate_tag(nonce, aead::Aad::from(aad), body)
-        });
-        match sealed {
-            Some(Ok(tag)) => {
-                out.extend_from_slice(tag.as_ref());
-                Ok(())
-            }
-            _ => {
-                out.truncate(start);
-                Err(PluginError::call(self.name, "seal failed"))
-            }
-        }
+                .map_err(|_| PluginError::call(self.name, "seal failed"))?;
+            tag_out.copy_from_slice(tag.as_ref());
+            Ok(len)
+        })
     }
 
     /// One copy of `sealed` into `out`, opened there in place; `out` unchanged on failure.
@@ -89,23 +84,13 @@ impl AeadKey for BuiltinKey {
         out: &mut Vec<u8>,
     ) -> Result<(), PluginError> {
         let nonce = self.nonce(nonce)?;
-        let start = out.len();
-        out.extend_from_slice(sealed);
-        let opened = out.get_mut(start..).map(|body| {
+        append_with(out, sealed.len(), |buf| {
+            buf.copy_from_slice(sealed);
             self.key
-                .open_in_place(nonce, aead::Aad::from(aad), body)
+                .open_in_place(nonce, aead::Aad::from(aad), buf)
                 .map(|plain| plain.len())
-        });
-        match opened {
-            Some(Ok(len)) => {
-                out.truncate(start + len);
-                Ok(())
-            }
-            _ => {
-                out.truncate(start);
-                Err(PluginError::call(self.name, "authentication failed"))
-            }
-        }
+                .map_err(|_| PluginError::call(self.name, "authentication failed"))
+        })
     }
 }
 

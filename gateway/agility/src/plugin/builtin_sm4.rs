@@ -9,7 +9,7 @@ use pqgate_plugin_sm4 as sm4;
 
 use super::{
     AeadAlgorithm, AeadKat, AeadKey, HashAlgorithm, HashKat, Origin, Plugin, PluginDecl,
-    PluginError, SuiteDecl,
+    PluginError, SuiteDecl, append_with,
 };
 
 /// The compiled-in SM plugin: declares SM4-GCM, SM3 and TLS_SM4_GCM_SM3.
@@ -114,19 +114,15 @@ impl AeadKey for Sm4GcmKey {
         plaintext: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), PluginError> {
-        let start = out.len();
         let len = plaintext
             .len()
             .checked_add(sm4::TAG_LEN)
             .ok_or_else(|| call_error(sm4::Error::InputTooLong))?;
-        out.resize(start + len, 0);
-        self.0
-            .seal_into(nonce, aad, plaintext, &mut out[start..])
-            .map(drop)
-            .map_err(|e| {
-                out.truncate(start);
-                call_error(e)
-            })
+        append_with(out, len, |buf| {
+            self.0
+                .seal_into(nonce, aad, plaintext, buf)
+                .map_err(call_error)
+        })
     }
 
     fn open(
@@ -136,19 +132,15 @@ impl AeadKey for Sm4GcmKey {
         sealed: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), PluginError> {
-        let start = out.len();
         let len = sealed
             .len()
             .checked_sub(sm4::TAG_LEN)
             .ok_or_else(|| call_error(sm4::Error::InputTooShort))?;
-        out.resize(start + len, 0);
-        self.0
-            .open_into(nonce, aad, sealed, &mut out[start..])
-            .map(drop)
-            .map_err(|e| {
-                out.truncate(start);
-                call_error(e)
-            })
+        append_with(out, len, |buf| {
+            self.0
+                .open_into(nonce, aad, sealed, buf)
+                .map_err(call_error)
+        })
     }
 }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use libloading::Library;
 
 use super::{AeadAlgorithm, AeadKat, AeadKey, HashAlgorithm, HashKat, Origin, PluginDecl};
-use super::{PluginError, SuiteDecl};
+use super::{PluginError, SuiteDecl, append_with};
 
 /// The ABI version this pqgate speaks (`PQGATE_PLUGIN_ABI_VERSION`).
 pub const ABI_VERSION: u32 = 1;
@@ -219,6 +219,31 @@ fn bytes(ptr: *const u8, len: usize, plugin: &str, what: &str) -> Result<Vec<u8>
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) }.to_vec())
 }
 
+/// Copies a declared array of known-answer vectors, refusing more than [`MAX_KATS`] and NULL
+/// with a count.
+fn vectors<K, T>(
+    ptr: *const K,
+    count: usize,
+    at: &str,
+    copy: impl Fn(&K) -> Result<T, PluginError>,
+) -> Result<Vec<T>, PluginError> {
+    if count > MAX_KATS {
+        return Err(declaration(
+            at,
+            format!("{count} vectors (at most {MAX_KATS})"),
+        ));
+    }
+    match count {
+        0 => Ok(Vec::new()),
+        n if ptr.is_null() => Err(declaration(at, format!("{n} vectors at NULL"))),
+        // SAFETY: non-null, count bounded; the ABI requires `kat_count` valid static vectors.
+        n => unsafe { std::slice::from_raw_parts(ptr, n) }
+            .iter()
+            .map(copy)
+            .collect(),
+    }
+}
+
 /// Reads a NUL-terminated ASCII name of at most [`MAX_NAME_LEN`] bytes.
 fn c_name(ptr: *const c_char, plugin: &str, what: &str) -> Result<String, PluginError> {
     if ptr.is_null() {
@@ -281,29 +306,15 @@ fn runtime_aead(
             "block_len is set but encrypt_block is NULL",
         ));
     }
-    if a.kat_count > MAX_KATS {
-        return Err(declaration(
-            &at,
-            format!("{} vectors (at most {MAX_KATS})", a.kat_count),
-        ));
-    }
-    let kats = match a.kat_count {
-        0 => Vec::new(),
-        n if a.kats.is_null() => return Err(declaration(&at, format!("{n} vectors at NULL"))),
-        // SAFETY: non-null, count bounded; the ABI requires `kat_count` valid static vectors.
-        n => unsafe { std::slice::from_raw_parts(a.kats, n) }
-            .iter()
-            .map(|k| {
-                Ok(AeadKat {
-                    key: bytes(k.key, k.key_len, &at, "vector key")?,
-                    nonce: bytes(k.nonce, k.nonce_len, &at, "vector nonce")?,
-                    aad: bytes(k.aad, k.aad_len, &at, "vector aad")?,
-                    plaintext: bytes(k.plaintext, k.plaintext_len, &at, "vector plaintext")?,
-                    ciphertext: bytes(k.ciphertext, k.ciphertext_len, &at, "vector ciphertext")?,
-                })
-            })
-            .collect::<Result<_, PluginError>>()?,
-    };
+    let kats = vectors(a.kats, a.kat_count, &at, |k| {
+        Ok(AeadKat {
+            key: bytes(k.key, k.key_len, &at, "vector key")?,
+            nonce: bytes(k.nonce, k.nonce_len, &at, "vector nonce")?,
+            aad: bytes(k.aad, k.aad_len, &at, "vector aad")?,
+            plaintext: bytes(k.plaintext, k.plaintext_len, &at, "vector plaintext")?,
+            ciphertext: bytes(k.ciphertext, k.ciphertext_len, &at, "vector ciphertext")?,
+        })
+    })?;
     Ok(RuntimeAead {
         name,
         key_len: a.key_len as usize,
@@ -339,26 +350,12 @@ fn runtime_hash(
     let Some(digest) = h.digest else {
         return Err(declaration(&at, "digest must not be NULL"));
     };
-    if h.kat_count > MAX_KATS {
-        return Err(declaration(
-            &at,
-            format!("{} vectors (at most {MAX_KATS})", h.kat_count),
-        ));
-    }
-    let kats = match h.kat_count {
-        0 => Vec::new(),
-        n if h.kats.is_null() => return Err(declaration(&at, format!("{n} vectors at NULL"))),
-        // SAFETY: non-null, count bounded; the ABI requires `kat_count` valid static vectors.
-        n => unsafe { std::slice::from_raw_parts(h.kats, n) }
-            .iter()
-            .map(|k| {
-                Ok(HashKat {
-                    message: bytes(k.message, k.message_len, &at, "vector message")?,
-                    digest: bytes(k.digest, k.digest_len, &at, "vector digest")?,
-                })
-            })
-            .collect::<Result<_, PluginError>>()?,
-    };
+    let kats = vectors(h.kats, h.kat_count, &at, |k| {
+        Ok(HashKat {
+            message: bytes(k.message, k.message_len, &at, "vector message")?,
+            digest: bytes(k.digest, k.digest_len, &at, "vector digest")?,
+        })
+    })?;
     Ok(RuntimeHash {
         name,
         output_len: h.output_len as usize,
@@ -453,37 +450,36 @@ impl RuntimeKey {
         if nonce.len() != self.nonce_len {
             return Err(PluginError::call(&self.name, "wrong nonce length"));
         }
-        let start = out.len();
-        out.resize(start + expected, 0);
-        let mut written = 0usize;
-        // SAFETY: every pointer/length pair designates a live Rust buffer of that length; the
-        // output has exactly `expected` writable bytes and the plugin must not write more.
-        let rc = unsafe {
-            f(
-                self.key,
-                nonce.as_ptr(),
-                nonce.len(),
-                aad.as_ptr(),
-                aad.len(),
-                input.as_ptr(),
-                input.len(),
-                out[start..].as_mut_ptr(),
-                expected,
-                &mut written,
-            )
-        };
-        if rc != 0 {
-            out.truncate(start);
-            return Err(PluginError::call(&self.name, format!("returned {rc}")));
-        }
-        if written != expected {
-            out.truncate(start);
-            return Err(PluginError::call(
-                &self.name,
-                format!("buffer contract violated: wrote {written} bytes, {expected} expected"),
-            ));
-        }
-        Ok(())
+        append_with(out, expected, |buf| {
+            let mut written = 0usize;
+            // SAFETY: every pointer/length pair designates a live Rust buffer of that length;
+            // the output has exactly `expected` writable bytes and the plugin must not write
+            // more.
+            let rc = unsafe {
+                f(
+                    self.key,
+                    nonce.as_ptr(),
+                    nonce.len(),
+                    aad.as_ptr(),
+                    aad.len(),
+                    input.as_ptr(),
+                    input.len(),
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                    &mut written,
+                )
+            };
+            if rc != 0 {
+                return Err(PluginError::call(&self.name, format!("returned {rc}")));
+            }
+            if written != expected {
+                return Err(PluginError::call(
+                    &self.name,
+                    format!("buffer contract violated: wrote {written} bytes, {expected} expected"),
+                ));
+            }
+            Ok(expected)
+        })
     }
 }
 

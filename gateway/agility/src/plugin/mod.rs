@@ -134,6 +134,28 @@ pub trait AeadKey: Send + Sync {
     ) -> Result<(), PluginError>;
 }
 
+/// Grows `out` by `len` bytes and lets `fill` write them, keeping the first `kept` bytes it
+/// reports (at most `len`); on failure `out` is left as it was. The one place the
+/// [`AeadKey`] contract "append to `out`, unchanged on failure" is kept for every implementation.
+pub(crate) fn append_with(
+    out: &mut Vec<u8>,
+    len: usize,
+    fill: impl FnOnce(&mut [u8]) -> Result<usize, PluginError>,
+) -> Result<(), PluginError> {
+    let start = out.len();
+    out.resize(start + len, 0);
+    match fill(&mut out[start..]) {
+        Ok(kept) => {
+            out.truncate(start + kept.min(len));
+            Ok(())
+        }
+        Err(e) => {
+            out.truncate(start);
+            Err(e)
+        }
+    }
+}
+
 /// An AEAD algorithm.
 pub trait AeadAlgorithm: Send + Sync + fmt::Debug {
     /// Registry name, e.g. `SM4-GCM`.

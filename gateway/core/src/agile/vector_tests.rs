@@ -7,7 +7,8 @@ use crate::hex;
 use crate::pqpsk::Role;
 use pqgate_agility::Registry;
 
-struct Vector {
+/// One AEAD's key schedule: the exporter context and secret, and the keys split from it.
+struct Schedule {
     aead: &'static str,
     context: &'static str,
     exporter: &'static str,
@@ -15,6 +16,11 @@ struct Vector {
     i2r_iv: &'static str,
     r2i_key: &'static str,
     r2i_iv: &'static str,
+}
+
+/// One packet sealed under a [`Schedule`].
+struct Vector {
+    keys: &'static Schedule,
     sender: Role,
     receiver: u32,
     counter: u64,
@@ -24,19 +30,37 @@ struct Vector {
 
 const INNER: &str = "4500001c00004000400126df0a0000010a0000020800f7ff00000000";
 
+const AES_256_GCM: Schedule = Schedule {
+    aead: "AES-256-GCM",
+    context: "00000000000000010b4145532d3235362d47434d\
+              1111111111111111111111111111111111111111111111111111111111111111\
+              2222222222222222222222222222222222222222222222222222222222222222",
+    exporter: "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\
+               202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f\
+               404142434445464748494a4b4c4d4e4f5051525354555657",
+    i2r_key: "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+    i2r_iv: "202122232425262728292a2b",
+    r2i_key: "2c2d2e2f303132333435363738393a3b3c3d3e3f404142434445464748494a4b",
+    r2i_iv: "4c4d4e4f5051525354555657",
+};
+
+const CHACHA20_POLY1305: Schedule = Schedule {
+    aead: "ChaCha20-Poly1305",
+    context: "00000000000000011143686143686132302d506f6c7931333035\
+              1111111111111111111111111111111111111111111111111111111111111111\
+              2222222222222222222222222222222222222222222222222222222222222222",
+    exporter: "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f\
+               a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf\
+               c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7",
+    i2r_key: "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f",
+    i2r_iv: "a0a1a2a3a4a5a6a7a8a9aaab",
+    r2i_key: "acadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebfc0c1c2c3c4c5c6c7c8c9cacb",
+    r2i_iv: "cccdcecfd0d1d2d3d4d5d6d7",
+};
+
 const VECTORS: &[Vector] = &[
     Vector {
-        aead: "AES-256-GCM",
-        context: "00000000000000010b4145532d3235362d47434d\
-                  1111111111111111111111111111111111111111111111111111111111111111\
-                  2222222222222222222222222222222222222222222222222222222222222222",
-        exporter: "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\
-                   202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f\
-                   404142434445464748494a4b4c4d4e4f5051525354555657",
-        i2r_key: "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
-        i2r_iv: "202122232425262728292a2b",
-        r2i_key: "2c2d2e2f303132333435363738393a3b3c3d3e3f404142434445464748494a4b",
-        r2i_iv: "4c4d4e4f5051525354555657",
+        keys: &AES_256_GCM,
         sender: Role::Initiator,
         receiver: 0xa1b2_c3d4,
         counter: 1000,
@@ -46,17 +70,7 @@ const VECTORS: &[Vector] = &[
                  929d224613b13a40c820a29d8a975d08",
     },
     Vector {
-        aead: "ChaCha20-Poly1305",
-        context: "00000000000000011143686143686132302d506f6c7931333035\
-                  1111111111111111111111111111111111111111111111111111111111111111\
-                  2222222222222222222222222222222222222222222222222222222222222222",
-        exporter: "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f\
-                   a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf\
-                   c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7",
-        i2r_key: "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f",
-        i2r_iv: "a0a1a2a3a4a5a6a7a8a9aaab",
-        r2i_key: "acadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebfc0c1c2c3c4c5c6c7c8c9cacb",
-        r2i_iv: "cccdcecfd0d1d2d3d4d5d6d7",
+        keys: &CHACHA20_POLY1305,
         sender: Role::Responder,
         receiver: 7,
         counter: 7,
@@ -66,17 +80,7 @@ const VECTORS: &[Vector] = &[
                  a6ffdb21a345fa4f46b6abc79eee1349",
     },
     Vector {
-        aead: "ChaCha20-Poly1305",
-        context: "00000000000000011143686143686132302d506f6c7931333035\
-                  1111111111111111111111111111111111111111111111111111111111111111\
-                  2222222222222222222222222222222222222222222222222222222222222222",
-        exporter: "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f\
-                   a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf\
-                   c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7",
-        i2r_key: "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f",
-        i2r_iv: "a0a1a2a3a4a5a6a7a8a9aaab",
-        r2i_key: "acadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebfc0c1c2c3c4c5c6c7c8c9cacb",
-        r2i_iv: "cccdcecfd0d1d2d3d4d5d6d7",
+        keys: &CHACHA20_POLY1305,
         sender: Role::Initiator,
         receiver: 0x5eed,
         counter: 0,
@@ -101,7 +105,7 @@ fn other(role: Role) -> Role {
 
 /// SM4-GCM (the compiled-in plugin, `--features pqgate-agility/plugin-sm4`), from python3
 /// `cryptography`'s SM4 in GCM mode.
-const SM4_VECTOR: Vector = Vector {
+const SM4_GCM: Schedule = Schedule {
     aead: "SM4-GCM",
     context: "000000000000000107534d342d47434d\
               1111111111111111111111111111111111111111111111111111111111111111\
@@ -112,6 +116,11 @@ const SM4_VECTOR: Vector = Vector {
     i2r_iv: "505152535455565758595a5b",
     r2i_key: "5c5d5e5f606162636465666768696a6b",
     r2i_iv: "6c6d6e6f7071727374757677",
+};
+
+/// A packet under [`SM4_GCM`].
+const SM4_VECTOR: Vector = Vector {
+    keys: &SM4_GCM,
     sender: Role::Initiator,
     receiver: 0x0102_0304,
     counter: 3,
@@ -132,7 +141,7 @@ fn vectors_match_byte_for_byte() {
 #[test]
 fn sm4_vector_when_compiled_in() {
     let registry = Registry::power_on();
-    if registry.aead(SM4_VECTOR.aead).is_none() {
+    if registry.aead(SM4_VECTOR.keys.aead).is_none() {
         let required = std::env::var("AGILE_REQUIRE_SM4").is_ok_and(|v| v == "1");
         assert!(
             !required,
@@ -144,17 +153,17 @@ fn sm4_vector_when_compiled_in() {
 }
 
 fn check(registry: &Registry, v: &Vector) {
-    let aead = registry.aead(v.aead).unwrap();
+    let aead = registry.aead(v.keys.aead).unwrap();
     let (kl, nl) = (aead.key_len(), aead.nonce_len());
-    let ctx = exporter_context(1, v.aead, &[0x11; 32], &[0x22; 32]).unwrap();
-    assert_eq!(ctx, bytes(v.context), "{} context", v.aead);
-    let exporter = bytes(v.exporter);
+    let ctx = exporter_context(1, v.keys.aead, &[0x11; 32], &[0x22; 32]).unwrap();
+    assert_eq!(ctx, bytes(v.keys.context), "{} context", v.keys.aead);
+    let exporter = bytes(v.keys.exporter);
     assert_eq!(exporter.len(), exporter_len(kl, nl));
     let init = derive_direction_keys(&exporter, kl, nl, Role::Initiator).unwrap();
-    assert_eq!(init.send.key(), bytes(v.i2r_key));
-    assert_eq!(init.send.iv(), bytes(v.i2r_iv));
-    assert_eq!(init.recv.key(), bytes(v.r2i_key));
-    assert_eq!(init.recv.iv(), bytes(v.r2i_iv));
+    assert_eq!(init.send.key(), bytes(v.keys.i2r_key));
+    assert_eq!(init.send.iv(), bytes(v.keys.i2r_iv));
+    assert_eq!(init.recv.key(), bytes(v.keys.r2i_key));
+    assert_eq!(init.recv.iv(), bytes(v.keys.r2i_iv));
 
     let tx = derive_direction_keys(&exporter, kl, nl, v.sender).unwrap();
     let rx = derive_direction_keys(&exporter, kl, nl, other(v.sender)).unwrap();
@@ -177,7 +186,7 @@ fn check(registry: &Registry, v: &Vector) {
         hex::encode(&packet),
         hex::encode(&bytes(v.packet)),
         "{}",
-        v.aead
+        v.keys.aead
     );
 
     let mut opener = Opener::new(aead, limits, 0);
@@ -206,7 +215,7 @@ struct UpdateVector {
 const UPDATE_VECTORS: &[UpdateVector] = &[
     UpdateVector {
         aead: "AES-256-GCM",
-        exporter: VECTORS[0].exporter,
+        exporter: VECTORS[0].keys.exporter,
         sender: Role::Initiator,
         generations: &[
             (
@@ -227,7 +236,7 @@ const UPDATE_VECTORS: &[UpdateVector] = &[
     },
     UpdateVector {
         aead: "ChaCha20-Poly1305",
-        exporter: VECTORS[1].exporter,
+        exporter: VECTORS[1].keys.exporter,
         sender: Role::Responder,
         generations: &[(
             "b1342df6db1bfe001afee1fe25e673dafe00845429720e33f5fb87eb4a841ab0",

@@ -224,6 +224,22 @@ impl WgPqConfig {
 }
 
 #[cfg(test)]
+impl WireguardPeerConfig {
+    /// A test peer: public key `[k; 32]`, nothing else set but `pq`.
+    pub(crate) fn for_test(k: u8, pq: Option<WgPeerPq>) -> Self {
+        Self {
+            public_key: Key32::from_bytes([k; 32]),
+            preshared_key: None,
+            preshared_key_file: None,
+            allowed_ips: vec![],
+            endpoint: None,
+            persistent_keepalive: None,
+            pq,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -240,15 +256,7 @@ mod tests {
             second_kem: SecondKem::None,
             profile: "cnsa2".into(),
         };
-        let peer = |k: u8, pq: Option<WgPeerPq>| WireguardPeerConfig {
-            public_key: Key32::from_bytes([k; 32]),
-            preshared_key: None,
-            preshared_key_file: None,
-            allowed_ips: vec![],
-            endpoint: None,
-            persistent_keepalive: None,
-            pq,
-        };
+        let peer = WireguardPeerConfig::for_test;
         let named = |address: Option<SocketAddr>| WgPeerPq {
             agile: None,
             agile_key_packets: None,

@@ -152,15 +152,7 @@ mod tests {
     use super::*;
 
     fn peer(k: u8) -> WireguardPeerConfig {
-        WireguardPeerConfig {
-            public_key: Key32::from_bytes([k; 32]),
-            preshared_key: None,
-            preshared_key_file: None,
-            allowed_ips: vec![],
-            endpoint: None,
-            persistent_keepalive: None,
-            pq: None,
-        }
+        WireguardPeerConfig::for_test(k, None)
     }
 
     fn wg(name: &str, port: u16) -> WireguardConfig {

@@ -286,8 +286,8 @@ static AEADS: [AeadV1; 1] = [AeadV1 {
     tag_len: crate::TAG_LEN as u32,
     key_new: Some(sm4_gcm_key_new),
     key_free: Some(sm4_gcm_key_free),
-    seal: Some(sm4_gcm_seal),
-    open: Some(sm4_gcm_open),
+    seal: Some(sm4_gcm_crypt::<false>),
+    open: Some(sm4_gcm_crypt::<true>),
     block_len: crate::BLOCK_LEN as u32,
     encrypt_block: Some(sm4_encrypt_block),
     kats: AEAD_KATS.as_ptr(),
@@ -430,8 +430,10 @@ unsafe extern "C" fn sm4_gcm_key_free(key: *mut c_void) {
     })
 }
 
-/// `seal`: writes `in_len + 16` bytes (`ciphertext || tag`).
-unsafe extern "C" fn sm4_gcm_seal(
+/// `seal` (`OPEN == false`: writes `in_len + 16` bytes, `ciphertext || tag`) and `open`
+/// (`OPEN == true`: verifies `ciphertext || tag` and writes `in_len - 16` bytes; nothing on
+/// failure). One body, so both directions check their arguments the same way.
+unsafe extern "C" fn sm4_gcm_crypt<const OPEN: bool>(
     key: *const c_void,
     nonce: *const u8,
     nonce_len: usize,
@@ -448,75 +450,17 @@ unsafe extern "C" fn sm4_gcm_seal(
         if !unsafe { reset_len(out_len) } {
             return ERR_ARGUMENT;
         }
-        let Some(need) = in_len.checked_add(crate::TAG_LEN) else {
+        let need = match OPEN {
+            false => in_len.checked_add(crate::TAG_LEN),
+            true => in_len.checked_sub(crate::TAG_LEN),
+        };
+        let Some(need) = need else {
             return ERR_ARGUMENT;
         };
         if out_cap < need {
             return ERR_BUFFER;
         }
-        if out.is_null()
-            || overlaps(nonce, nonce_len, out, need)
-            || overlaps(aad, aad_len, out, need)
-        {
-            return ERR_ARGUMENT;
-        }
-        // SAFETY: contract-valid pointers, and neither nonce nor aad overlaps `out`.
-        let Some(args) = (unsafe { aead_args(key, nonce, nonce_len, aad, aad_len) }) else {
-            return ERR_ARGUMENT;
-        };
-        let result = if ptr::eq(input_ptr, out) {
-            // SAFETY: in place: `out` is writable for out_cap >= need bytes, the first in_len of
-            // which are the plaintext; no other reference to them exists.
-            let buf = unsafe { slice::from_raw_parts_mut(out, need) };
-            let (body, tag_out) = buf.split_at_mut(in_len);
-            args.key
-                .seal_in_place_detached(args.nonce, args.aad, body)
-                .map(|tag| {
-                    tag_out.copy_from_slice(&tag);
-                    need
-                })
-        } else {
-            if overlaps(input_ptr, in_len, out, need) {
-                return ERR_ARGUMENT;
-            }
-            // SAFETY: the caller's buffer contract; disjoint from `out` (checked above).
-            let Some(plaintext) = (unsafe { input(input_ptr, in_len) }) else {
-                return ERR_ARGUMENT;
-            };
-            // SAFETY: `out` is non-NULL, writable for out_cap >= need bytes, and overlaps no
-            // input slice alive here.
-            let out = unsafe { slice::from_raw_parts_mut(out, need) };
-            args.key.seal_into(args.nonce, args.aad, plaintext, out)
-        };
-        // SAFETY: reset_len accepted `out_len`.
-        unsafe { finish(result, out_len) }
-    })
-}
-
-/// `open`: verifies `ciphertext || tag` and writes `in_len - 16` bytes; nothing on failure.
-unsafe extern "C" fn sm4_gcm_open(
-    key: *const c_void,
-    nonce: *const u8,
-    nonce_len: usize,
-    aad: *const u8,
-    aad_len: usize,
-    input_ptr: *const u8,
-    in_len: usize,
-    out: *mut u8,
-    out_cap: usize,
-    out_len: *mut usize,
-) -> c_int {
-    guard(ERR_INTERNAL, || {
-        // SAFETY: out_len is NULL or writable, per the contract.
-        if !unsafe { reset_len(out_len) } {
-            return ERR_ARGUMENT;
-        }
-        let Some(need) = in_len.checked_sub(crate::TAG_LEN) else {
-            return ERR_ARGUMENT;
-        };
-        if out_cap < need {
-            return ERR_BUFFER;
-        }
+        // A sealed output is never empty, so only `open` may get a NULL `out`.
         if (out.is_null() && need != 0)
             || overlaps(nonce, nonce_len, out, need)
             || overlaps(aad, aad_len, out, need)
@@ -528,23 +472,14 @@ unsafe extern "C" fn sm4_gcm_open(
             return ERR_ARGUMENT;
         };
         let result = if ptr::eq(input_ptr, out) && need != 0 {
-            // In place: copy the tag out first; `out[..need]` is then the only live view.
-            let mut tag = [0u8; crate::TAG_LEN];
-            // SAFETY: `input_ptr` is readable for in_len = need + 16 bytes; the tag region does
-            // not overlap `tag`, a local.
-            unsafe { ptr::copy_nonoverlapping(input_ptr.add(need), tag.as_mut_ptr(), tag.len()) };
-            // SAFETY: `out` is writable for out_cap >= need bytes and holds the ciphertext; no
-            // other reference to it exists.
-            let buf = unsafe { slice::from_raw_parts_mut(out, need) };
-            args.key
-                .open_in_place_detached(args.nonce, args.aad, buf, &tag)
-                .map(|()| need)
+            // SAFETY: as the callee states.
+            unsafe { crypt_in_place::<OPEN>(&args, out, in_len, need) }
         } else {
             if overlaps(input_ptr, in_len, out, need) {
                 return ERR_ARGUMENT;
             }
             // SAFETY: the caller's buffer contract; disjoint from `out` (checked above).
-            let Some(sealed) = (unsafe { input(input_ptr, in_len) }) else {
+            let Some(input) = (unsafe { input(input_ptr, in_len) }) else {
                 return ERR_ARGUMENT;
             };
             let out: &mut [u8] = if need == 0 {
@@ -554,11 +489,52 @@ unsafe extern "C" fn sm4_gcm_open(
                 // no input slice alive here.
                 unsafe { slice::from_raw_parts_mut(out, need) }
             };
-            args.key.open_into(args.nonce, args.aad, sealed, out)
+            match OPEN {
+                false => args.key.seal_into(args.nonce, args.aad, input, out),
+                true => args.key.open_into(args.nonce, args.aad, input, out),
+            }
         };
         // SAFETY: reset_len accepted `out_len`.
         unsafe { finish(result, out_len) }
     })
+}
+
+/// Seals or opens in place: `buf` holds the `in_len`-byte input, `need` bytes are the output.
+///
+/// # Safety
+/// `buf` is non-NULL, readable and writable for `max(in_len, need)` bytes (the caller checked
+/// `out_cap >= need`, and the input is `in_len` readable bytes at the same address), `need != 0`,
+/// and no other reference to those bytes exists.
+unsafe fn crypt_in_place<const OPEN: bool>(
+    args: &AeadArgs<'_>,
+    buf: *mut u8,
+    in_len: usize,
+    need: usize,
+) -> Result<usize, Error> {
+    if OPEN {
+        // Copy the tag out first; `buf[..need]` is then the only live view.
+        let mut tag = [0u8; crate::TAG_LEN];
+        // SAFETY: `buf` is readable for in_len = need + 16 bytes; the tag region does not
+        // overlap `tag`, a local.
+        unsafe { ptr::copy_nonoverlapping(buf.add(need), tag.as_mut_ptr(), tag.len()) };
+        // SAFETY: `buf` is writable for need bytes and holds the ciphertext; no other reference
+        // to it exists.
+        let body = unsafe { slice::from_raw_parts_mut(buf, need) };
+        args.key
+            .open_in_place_detached(args.nonce, args.aad, body, &tag)
+            .map(|()| need)
+    } else {
+        // SAFETY: `buf` is writable for need bytes, the first in_len of which are the
+        // plaintext; no other reference to them exists.
+        let whole = unsafe { slice::from_raw_parts_mut(buf, need) };
+        let (body, tag_out) = whole.split_at_mut(in_len);
+        args.key
+            .seal_in_place_detached(args.nonce, args.aad, body)
+            .map(|tag| {
+                tag_out.copy_from_slice(&tag);
+                need
+            })
+    }
 }
 
 /// Reports `result`: the length on success, the failure code otherwise.

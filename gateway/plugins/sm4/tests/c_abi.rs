@@ -4,7 +4,7 @@
 use std::ffi::{CStr, c_void};
 
 use pqgate_plugin_sm4::abi::{
-    AeadV1, ERR_ARGUMENT, ERR_AUTHENTICATION, ERR_BUFFER, HashV1, PQGATE_OK, PluginV1,
+    AeadFn, AeadV1, ERR_ARGUMENT, ERR_AUTHENTICATION, ERR_BUFFER, HashV1, PQGATE_OK, PluginV1,
     pqgate_plugin_v1_entry,
 };
 use pqgate_plugin_sm4::kat::{SM4_BLOCK_KATS, SM4_GCM_KATS};
@@ -64,22 +64,58 @@ impl Key {
         assert!(cap <= out.len());
         let f = if open { aead().open } else { aead().seal }.unwrap();
         let mut out_len = usize::MAX;
-        // SAFETY: every pointer/length pair describes a live buffer; out is writable for cap.
-        let rc = unsafe {
-            f(
-                self.0,
-                nonce.as_ptr(),
-                nonce.len(),
-                aad.as_ptr(),
-                aad.len(),
-                input.as_ptr(),
-                input.len(),
-                out.as_mut_ptr(),
-                cap,
-                &mut out_len,
-            )
+        let raw = Raw {
+            out_len: &raw mut out_len,
+            ..Raw::new(self, nonce, aad, input, out.as_mut_ptr(), cap)
         };
+        // SAFETY: every pointer/length pair describes a live buffer; out is writable for cap.
+        let rc = unsafe { raw.call(f) };
         (rc, out_len)
+    }
+}
+
+/// The arguments of one seal or open call, exactly as passed (NULLs, overlaps and wrong lengths
+/// included), each buffer as its pointer/length pair, so a test can vary one of them.
+#[derive(Clone, Copy)]
+struct Raw {
+    key: *const c_void,
+    nonce: (*const u8, usize),
+    aad: (*const u8, usize),
+    input: (*const u8, usize),
+    out: (*mut u8, usize),
+    out_len: *mut usize,
+}
+
+impl Raw {
+    /// A well-formed call on slices (`out_len` NULL until set).
+    fn new(key: &Key, nonce: &[u8], aad: &[u8], input: &[u8], out: *mut u8, cap: usize) -> Self {
+        Self {
+            key: key.0,
+            nonce: (nonce.as_ptr(), nonce.len()),
+            aad: (aad.as_ptr(), aad.len()),
+            input: (input.as_ptr(), input.len()),
+            out: (out, cap),
+            out_len: std::ptr::null_mut(),
+        }
+    }
+
+    /// # Safety
+    /// Every pointer is live for its length, or a NULL or overlap the plugin promises to refuse.
+    unsafe fn call(self, f: AeadFn) -> i32 {
+        let Self {
+            key,
+            nonce,
+            aad,
+            input,
+            out,
+            out_len,
+        } = self;
+        // SAFETY: the caller's promise.
+        unsafe {
+            f(
+                key, nonce.0, nonce.1, aad.0, aad.1, input.0, input.1, out.0, out.1, out_len,
+            )
+        }
     }
 }
 
@@ -188,27 +224,27 @@ fn too_small_out_cap_fails_and_writes_nothing() {
     let v = SM4_GCM_KATS[0];
     let key = Key::new(v.key).unwrap();
     let sealed_len = v.ciphertext.len();
-    for cap in [0, 1, v.plaintext.len(), sealed_len - 1] {
-        let mut out = vec![0xEE; sealed_len + 32];
-        assert_eq!(
-            key.call(false, v.nonce, v.aad, v.plaintext, &mut out, cap),
-            (ERR_BUFFER, 0)
-        );
-        assert!(
-            out.iter().all(|&b| b == 0xEE),
-            "seal wrote with out_cap {cap}"
-        );
-    }
-    for cap in [0, v.plaintext.len() - 1] {
-        let mut out = vec![0xEE; sealed_len + 32];
-        assert_eq!(
-            key.call(true, v.nonce, v.aad, v.ciphertext, &mut out, cap),
-            (ERR_BUFFER, 0)
-        );
-        assert!(
-            out.iter().all(|&b| b == 0xEE),
-            "open wrote with out_cap {cap}"
-        );
+    let cases: [(&str, bool, &[u8], &[usize]); 2] = [
+        (
+            "seal",
+            false,
+            v.plaintext,
+            &[0, 1, v.plaintext.len(), sealed_len - 1],
+        ),
+        ("open", true, v.ciphertext, &[0, v.plaintext.len() - 1]),
+    ];
+    for (what, open, input, caps) in cases {
+        for &cap in caps {
+            let mut out = vec![0xEE; sealed_len + 32];
+            assert_eq!(
+                key.call(open, v.nonce, v.aad, input, &mut out, cap),
+                (ERR_BUFFER, 0)
+            );
+            assert!(
+                out.iter().all(|&b| b == 0xEE),
+                "{what} wrote with out_cap {cap}"
+            );
+        }
     }
 }
 
@@ -237,6 +273,7 @@ fn large_out_cap_writes_exactly_the_output() {
 fn bad_arguments_are_refused_without_crashing() {
     let v = SM4_GCM_KATS[0];
     let a = aead();
+    let null = std::ptr::null::<u8>();
     // SAFETY: (whole block) the pointers are live buffers or deliberately NULL; the plugin
     // promises to refuse NULLs and bad lengths.
     unsafe {
@@ -248,131 +285,88 @@ fn bad_arguments_are_refused_without_crashing() {
         let key = Key::new(v.key).unwrap();
         let mut out = [0u8; 128];
         let mut len = 7usize;
-        let seal = a.seal.unwrap();
-        // NULL key.
-        let rc = seal(
-            std::ptr::null(),
-            v.nonce.as_ptr(),
-            12,
-            v.aad.as_ptr(),
-            v.aad.len(),
-            v.plaintext.as_ptr(),
-            64,
-            out.as_mut_ptr(),
-            128,
-            &mut len,
-        );
-        assert_eq!((rc, len), (ERR_ARGUMENT, 0));
+        let (seal, open) = (a.seal.unwrap(), a.open.unwrap());
+        let good = Raw {
+            out_len: &raw mut len,
+            ..Raw::new(&key, v.nonce, v.aad, v.plaintext, out.as_mut_ptr(), 128)
+        };
         // NULL out_len.
-        let rc = seal(
-            key.0,
-            v.nonce.as_ptr(),
-            12,
-            v.aad.as_ptr(),
-            v.aad.len(),
-            v.plaintext.as_ptr(),
-            64,
-            out.as_mut_ptr(),
-            128,
-            std::ptr::null_mut(),
-        );
+        let rc = Raw {
+            out_len: std::ptr::null_mut(),
+            ..good
+        }
+        .call(seal);
         assert_ne!(rc, PQGATE_OK);
-        // NULL out.
-        let rc = seal(
-            key.0,
-            v.nonce.as_ptr(),
-            12,
-            v.aad.as_ptr(),
-            v.aad.len(),
-            v.plaintext.as_ptr(),
-            64,
-            std::ptr::null_mut(),
-            128,
-            &mut len,
-        );
-        assert_eq!((rc, len), (ERR_ARGUMENT, 0));
-        // NULL aad with a nonzero length, NULL input with a nonzero length.
-        let rc = seal(
-            key.0,
-            v.nonce.as_ptr(),
-            12,
-            std::ptr::null(),
-            20,
-            v.plaintext.as_ptr(),
-            64,
-            out.as_mut_ptr(),
-            128,
-            &mut len,
-        );
-        assert_eq!((rc, len), (ERR_ARGUMENT, 0));
-        let rc = seal(
-            key.0,
-            v.nonce.as_ptr(),
-            12,
-            v.aad.as_ptr(),
-            20,
-            std::ptr::null(),
-            64,
-            out.as_mut_ptr(),
-            128,
-            &mut len,
-        );
-        assert_eq!((rc, len), (ERR_ARGUMENT, 0));
-        // Wrong nonce length.
-        let rc = seal(
-            key.0,
-            v.nonce.as_ptr(),
-            11,
-            v.aad.as_ptr(),
-            20,
-            v.plaintext.as_ptr(),
-            64,
-            out.as_mut_ptr(),
-            128,
-            &mut len,
-        );
-        assert_eq!((rc, len), (ERR_ARGUMENT, 0));
-        // Sealed input shorter than the tag.
-        let rc = (a.open.unwrap())(
-            key.0,
-            v.nonce.as_ptr(),
-            12,
-            v.aad.as_ptr(),
-            20,
-            v.ciphertext.as_ptr(),
-            TAG_LEN - 1,
-            out.as_mut_ptr(),
-            128,
-            &mut len,
-        );
-        assert_eq!((rc, len), (ERR_ARGUMENT, 0));
+        let refused = [
+            (
+                "NULL key",
+                seal,
+                Raw {
+                    key: std::ptr::null(),
+                    ..good
+                },
+            ),
+            (
+                "NULL out",
+                seal,
+                Raw {
+                    out: (std::ptr::null_mut(), 128),
+                    ..good
+                },
+            ),
+            (
+                "NULL aad with a nonzero length",
+                seal,
+                Raw {
+                    aad: (null, 20),
+                    ..good
+                },
+            ),
+            (
+                "NULL input with a nonzero length",
+                seal,
+                Raw {
+                    input: (null, 64),
+                    ..good
+                },
+            ),
+            (
+                "wrong nonce length",
+                seal,
+                Raw {
+                    nonce: (v.nonce.as_ptr(), 11),
+                    ..good
+                },
+            ),
+            (
+                "sealed input shorter than the tag",
+                open,
+                Raw {
+                    input: (v.ciphertext.as_ptr(), TAG_LEN - 1),
+                    ..good
+                },
+            ),
+        ];
+        for (what, f, raw) in refused {
+            len = 7;
+            let rc = raw.call(f);
+            assert_eq!((rc, len), (ERR_ARGUMENT, 0), "{what}");
+        }
         // Empty input with NULL pointers is a valid empty message.
-        let rc = seal(
-            key.0,
-            v.nonce.as_ptr(),
-            12,
-            std::ptr::null(),
-            0,
-            std::ptr::null(),
-            0,
-            out.as_mut_ptr(),
-            128,
-            &mut len,
-        );
+        let empty = Raw {
+            aad: (null, 0),
+            input: (null, 0),
+            ..good
+        };
+        let rc = empty.call(seal);
         assert_eq!((rc, len), (PQGATE_OK, TAG_LEN));
         let tag = out[..TAG_LEN].to_vec();
-        let rc = (a.open.unwrap())(
-            key.0,
-            v.nonce.as_ptr(),
-            12,
-            std::ptr::null(),
-            0,
-            tag.as_ptr(),
-            TAG_LEN,
-            std::ptr::null_mut(),
-            0,
-            &mut len,
-        );
+        let rc = Raw {
+            input: (tag.as_ptr(), TAG_LEN),
+            out: (std::ptr::null_mut(), 0),
+            ..empty
+        }
+        .call(open);
         assert_eq!((rc, len), (PQGATE_OK, 0));
     }
 }
@@ -386,75 +380,52 @@ fn in_place_is_supported_and_partial_overlap_refused() {
     buf[..64].copy_from_slice(v.plaintext);
     let mut len = 0;
     let p = buf.as_mut_ptr();
-    // SAFETY: in == out, buffer of 80 bytes with a 64-byte message.
-    let rc = unsafe {
-        seal(
-            key.0,
-            v.nonce.as_ptr(),
-            12,
-            v.aad.as_ptr(),
-            20,
-            p,
-            64,
-            p,
-            80,
-            &mut len,
-        )
+    let in_place = Raw {
+        input: (p, 64),
+        out_len: &raw mut len,
+        ..Raw::new(&key, v.nonce, v.aad, v.plaintext, p, 80)
     };
+    // SAFETY: in == out, buffer of 80 bytes with a 64-byte message.
+    let rc = unsafe { in_place.call(seal) };
     assert_eq!((rc, len), (PQGATE_OK, 80));
     assert_eq!(buf, v.ciphertext);
     // SAFETY: as above, 80 sealed bytes opened in place.
     let rc = unsafe {
-        open(
-            key.0,
-            v.nonce.as_ptr(),
-            12,
-            v.aad.as_ptr(),
-            20,
-            p,
-            80,
-            p,
-            80,
-            &mut len,
-        )
+        Raw {
+            input: (p, 80),
+            ..in_place
+        }
+        .call(open)
     };
     assert_eq!((rc, len), (PQGATE_OK, 64));
     assert_eq!(&buf[..64], v.plaintext);
 
     let mut buf = vec![0u8; 96];
     let p = buf.as_mut_ptr();
+    let disjoint = Raw {
+        out_len: &raw mut len,
+        ..Raw::new(&key, v.nonce, v.aad, v.plaintext, p, 96)
+    };
     // SAFETY: input at p+8, output at p: a partial overlap, which the plugin must refuse
     // before touching either.
     let rc = unsafe {
-        seal(
-            key.0,
-            v.nonce.as_ptr(),
-            12,
-            v.aad.as_ptr(),
-            20,
-            p.add(8),
-            64,
-            p,
-            88,
-            &mut len,
-        )
+        Raw {
+            // SAFETY: p + 8 is inside the 96-byte buffer.
+            input: (p.add(8), 64),
+            out: (p, 88),
+            ..disjoint
+        }
+        .call(seal)
     };
     assert_eq!((rc, len), (ERR_ARGUMENT, 0));
     // AAD inside the output.
-    // SAFETY: as above.
+    // SAFETY: as above; p + 4 is inside the buffer.
     let rc = unsafe {
-        seal(
-            key.0,
-            v.nonce.as_ptr(),
-            12,
-            p.add(4),
-            20,
-            v.plaintext.as_ptr(),
-            64,
-            p,
-            96,
-            &mut len,
-        )
+        Raw {
+            aad: (p.add(4), 20),
+            ..disjoint
+        }
+        .call(seal)
     };
     assert_eq!((rc, len), (ERR_ARGUMENT, 0));
 }
