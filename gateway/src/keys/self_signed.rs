@@ -1,27 +1,15 @@
 //! The state directory and the self-signed certificate kept in it: generated once (ECDSA P-256,
 //! for localhost, 127.0.0.1 and ::1), private key written 0600, reused on every later start.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::file::{FileError, PRIVATE, write_atomic};
+use super::file::{FileError, PRIVATE, create_dir, write_atomic};
 
 /// Why the state directory or the generated certificate is unusable.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub(crate) enum StateError {
-    /// A file or directory operation failed.
-    #[error("{action} {}: {source}", path.display())]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// Where.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The key or certificate could not be written.
+    /// The directory, key or certificate could not be written.
     #[error(transparent)]
     File(#[from] FileError),
     /// rcgen could not make the key or certificate.
@@ -75,11 +63,7 @@ pub(crate) fn ensure_self_signed(dir: &Path) -> Result<SelfSigned, StateError> {
         return Ok(paths);
     }
     let sub = dir.join("self-signed");
-    fs::create_dir_all(&sub).map_err(|source| StateError::Io {
-        action: "creating",
-        path: sub.clone(),
-        source,
-    })?;
+    create_dir(&sub, 0o755)?;
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let names = vec![
         "localhost".to_owned(),
@@ -101,6 +85,7 @@ pub(crate) fn ensure_self_signed(dir: &Path) -> Result<SelfSigned, StateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::os::unix::fs::PermissionsExt;
 
     #[test]

@@ -121,16 +121,6 @@ impl Service for QuicConnectorState {
         plain: TcpStream,
         record: &mut ConnectionRecord<'_>,
     ) -> (ConnectionOutcome, Option<String>) {
-        self.carry(plain, record).await
-    }
-}
-
-impl QuicConnectorState {
-    async fn carry(
-        &self,
-        plain: TcpStream,
-        record: &mut ConnectionRecord<'_>,
-    ) -> (ConnectionOutcome, Option<String>) {
         let name = self.config.name.clone();
         let Some(live) = self.connection().await else {
             counter!(m::BACKEND_CONNECT_FAILURES, "listener" => name).increment(1);

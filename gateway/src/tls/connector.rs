@@ -49,16 +49,6 @@ impl Service for ConnectorState {
         plain: TcpStream,
         record: &mut ConnectionRecord<'_>,
     ) -> (ConnectionOutcome, Option<String>) {
-        self.originate(plain, record).await
-    }
-}
-
-impl ConnectorState {
-    async fn originate(
-        &self,
-        plain: TcpStream,
-        record: &mut ConnectionRecord<'_>,
-    ) -> (ConnectionOutcome, Option<String>) {
         let c = &self.config;
         let name = c.name.clone();
         record.sni = Some(self.tls.server_name.to_str().into_owned());

@@ -54,16 +54,6 @@ impl Service for ListenerState {
         tcp: TcpStream,
         record: &mut ConnectionRecord<'_>,
     ) -> (ConnectionOutcome, Option<String>) {
-        self.terminate(tcp, record).await
-    }
-}
-
-impl ListenerState {
-    async fn terminate(
-        &self,
-        tcp: TcpStream,
-        record: &mut ConnectionRecord<'_>,
-    ) -> (ConnectionOutcome, Option<String>) {
         let limits = &self.config.limits;
         let local = tcp.local_addr().ok();
         let started = Instant::now();
@@ -125,7 +115,9 @@ impl ListenerState {
             Backend::Tcp(target) => self.to_backend(tls, &target, local, &facts, record).await,
         }
     }
+}
 
+impl ListenerState {
     /// Reads the ClientHello, routes it, and completes the handshake.
     async fn handshake(
         &self,

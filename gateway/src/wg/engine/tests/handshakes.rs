@@ -91,7 +91,10 @@ fn a_handshake_flood_gets_cookie_replies_and_a_real_peer_still_gets_through() {
     let cookie_to_a = tap
         .try_iter()
         .any(|(from, to, d)| from == b_addr() && to == a_addr() && d.first() == Some(&3));
-    assert!(cookie_to_a, "the real peer was sent a cookie while under load");
+    assert!(
+        cookie_to_a,
+        "the real peer was sent a cookie while under load"
+    );
     assert_eq!(b.peer().counts.handshakes, 1);
 }
 
