@@ -463,6 +463,31 @@ impl Config {
 }
 
 #[cfg(test)]
+impl ListenerConfig {
+    /// A test listener: `name` on `listen`, the built-in page, defaults for everything else
+    /// (hybrid-required, the default profile, a self-signed certificate, TLS over TCP).
+    pub(crate) fn for_test(name: &str, listen: SocketAddr) -> Self {
+        Self {
+            name: name.into(),
+            listen,
+            backend: Backend::BuiltinInfo,
+            policy: KxPolicy::HybridRequired,
+            profile: default_profile(),
+            tls12: false,
+            cert: None,
+            key: None,
+            self_signed: true,
+            alpn: vec![],
+            proxy_protocol: false,
+            client_auth: None,
+            limits: Limits::default(),
+            routes: vec![],
+            transport: Transport::Tls,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

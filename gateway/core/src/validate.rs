@@ -331,26 +331,10 @@ impl Validator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Backend, KxPolicy};
+    use crate::config::KxPolicy;
 
     fn listener(name: &str, port: u16) -> ListenerConfig {
-        ListenerConfig {
-            name: name.into(),
-            listen: SocketAddr::from(([127, 0, 0, 1], port)),
-            backend: Backend::BuiltinInfo,
-            policy: KxPolicy::HybridRequired,
-            profile: crate::config::default_profile(),
-            tls12: false,
-            cert: None,
-            key: None,
-            self_signed: true,
-            alpn: vec![],
-            proxy_protocol: false,
-            client_auth: None,
-            limits: Limits::default(),
-            routes: vec![],
-            transport: Transport::Tls,
-        }
+        ListenerConfig::for_test(name, SocketAddr::from(([127, 0, 0, 1], port)))
     }
 
     fn keys(cfg: &Config) -> Vec<String> {

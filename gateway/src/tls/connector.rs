@@ -15,7 +15,7 @@ use crate::proxy::backend::connect;
 use crate::proxy::record::ConnectionRecord;
 use crate::proxy::relay::{RelayCounters, relay};
 use crate::tls::client_config::ConnectorTls;
-use crate::tls::{SessionFacts, classify_handshake_error};
+use crate::tls::{SessionFacts, handshake_outcome};
 
 /// A connector's config and TLS state, swapped as a whole on reload.
 pub(crate) struct ConnectorState {
@@ -70,28 +70,14 @@ impl Service for ConnectorState {
         let started = Instant::now();
         let connector = TlsConnector::from(self.tls.config.clone());
         let deadline = Duration::from_secs(c.limits.handshake_timeout_secs);
-        let tls = match timeout(
+        let handshake = timeout(
             deadline,
             connector.connect(self.tls.server_name.clone(), remote),
         )
-        .await
-        {
-            Ok(Ok(tls)) => tls,
-            Ok(Err(e)) => {
-                let outcome = classify_handshake_error(&e);
-                record.handshake_done(outcome, started.elapsed());
-                return (
-                    ConnectionOutcome::HandshakeFailed,
-                    Some(format!("{}: {e}", outcome.label())),
-                );
-            }
-            Err(_) => {
-                record.handshake_done(HandshakeOutcome::Timeout, started.elapsed());
-                return (
-                    ConnectionOutcome::HandshakeFailed,
-                    Some("handshake timeout".into()),
-                );
-            }
+        .await;
+        let tls = match handshake_outcome(handshake, record, started) {
+            Ok(done) => done,
+            Err(end) => return end,
         };
         record.session = Some(SessionFacts::of(tls.get_ref().1));
         record.handshake_done(HandshakeOutcome::Ok, started.elapsed());

@@ -20,7 +20,7 @@ use crate::proxy::builtin_page::{self, PageContext};
 use crate::proxy::record::ConnectionRecord;
 use crate::proxy::relay::{RelayCounters, relay};
 use crate::tls::server_config::ListenerTls;
-use crate::tls::{SessionFacts, classify_handshake_error};
+use crate::tls::{SessionFacts, handshake_outcome};
 
 /// A listener's config and TLS state, swapped as a whole on reload.
 pub(crate) struct ListenerState {
@@ -59,23 +59,9 @@ impl Service for ListenerState {
         let started = Instant::now();
         let deadline = Duration::from_secs(limits.handshake_timeout_secs);
         let handshake = timeout(deadline, self.handshake(tcp, &mut record.sni)).await;
-        let (mut tls, backend) = match handshake {
-            Ok(Ok(done)) => done,
-            Ok(Err(e)) => {
-                let outcome = classify_handshake_error(&e);
-                record.handshake_done(outcome, started.elapsed());
-                return (
-                    ConnectionOutcome::HandshakeFailed,
-                    Some(format!("{}: {e}", outcome.label())),
-                );
-            }
-            Err(_) => {
-                record.handshake_done(HandshakeOutcome::Timeout, started.elapsed());
-                return (
-                    ConnectionOutcome::HandshakeFailed,
-                    Some("handshake timeout".into()),
-                );
-            }
+        let (mut tls, backend) = match handshake_outcome(handshake, record, started) {
+            Ok(done) => done,
+            Err(end) => return end,
         };
         let facts = SessionFacts::of(tls.get_ref().1);
         let admitted = pqgate_agility::KNOWN_GROUPS

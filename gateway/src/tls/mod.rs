@@ -99,6 +99,28 @@ impl BuildError {
     }
 }
 
+/// A handshake that ran under its timeout, counted on `record`: the stream, or the outcome and
+/// log detail to end the connection with (the error's class, or "handshake timeout").
+pub(crate) fn handshake_outcome<T>(
+    result: Result<io::Result<T>, tokio::time::error::Elapsed>,
+    record: &crate::proxy::record::ConnectionRecord<'_>,
+    started: tokio::time::Instant,
+) -> Result<T, (pqgate_core::metrics::ConnectionOutcome, Option<String>)> {
+    use pqgate_core::metrics::ConnectionOutcome::HandshakeFailed;
+    match result {
+        Ok(Ok(done)) => Ok(done),
+        Ok(Err(e)) => {
+            let outcome = classify_handshake_error(&e);
+            record.handshake_done(outcome, started.elapsed());
+            Err((HandshakeFailed, Some(format!("{}: {e}", outcome.label()))))
+        }
+        Err(_) => {
+            record.handshake_done(HandshakeOutcome::Timeout, started.elapsed());
+            Err((HandshakeFailed, Some("handshake timeout".into())))
+        }
+    }
+}
+
 /// The provider the registry assembles for an endpoint at key path `at` with this key-exchange
 /// policy, TLS 1.2 switch and profile; a refusal names `{at}.profile`.
 pub fn endpoint_provider(

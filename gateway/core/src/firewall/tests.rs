@@ -3,28 +3,10 @@
 use std::net::SocketAddr;
 
 use super::*;
-use crate::config::{
-    Backend, Config, ConnectorConfig, KxPolicy, Limits, ListenerConfig, default_profile,
-};
+use crate::config::{Config, ConnectorConfig, KxPolicy, Limits, ListenerConfig, default_profile};
 
 fn listener(name: &str, listen: &str) -> ListenerConfig {
-    ListenerConfig {
-        name: name.into(),
-        listen: listen.parse().unwrap(),
-        backend: Backend::BuiltinInfo,
-        policy: KxPolicy::HybridRequired,
-        profile: default_profile(),
-        tls12: false,
-        cert: None,
-        key: None,
-        self_signed: true,
-        alpn: vec![],
-        proxy_protocol: false,
-        client_auth: None,
-        limits: Limits::default(),
-        routes: vec![],
-        transport: Default::default(),
-    }
+    ListenerConfig::for_test(name, listen.parse().unwrap())
 }
 
 fn connector(name: &str, listen: &str) -> ConnectorConfig {

@@ -380,22 +380,30 @@ mod tests {
     #[test]
     fn node_key_paths_become_config_key_paths() {
         let idx = [1, 3];
-        assert_eq!(
-            remap_key("pqpsk.peer[1].address", "wireguard[0]", &idx),
-            "wireguard[0].peer[3].pq.address"
-        );
-        assert_eq!(
-            remap_key("pqpsk.peer[0].public_key", "wireguard[2]", &idx),
-            "wireguard[2].peer[1].pq"
-        );
-        assert_eq!(
-            remap_key("pqpsk.second_kem", "wireguard[0]", &idx),
-            "wireguard[0].pq.second_kem"
-        );
-        assert_eq!(
-            remap_key("peer.public_key", "wireguard[0]", &idx),
-            "wireguard[0].pq.peer.public_key"
-        );
+        for (node_key, interface, config_key) in [
+            (
+                "pqpsk.peer[1].address",
+                "wireguard[0]",
+                "wireguard[0].peer[3].pq.address",
+            ),
+            (
+                "pqpsk.peer[0].public_key",
+                "wireguard[2]",
+                "wireguard[2].peer[1].pq",
+            ),
+            (
+                "pqpsk.second_kem",
+                "wireguard[0]",
+                "wireguard[0].pq.second_kem",
+            ),
+            (
+                "peer.public_key",
+                "wireguard[0]",
+                "wireguard[0].pq.peer.public_key",
+            ),
+        ] {
+            assert_eq!(remap_key(node_key, interface, &idx), config_key);
+        }
     }
 
     #[test]
