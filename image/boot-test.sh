@@ -16,6 +16,8 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=image/qemu.sh
+. "$repo/image/qemu.sh"
 out=${BOOT_OUT:-$repo/image/build/out}
 timeout_s=${BOOT_TIMEOUT:-240}
 accel=${BOOT_ACCEL:-tcg}
@@ -36,11 +38,7 @@ command -v qemu-system-x86_64 >/dev/null || { echo "boot-test: qemu-system-x86_6
 work=$(mktemp -d /tmp/pqgate-boot.XXXXXX)
 qemu_pid=
 cleanup() {
-    if [ -n "$qemu_pid" ] && kill -0 "$qemu_pid" 2>/dev/null; then
-        kill "$qemu_pid" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$qemu_pid" 2>/dev/null || true
-    fi
+    stop_qemu "$qemu_pid"
     cp "$work/serial.log" "$out/serial.log" 2>/dev/null || true
     rm -rf "$work"
 }

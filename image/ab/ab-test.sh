@@ -12,6 +12,8 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=image/qemu.sh
+. "$repo/image/qemu.sh"
 ab="$repo/image/build/ab"
 limit=${AB_PHASE_TIMEOUT:-400}
 for v in 1 2 3; do
@@ -20,11 +22,7 @@ done
 work=$(mktemp -d /tmp/pqgate-ab.XXXXXX)
 qemu_pid=
 cleanup() {
-    if [ -n "$qemu_pid" ] && kill -0 "$qemu_pid" 2>/dev/null; then
-        kill "$qemu_pid" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$qemu_pid" 2>/dev/null || true
-    fi
+    stop_qemu "$qemu_pid"
     cp "$work/serial.log" "$ab/ab-serial.log" 2>/dev/null || true
     rm -rf "$work"
 }
