@@ -211,11 +211,7 @@ async fn two_gateways_speak_tls_sm4_gcm_sm3_over_x25519mlkem768_through_the_plug
     assert!(echoed == payload, "bytes changed in transit");
     drop(app);
     for gw in [&a, &b] {
-        assert!(
-            gw.wait_log("TLS_SM4_GCM_SM3", Duration::from_secs(10)),
-            "{}",
-            gw.log_text()
-        );
+        gw.assert_log("TLS_SM4_GCM_SM3", Duration::from_secs(10));
         let m = gw.metrics();
         assert!(
             m.contains("group=\"X25519MLKEM768\",suite=\"TLS_SM4_GCM_SM3\""),
