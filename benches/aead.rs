@@ -114,23 +114,16 @@ impl Variant {
     }
 
     /// One seal or open into `out` (cleared first for the trait; sized once for the raw ABI).
-    fn once(
-        &self,
-        dir: Dir,
-        nonce: &[u8],
-        aad: &[u8],
-        input: &[u8],
-        out: &mut Vec<u8>,
-    ) -> anyhow::Result<()> {
+    fn once(&self, op: Op, out: &mut Vec<u8>) -> anyhow::Result<()> {
         match &self.imp {
             Imp::Trait(key) => {
                 out.clear();
-                match dir {
-                    Dir::Seal => key.seal(nonce, aad, input, out)?,
-                    Dir::Open => key.open(nonce, aad, input, out)?,
+                match op.dir {
+                    Dir::Seal => key.seal(op.nonce, op.aad, op.input, out)?,
+                    Dir::Open => key.open(op.nonce, op.aad, op.input, out)?,
                 }
             }
-            Imp::Raw(raw) => raw.crypt(dir, nonce, aad, input, out)?,
+            Imp::Raw(raw) => raw.crypt(op, out)?,
         }
         Ok(())
     }
@@ -153,24 +146,32 @@ impl Variant {
     }
 
     /// Runs `iters` operations; returns (wall time, this thread's CPU time).
-    fn batch(
-        &self,
-        dir: Dir,
-        nonce: &[u8],
-        aad: &[u8],
-        input: &[u8],
-        out: &mut Vec<u8>,
-        iters: u64,
-    ) -> anyhow::Result<(Duration, Duration)> {
+    fn batch(&self, op: Op, out: &mut Vec<u8>, iters: u64) -> anyhow::Result<(Duration, Duration)> {
         let cpu0 = thread_cpu();
         let t0 = Instant::now();
         for _ in 0..iters {
-            self.once(dir, black_box(nonce), black_box(aad), black_box(input), out)?;
+            let op = Op {
+                dir: op.dir,
+                nonce: black_box(op.nonce),
+                aad: black_box(op.aad),
+                input: black_box(op.input),
+            };
+            self.once(op, out)?;
             black_box(&mut *out);
         }
         let wall = t0.elapsed();
         Ok((wall, thread_cpu().saturating_sub(cpu0)))
     }
+}
+
+/// One operation's inputs: its direction, nonce, AAD and the plaintext (seal) or ciphertext
+/// (open).
+#[derive(Clone, Copy)]
+struct Op<'a> {
+    dir: Dir,
+    nonce: &'a [u8],
+    aad: &'a [u8],
+    input: &'a [u8],
 }
 
 fn key_bytes(len: usize) -> Vec<u8> {
@@ -181,14 +182,8 @@ fn key_bytes(len: usize) -> Vec<u8> {
 
 /// Deterministic filler (xorshift64).
 fn message(len: usize) -> Vec<u8> {
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
+    support::Xorshift64(0x9E37_79B9_7F4A_7C15)
+        .take(len)
         .collect()
 }
 
@@ -337,15 +332,11 @@ impl RawAbi {
     }
 
     /// Calls seal/open into `out`, which already has exactly the output length.
-    fn crypt(
-        &self,
-        dir: Dir,
-        nonce: &[u8],
-        aad: &[u8],
-        input: &[u8],
-        out: &mut [u8],
-    ) -> anyhow::Result<()> {
-        let f = match dir {
+    fn crypt(&self, op: Op, out: &mut [u8]) -> anyhow::Result<()> {
+        let Op {
+            nonce, aad, input, ..
+        } = op;
+        let f = match op.dir {
             Dir::Seal => self.seal,
             Dir::Open => self.open,
         };
@@ -369,7 +360,7 @@ impl RawAbi {
         ensure!(
             rc == 0 && written == out.len(),
             "C ABI {}: rc {rc}",
-            dir.name()
+            op.dir.name()
         );
         Ok(())
     }
@@ -472,12 +463,28 @@ fn main() -> anyhow::Result<()> {
         for &size in &sizes {
             let pt = &msg[..size];
             let mut ct = v.out_buf(Dir::Seal, size);
-            v.once(Dir::Seal, &nonce, &aad, pt, &mut ct)
-                .with_context(|| format!("{} seal {size}", v.label()))?;
+            v.once(
+                Op {
+                    dir: Dir::Seal,
+                    nonce: &nonce,
+                    aad: &aad,
+                    input: pt,
+                },
+                &mut ct,
+            )
+            .with_context(|| format!("{} seal {size}", v.label()))?;
             ensure!(ct.len() == size + v.tag_len, "{}: sealed length", v.label());
             let mut back = v.out_buf(Dir::Open, ct.len());
-            v.once(Dir::Open, &nonce, &aad, &ct, &mut back)
-                .with_context(|| format!("{} open {size}", v.label()))?;
+            v.once(
+                Op {
+                    dir: Dir::Open,
+                    nonce: &nonce,
+                    aad: &aad,
+                    input: &ct,
+                },
+                &mut back,
+            )
+            .with_context(|| format!("{} open {size}", v.label()))?;
             ensure!(
                 back == pt,
                 "{}: open(seal(x)) != x at {size} bytes",
@@ -487,7 +494,16 @@ fn main() -> anyhow::Result<()> {
             *forged.last_mut().context("empty")? ^= 1;
             let mut sink = v.out_buf(Dir::Open, forged.len());
             ensure!(
-                v.once(Dir::Open, &nonce, &aad, &forged, &mut sink).is_err(),
+                v.once(
+                    Op {
+                        dir: Dir::Open,
+                        nonce: &nonce,
+                        aad: &aad,
+                        input: &forged
+                    },
+                    &mut sink
+                )
+                .is_err(),
                 "{}: accepted a forged tag",
                 v.label()
             );
@@ -533,9 +549,15 @@ fn main() -> anyhow::Result<()> {
                     Dir::Open => &sealed[vi][si],
                 };
                 let mut out = v.out_buf(dir, input.len());
+                let op = Op {
+                    dir,
+                    nonce: &nonce,
+                    aad: &aad,
+                    input,
+                };
                 let mut n = 1u64;
                 let est = loop {
-                    let (wall, _) = v.batch(dir, &nonce, &aad, input, &mut out, n)?;
+                    let (wall, _) = v.batch(op, &mut out, n)?;
                     if wall.as_secs_f64() * 1e9 >= batch_ns / 4.0 {
                         break wall.as_secs_f64() * 1e9 / n as f64;
                     }
@@ -543,7 +565,7 @@ fn main() -> anyhow::Result<()> {
                 };
                 // At least one more full batch of warm-up.
                 let full = ((batch_ns / est) as u64).max(1);
-                v.batch(dir, &nonce, &aad, input, &mut out, full)?;
+                v.batch(op, &mut out, full)?;
                 iters[vi][cell(si, di)] = full;
                 per_cell.push(out);
             }
@@ -578,10 +600,16 @@ fn main() -> anyhow::Result<()> {
                         Dir::Seal => &msg[..size],
                         Dir::Open => &sealed[vi][si],
                     };
+                    let op = Op {
+                        dir,
+                        nonce: &nonce,
+                        aad: &aad,
+                        input,
+                    };
                     let n = iters[vi][c];
                     let mut attempt = 0;
                     let (wall, _) = loop {
-                        let (wall, cpu) = v.batch(dir, &nonce, &aad, input, &mut outs[vi][c], n)?;
+                        let (wall, cpu) = v.batch(op, &mut outs[vi][c], n)?;
                         attempt += 1;
                         let ok = cpu.as_secs_f64() >= 0.95 * wall.as_secs_f64();
                         if ok || attempt == 3 {

@@ -16,6 +16,7 @@
 # Measurement is bounded: at most 45 s of waiting plus a 170 s timeout on the benchmark itself.
 # The release build comes first (cargo build -j2; seconds when up to date).
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ROUNDS=15
 BATCH_MS=80
@@ -24,21 +25,10 @@ WAIT_QUIET=45
 QUICK=0
 
 usage() { sed -n '2,16p' "$0"; exit 2; }
-while (($#)); do
-  case $1 in
-    --quick) QUICK=1; ROUNDS=5; BATCH_MS=40 ;;
-    --rounds) ROUNDS=$2; shift ;;
-    --batch-ms) BATCH_MS=$2; shift ;;
-    --skip-build) BUILD=0 ;;
-    --no-wait) WAIT_QUIET=0 ;;
-    -h|--help) usage ;;
-    *) echo "unknown option $1" >&2; usage ;;
-  esac
-  shift
-done
-((ROUNDS >= 1)) || { echo "--rounds must be >= 1" >&2; exit 2; }
+parse_args --quick:'QUICK=1; ROUNDS=5; BATCH_MS=40' --rounds=ROUNDS --batch-ms=BATCH_MS \
+  --skip-build:BUILD=0 --no-wait:WAIT_QUIET=0 -- "$@"
+need_rounds
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RESULTS=$REPO/benches/results
 BENCH=$REPO/target/release/examples/aead
 PLUGIN=$REPO/target/release/libpqgate_plugin_sm4.so
@@ -49,7 +39,6 @@ SUFFIX=""
 OUT=$RESULTS/aead-$DAY$SUFFIX.md
 TMP=$(mktemp -d /tmp/pqgate-aead.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 # ---------------------------------------------------------------- build
 BUILD_START=$SECONDS
@@ -66,15 +55,8 @@ BUILD_SECS=$((SECONDS - BUILD_START))
 [[ -x $BENCH && -f $PLUGIN ]] || { echo "missing $BENCH or $PLUGIN (run without --skip-build)" >&2; exit 1; }
 
 # ---------------------------------------------------------------- quiet machine
-# cpu_busy: cores the whole machine kept busy over the last second (/proc/stat).
-cpu_busy() {
-  local a b
-  a=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
-  sleep 1
-  b=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
-  awk -v a="$a" -v b="$b" -v n="$(nproc)" 'BEGIN { split(a, x, " "); split(b, y, " ");
-    d = y[2] - x[2]; printf "%.2f", (d > 0) ? n * (y[1] - x[1]) / d : 0 }'
-}
+# cpu_busy: cores the whole machine kept busy over the last second (/proc/stat), steal included.
+cpu_busy() { busy_cores '$2+$3+$4+$7+$8+$9'; }
 BUSY_BEFORE=$(cpu_busy)
 if ((WAIT_QUIET > 0)); then
   t0=$SECONDS quiet=0
@@ -115,7 +97,6 @@ done
 MEM=$(awk '/^MemTotal/{printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
 OS=$(. /etc/os-release 2>/dev/null && echo "${PRETTY_NAME:-unknown}")
 RUSTC=$(rustc -V 2>/dev/null || echo unknown)
-lock_version() { awk -v n="$1" '$0 == "name = \"" n "\"" { getline; gsub(/version = |"/, ""); print; exit }' "$REPO/Cargo.lock"; }
 GIT=$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if ! (cd "$REPO" && git diff --quiet HEAD -- gateway Cargo.toml 2>/dev/null); then
   GIT+=" + uncommitted changes in gateway/ or Cargo.toml"
@@ -143,7 +124,7 @@ mkdir -p "$RESULTS"
   echo "| kernel | $(uname -r) |"
   echo "| OS | $OS |"
   echo "| rustc | $RUSTC |"
-  echo "| pqgate | git $GIT; release profile (lto thin, codegen-units 4), aws-lc-rs $(lock_version aws-lc-rs), sm4 $(lock_version sm4), aes-gcm $(lock_version aes-gcm) |"
+  echo "| pqgate | git $GIT; release profile (lto thin, codegen-units 4), aws-lc-rs $(lockver aws-lc-rs), sm4 $(lockver sm4), aes-gcm $(lockver aes-gcm) |"
   echo "| plugin | target/release/libpqgate_plugin_sm4.so, sha256 $PLUGIN_SHA... |"
   echo "| machine busy before the run | $BUSY_BEFORE cores |"
   echo "| time | build ${BUILD_SECS}s, benchmark ${RUN_SECS}s ($ROUNDS rounds of ${BATCH_MS} ms batches) |"

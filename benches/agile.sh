@@ -9,27 +9,16 @@
 #
 #   bash benches/agile.sh [--rounds N] [--secs S] [--skip-build] [--out FILE]
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ROUNDS=3
-SECS=10
-BUILD=1
-OUT=""
-while (($#)); do
-  case $1 in
-    --rounds) ROUNDS=$2; shift ;;
-    --secs) SECS=$2; shift ;;
-    --skip-build) BUILD=0 ;;
-    --out) OUT=$2; shift ;;
-    *) sed -n '2,10p' "$0"; exit 2 ;;
-  esac
-  shift
-done
+ROUNDS=3 SECS=10 BUILD=1 OUT=""
+usage() { sed -n '2,10p' "$0"; exit 2; }
+parse_args --rounds=ROUNDS --secs=SECS --skip-build:BUILD=0 --out=OUT -- "$@"
 [[ $(id -u) == 0 ]] || { echo "needs root (ip netns, /dev/net/tun)" >&2; exit 1; }
 for t in iperf3 wg ip python3; do
   command -v "$t" >/dev/null || { echo "missing $t (tests/run-all.sh installs it)" >&2; exit 1; }
 done
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$REPO/target}
 PQ=$TARGET/release/pqgate
 SO=$TARGET/release/libpqgate_plugin_sm4.so
@@ -39,18 +28,9 @@ TAG=$$
 NSA=pqag-$TAG-a NSB=pqag-$TAG-b
 W=$(mktemp -d /tmp/pqgate-agile.XXXXXX)
 PIDS=()
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-stop_daemons() {
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || true
-  done
-  PIDS=()
-}
 cleanup() {
-  stop_daemons
+  stop_pids
   ip netns exec "$NSB" pkill -f "iperf3 -s" 2>/dev/null || true
   ip netns del "$NSA" 2>/dev/null || true
   ip netns del "$NSB" 2>/dev/null || true
@@ -119,7 +99,7 @@ run() {
   local c0=$(( $(cpu "${PIDS[0]}") + $(cpu "${PIDS[1]}") ))
   ip netns exec "$NSA" iperf3 -c 10.213.0.2 -t "$SECS" -J >"$W/iperf-$mode-$r.json"
   local c1=$(( $(cpu "${PIDS[0]}") + $(cpu "${PIDS[1]}") ))
-  stop_daemons
+  stop_pids
   python3 - "$W/iperf-$mode-$r.json" "$((c1 - c0))" "$W/a.log" <<'EOF'
 import json, re, sys
 j = json.load(open(sys.argv[1]))

@@ -15,6 +15,7 @@
 #   --only LIST   comma-separated configurations out of none-100,none-1000,hqc-100,mceliece-100
 #                 (default: all four, about 2 minutes)
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 INTERVAL=5
 EPOCHS=3
@@ -22,19 +23,8 @@ BUILD=1
 ONLY=none-100,none-1000,hqc-100,mceliece-100
 
 usage() { sed -n '2,16p' "$0"; exit 2; }
-while (($#)); do
-  case $1 in
-    --skip-build) BUILD=0 ;;
-    --interval) INTERVAL=$2; shift ;;
-    --epochs) EPOCHS=$2; shift ;;
-    --only) ONLY=$2; shift ;;
-    -h|--help) usage ;;
-    *) echo "unknown option $1" >&2; usage ;;
-  esac
-  shift
-done
+parse_args --skip-build:BUILD=0 --interval=INTERVAL --epochs=EPOCHS --only=ONLY -- "$@"
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH=$REPO/target/release/examples/pqpsk_rotation
 DAY=$(date -u +%Y-%m-%d)
 OUT=$REPO/benches/results/pqpsk-rotation-$DAY.md

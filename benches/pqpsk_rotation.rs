@@ -19,8 +19,8 @@ use anyhow::{Context, bail};
 use pqgate::pqpsk::{Node, Psk, PskSink, WgKey};
 use pqgate_agility::Registry;
 use pqgate_core::pqpsk::config::{PqMode, PqPskConfig, PqPskPeer, SecondKem};
-use pqgate_core::wg::Key32;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use support::pqpsk_peer;
 
 /// Node A's WireGuard key: the lowest, so A initiates every channel (connects, proposes epochs).
 const KEY_A: WgKey = [0x01; 32];
@@ -218,16 +218,6 @@ fn config(dir: &Path, side: &str, a: &Args, peers: Vec<PqPskPeer>) -> PqPskConfi
     }
 }
 
-fn peer(key: WgKey, address: Option<SocketAddr>, name: &str) -> PqPskPeer {
-    PqPskPeer {
-        public_key: Key32::from_bytes(key).to_base64(),
-        address,
-        name: name.into(),
-        mode: None,
-        second_kem: None,
-    }
-}
-
 /// Child: starts the N responder nodes, prints their addresses, then answers `cpu` and
 /// `epoch E` requests on stdin until it closes.
 async fn responders(a: Args) -> anyhow::Result<()> {
@@ -236,7 +226,7 @@ async fn responders(a: Args) -> anyhow::Result<()> {
     let mut nodes = Vec::with_capacity(a.peers);
     let mut out = std::io::stdout().lock();
     for i in 0..a.peers {
-        let c = config(&dir, "b", &a, vec![peer(KEY_A, None, NAME_A)]);
+        let c = config(&dir, "b", &a, vec![pqpsk_peer(KEY_A, None, NAME_A)]);
         let s: Arc<dyn PskSink> = Arc::new(Tagged(sink.clone(), Some(key_b(i))));
         let node = Node::start(&c, key_b(i), registry(), s).await?;
         writeln!(out, "addr {}", node.local_addr()?)?;
@@ -401,7 +391,7 @@ async fn run(a: Args) -> anyhow::Result<()> {
     let peers = addrs
         .iter()
         .enumerate()
-        .map(|(i, ad)| peer(key_b(i), Some(*ad), NAME_B))
+        .map(|(i, ad)| pqpsk_peer(key_b(i), Some(*ad), NAME_B))
         .collect();
     let sink = Arc::new(CountSink::default());
     let s0 = sample(&mut remote)?;

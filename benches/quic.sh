@@ -14,41 +14,25 @@
 # Binaries come from $CARGO_TARGET_DIR (default target/). Writes
 # benches/results/quic-<date>[-quick].md; needs openssl, ss.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ROUNDS=5
 BYTES=$((1024 * 1024 * 1024))
 QUICK=0 BUILD=1 KEEP=0 PROFILE=release
 usage() { sed -n 2,16p "$0" | sed 's/^# \{0,1\}//'; exit 2; }
-while (($#)); do
-  case $1 in
-    --quick) QUICK=1; ROUNDS=2; BYTES=$((256 * 1024 * 1024)) ;;
-    --rounds) ROUNDS=$2; shift ;;
-    --bytes) BYTES=$2; shift ;;
-    --skip-build) BUILD=0 ;;
-    --debug) PROFILE=debug ;;
-    --keep) KEEP=1 ;;
-    -h|--help) usage ;;
-    *) echo "unknown option $1" >&2; usage ;;
-  esac
-  shift
-done
-((ROUNDS >= 1)) || { echo "--rounds must be >= 1" >&2; exit 2; }
+parse_args --quick:'QUICK=1; ROUNDS=2; BYTES=$((256 * 1024 * 1024))' --rounds=ROUNDS --bytes=BYTES \
+  --skip-build:BUILD=0 --debug:PROFILE=debug --keep:KEEP=1 -- "$@"
+need_rounds
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$REPO/target}
 PQGATE=$TARGET/$PROFILE/pqgate
 LOADGEN=$TARGET/$PROFILE/examples/loadgen
 WORK=$(mktemp -d /tmp/pqgate-quic-bench.XXXXXX)
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 PIDS=()
 cleanup() {
   local rc=$?
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null || true
-  done
+  stop_pids
   if ((rc != 0 || KEEP)); then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
   exit "$rc"
 }
@@ -77,21 +61,6 @@ wait_port() {
   return 1
 }
 
-USED=" "
-free_port() {
-  local p
-  for _ in $(seq 200); do
-    p=$((20000 + RANDOM % 12768))
-    [[ $USED == *" $p "* ]] && continue
-    ss -Hanu "sport = :$p" | grep -q . && continue
-    ss -Hant "sport = :$p" | grep -q . && continue
-    USED+="$p "
-    echo "$p"
-    return 0
-  done
-  return 1
-}
-field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
 if ((BUILD)); then
   if [[ $PROFILE == release ]]; then
@@ -104,18 +73,7 @@ fi
 [[ -x $PQGATE && -x $LOADGEN ]] || { echo "missing $PQGATE or $LOADGEN" >&2; exit 1; }
 
 PKI=$WORK/pki
-mkdir -p "$PKI"
-(
-  cd "$PKI"
-  openssl ecparam -name prime256v1 -genkey -noout -out ca.key
-  openssl req -x509 -new -key ca.key -subj "/CN=pqgate quic bench CA" -days 7 -out ca.pem
-  openssl ecparam -name prime256v1 -genkey -noout -out leaf.key
-  openssl req -new -key leaf.key -subj "/CN=localhost" -out leaf.csr
-  printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
-    "extendedKeyUsage=serverAuth" "subjectAltName=DNS:localhost,IP:127.0.0.1" >leaf.ext
-  openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 7 \
-    -extfile leaf.ext -out leaf.pem 2>/dev/null
-) >/dev/null 2>&1
+make_pki "$PKI" "pqgate quic bench CA"
 
 head_toml() {
   printf '[log]\nlevel = "info"\n\n[admin]\nlisten = "127.0.0.1:%s"\n\n[service]\nstate_dir = "%s"\ndrain_timeout_secs = 1\n\n' \

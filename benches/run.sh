@@ -13,6 +13,7 @@
 #   --no-wait       do not wait for other load on the machine to stop, nor repeat disturbed rounds
 #   --keep          keep the work directory (configs, logs) even on success
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ROUNDS=5
 HS_SECS=5
@@ -33,40 +34,23 @@ KEEP=0
 ONLY="hs,bulk,idle"
 
 usage() { sed -n '2,14p' "$0"; exit 2; }
-while (($#)); do
-  case $1 in
-    --quick) QUICK=1; ROUNDS=3; HS_SECS=2; HS_WARM=0.5; BULK_BYTES=$((512 * 1024 * 1024)); IDLE_ROUNDS=1 ;;
-    --rounds) ROUNDS=$2; shift ;;
-    --skip-install) INSTALL=0 ;;
-    --skip-build) BUILD=0 ;;
-    --no-wait) WAIT_QUIET=0; WAIT_BUDGET=0 ;;
-    --only) ONLY=$2; shift ;;
-    --keep) KEEP=1 ;;
-    -h|--help) usage ;;
-    *) echo "unknown option $1" >&2; usage ;;
-  esac
-  shift
-done
-((ROUNDS >= 1)) || { echo "--rounds must be >= 1" >&2; exit 2; }
+parse_args --quick:'QUICK=1; ROUNDS=3; HS_SECS=2; HS_WARM=0.5; BULK_BYTES=$((512 * 1024 * 1024)); IDLE_ROUNDS=1' \
+  --rounds=ROUNDS --skip-install:INSTALL=0 --skip-build:BUILD=0 --no-wait:'WAIT_QUIET=0; WAIT_BUDGET=0' \
+  --only=ONLY --keep:KEEP=1 -- "$@"
+need_rounds
 wants() { [[ ",$ONLY," == *",$1,"* ]]; }
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RESULTS=$REPO/benches/results
 PQGATE=$REPO/target/release/pqgate
 LOADGEN=$REPO/target/release/examples/loadgen
 WORK=$(mktemp -d /tmp/pqgate-bench.XXXXXX)
 START_TS=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 # ---------------------------------------------------------------- processes and cleanup
 PIDS=()
 cleanup() {
   local rc=$?
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null || true
-  done
+  stop_pids
   if ((rc != 0 || KEEP)); then
     log "work directory (logs, configs) kept: $WORK"
   else
@@ -112,39 +96,12 @@ wait_listen() {
   return 1
 }
 
-USED_PORTS=" "
-# free_port: a port in 20000-32767 (below the ephemeral range) that nothing listens on.
-free_port() {
-  local p
-  for _ in $(seq 200); do
-    p=$((20000 + RANDOM % 12768))
-    [[ $USED_PORTS == *" $p "* ]] && continue
-    ss -Htan "sport = :$p" | grep -q . && continue
-    USED_PORTS+="$p "
-    echo "$p"
-    return 0
-  done
-  echo "no free port found" >&2
-  return 1
-}
 
 # children PID: PID and its direct children (nginx master + worker).
 with_children() { echo "$1" $(pgrep -P "$1" || true); }
 pid_args() { local a=() p; for p in "$@"; do a+=(--pid "$p"); done; echo "${a[@]}"; }
 
-# field NAME LINE: the value of NAME=... in a RESULT line.
-field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
-
 # Other people's builds and tests on this shared machine compete for the same 2 vCPUs.
-# busy_cores: CPU cores the whole machine kept busy over the last second.
-busy_cores() {
-  local a b
-  a=$(awk '/^cpu /{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
-  sleep 1
-  b=$(awk '/^cpu /{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
-  awk -v a="$a" -v b="$b" -v n="$(nproc)" 'BEGIN{ split(a,x," "); split(b,y," "); d=y[2]-x[2];
-    printf "%.2f", (d > 0) ? n * (y[1] - x[1]) / d : 0 }'
-}
 # wait_quiet SECONDS: until the machine is idle (< 0.15 cores busy for 3 s in a row), at most
 # SECONDS and at most what is left of WAIT_BUDGET (the whole run's waiting, so it stays short).
 wait_quiet() {
@@ -152,7 +109,7 @@ wait_quiet() {
   ((limit > WAIT_BUDGET)) && limit=$WAIT_BUDGET
   ((limit > 0)) || return 0
   while ((SECONDS - t0 < limit)); do
-    b=$(busy_cores)
+    b=$(busy_cores '$2+$3+$4+$7+$8')
     if awk -v b="$b" 'BEGIN{ exit !(b < 0.15) }'; then
       quiet=$((quiet + 1))
       ((quiet >= 3)) && break
@@ -169,8 +126,24 @@ wait_quiet() {
 # A measurement during which others used more than this many cores is repeated (at most twice).
 OTHER_MAX=0.25
 disturbed() { awk -v o="$(field other_util "$1")" -v m="$OTHER_MAX" 'BEGIN{ exit !(o + 0 > m) }'; }
-
-steal_snapshot() { awk '/^cpu /{t=0; for(i=2;i<=NF;i++) t+=$i; print $9, t}' /proc/stat; }
+# measured KIND CONTENDER ROUND CMD...: runs the load generator CMD and sets line to its RESULT
+# line, kept in RAW as "KIND CONTENDER ROUND ..."; a run others disturbed is kept as
+# KIND-disturbed and repeated (at most twice) after waiting for quiet.
+measured() {
+  local kind=$1 c=$2 r=$3 attempt
+  shift 3
+  for attempt in 1 2 3; do
+    line=$("$@" | grep '^RESULT')
+    if ((attempt < 3 && WAIT_QUIET > 0)) && disturbed "$line"; then
+      echo "$kind-disturbed $c $r $line" >>"$RAW"
+      log "  round $r $c: others used $(field other_util "$line") cores, repeating"
+      wait_quiet 20
+      continue
+    fi
+    break
+  done
+  echo "$kind $c $r $line" >>"$RAW"
+}
 
 # ---------------------------------------------------------------- install and build
 if ((INSTALL)); then
@@ -202,19 +175,8 @@ NOFILE=$(ulimit -n)
 
 # ---------------------------------------------------------------- certificates (ECDSA P-256)
 PKI=$WORK/pki
-mkdir -p "$PKI"
-(
-  cd "$PKI"
-  openssl ecparam -name prime256v1 -genkey -noout -out ca.key
-  openssl req -x509 -new -key ca.key -subj "/CN=pqgate bench CA" -days 7 -out ca.pem
-  openssl ecparam -name prime256v1 -genkey -noout -out leaf.key
-  openssl req -new -key leaf.key -subj "/CN=localhost" -out leaf.csr
-  printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
-    "extendedKeyUsage=serverAuth" "subjectAltName=DNS:localhost,IP:127.0.0.1" >leaf.ext
-  openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 7 \
-    -extfile leaf.ext -out leaf.pem 2>/dev/null
-  cat leaf.pem leaf.key >leaf-combined.pem
-) >/dev/null
+make_pki "$PKI" "pqgate bench CA"
+cat "$PKI/leaf.pem" "$PKI/leaf.key" >"$PKI/leaf-combined.pem"
 CERT=$PKI/leaf.pem
 KEY=$PKI/leaf.key
 
@@ -308,21 +270,11 @@ EOF
   for ((r = 1; r <= ROUNDS; r++)); do
     for ((i = 0; i < n; i++)); do
       c=${HS_CONTENDERS[$(((i + r - 1) % n))]}
-      for attempt in 1 2 3; do
-        # shellcheck disable=SC2046
-        line=$(timeout $((${HS_SECS%.*} + 60)) taskset -c 1 "$LOADGEN" handshakes \
-          --addr "127.0.0.1:${HS_ADDR[$c]}" --groups "${HS_GROUPS[$c]}" --suites "${HS_SUITES[$c]}" --cert "$CERT" \
-          --seconds "$HS_SECS" --warmup "$HS_WARM" --concurrency "$HS_CONC" \
-          --verify-every "$VERIFY_EVERY" $(pid_args ${HS_PIDS[$c]}) | grep '^RESULT')
-        if ((attempt < 3 && WAIT_QUIET > 0)) && disturbed "$line"; then
-          echo "hs-disturbed $c $r $line" >>"$RAW"
-          log "  round $r $c: others used $(field other_util "$line") cores, repeating"
-          wait_quiet 20
-          continue
-        fi
-        break
-      done
-      echo "hs $c $r $line" >>"$RAW"
+      # shellcheck disable=SC2046
+      measured hs "$c" "$r" timeout $((${HS_SECS%.*} + 60)) taskset -c 1 "$LOADGEN" handshakes \
+        --addr "127.0.0.1:${HS_ADDR[$c]}" --groups "${HS_GROUPS[$c]}" --suites "${HS_SUITES[$c]}" --cert "$CERT" \
+        --seconds "$HS_SECS" --warmup "$HS_WARM" --concurrency "$HS_CONC" \
+        --verify-every "$VERIFY_EVERY" $(pid_args ${HS_PIDS[$c]})
       log "  round $r $c: $(field rate "$line") hs/s, $(field cpu_ms_per_hs "$line") ms CPU/hs, server util $(field server_util "$line"), client util $(field client_util "$line"), other $(field other_util "$line")"
     done
   done
@@ -393,29 +345,19 @@ EOF
   local sap=$LASTPID
   wait_listen "$sa" "$sap" stunnel-a
 
+  # haproxy_head: the global and defaults sections both HAProxies run with.
+  haproxy_head() { printf 'global\n  maxconn 4096\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 300s\n  timeout server 300s\n'; }
   # HAProxy pair: frontend plaintext -> backend ssl -> second HAProxy "bind ... ssl crt" -> sink.
-  cat >"$WORK/haproxy-b.cfg" <<EOF
-global
-  maxconn 4096
-defaults
-  mode tcp
-  timeout connect 5s
-  timeout client 300s
-  timeout server 300s
+  haproxy_head >"$WORK/haproxy-b.cfg"
+  cat >>"$WORK/haproxy-b.cfg" <<EOF
 frontend tls_in
   bind 127.0.0.1:$hb ssl crt $PKI/leaf-combined.pem ssl-min-ver TLSv1.3 curves X25519
   default_backend sink
 backend sink
   server sink 127.0.0.1:$sink
 EOF
-  cat >"$WORK/haproxy-a.cfg" <<EOF
-global
-  maxconn 4096
-defaults
-  mode tcp
-  timeout connect 5s
-  timeout client 300s
-  timeout server 300s
+  haproxy_head >"$WORK/haproxy-a.cfg"
+  cat >>"$WORK/haproxy-a.cfg" <<EOF
 frontend plain_in
   bind 127.0.0.1:$ha
   default_backend tls_out
@@ -435,19 +377,9 @@ EOF
   for ((r = 1; r <= ROUNDS; r++)); do
     for ((i = 0; i < n; i++)); do
       c=${BULK_CONTENDERS[$(((i + r - 1) % n))]}
-      for attempt in 1 2 3; do
-        # shellcheck disable=SC2046
-        line=$(timeout 300 "$LOADGEN" bulk --addr "127.0.0.1:${BULK_ADDR[$c]}" --bytes "$BULK_BYTES" \
-          $(pid_args ${BULK_PIDS[$c]}) --aux-pid "$sinkpid" | grep '^RESULT')
-        if ((attempt < 3 && WAIT_QUIET > 0)) && disturbed "$line"; then
-          echo "bulk-disturbed $c $r $line" >>"$RAW"
-          log "  round $r $c: others used $(field other_util "$line") cores, repeating"
-          wait_quiet 20
-          continue
-        fi
-        break
-      done
-      echo "bulk $c $r $line" >>"$RAW"
+      # shellcheck disable=SC2046
+      measured bulk "$c" "$r" timeout 300 "$LOADGEN" bulk --addr "127.0.0.1:${BULK_ADDR[$c]}" \
+        --bytes "$BULK_BYTES" $(pid_args ${BULK_PIDS[$c]}) --aux-pid "$sinkpid"
       log "  round $r $c: $(field mb_per_s "$line") MB/s, $(field cpu_s_per_gb "$line") gateway CPU s/GB, other $(field other_util "$line")"
     done
   done
@@ -526,7 +458,6 @@ mkdir -p "$RESULTS"
 if ((QUICK)); then OUTFILE=$RESULTS/tls-$DATE-quick.md; else OUTFILE=$RESULTS/tls-$DATE.md; fi
 GIT_REV=$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 GIT_DIRTY=$(cd "$REPO" && { git diff --quiet HEAD -- gateway 2>/dev/null && echo "" || echo " + uncommitted changes in gateway/"; })
-lockver() { awk -v n="$1" '$0=="name = \""n"\"" { getline; gsub(/version = |"/,""); print; exit }' "$REPO/Cargo.lock"; }
 
 {
   echo "# pqgate TLS benchmarks, $START_TS"

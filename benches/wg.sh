@@ -22,6 +22,7 @@
 #   --keep            keep the work directory (configs, iperf3 JSON, daemon logs)
 #   --no-perf         skip the extra profiled pqgate run (perf record) after the rounds
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ROUNDS=3
 SECS=10
@@ -39,33 +40,18 @@ UDP_LEN=1380   # inner UDP payload: 1380 + 8 + 20 <= tunnel MTU 1420, so nothing
 UDP_WIN=4M     # iperf3 -w for UDP: the receiving iperf3's socket buffer (capped by rmem_max)
 GT_BUF=7340032
 usage() { sed -n '2,23p' "$0"; exit 2; }
-while (($#)); do
-  case $1 in
-    --quick) QUICK=1; SECS=5 ;;
-    --rounds) ROUNDS=$2; shift ;;
-    --secs) SECS=$2; shift ;;
-    --one-way) DIRS="fwd" ;;
-    --udp-rates) UDP_RATES=$2; shift ;;
-    --only) case $2 in tcp) UDP=0 ;; udp) TCP=0 ;; *) echo "--only tcp|udp" >&2; exit 2 ;; esac; shift ;;
-    --gotatun-buffer) GT_BUF=$2; shift ;;
-    --skip-install) INSTALL=0 ;;
-    --skip-build) BUILD=0 ;;
-    --keep) KEEP=1 ;;
-    --no-perf) PERF=0 ;;
-    --out) OUT=$2; shift ;;
-    -h|--help) usage ;;
-    *) echo "unknown option $1" >&2; usage ;;
-  esac
-  shift
-done
-[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "--rounds must be >= 1" >&2; exit 2; }
+ONLY=""
+parse_args --quick:'QUICK=1; SECS=5' --rounds=ROUNDS --secs=SECS --one-way:DIRS=fwd \
+  --udp-rates=UDP_RATES --only=ONLY --gotatun-buffer=GT_BUF --skip-install:INSTALL=0 \
+  --skip-build:BUILD=0 --keep:KEEP=1 --no-perf:PERF=0 --out=OUT -- "$@"
+case $ONLY in "") ;; tcp) UDP=0 ;; udp) TCP=0 ;; *) echo "--only tcp|udp" >&2; exit 2 ;; esac
+need_rounds
 [[ $SECS =~ ^[1-9][0-9]*$ ]] || { echo "--secs must be >= 1" >&2; exit 2; }
 [[ $UDP_RATES =~ ^[1-9][0-9]*[KMG]?(,[1-9][0-9]*[KMG]?)*$ ]] || { echo "--udp-rates: finite iperf3 -b values like 500M,1G" >&2; exit 2; }
 IFS=, read -r -a RATES <<<"$UDP_RATES"
 [[ $GT_BUF == default || $GT_BUF =~ ^[1-9][0-9]*$ ]] || { echo "--gotatun-buffer: BYTES or default" >&2; exit 2; }
 [[ $(id -u) == 0 ]] || { echo "needs root (ip netns, /dev/net/tun)" >&2; exit 1; }
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PQGATE=$REPO/target/release/pqgate
 GOTATUN=$REPO/target/release/gotatun-device
 GT_ARGS=()
@@ -76,7 +62,6 @@ if [[ -z $OUT ]]; then
 fi
 WORK=$(mktemp -d /tmp/pqgate-wgbench.XXXXXX)
 T0=$(date +%s)
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 TAG=$$
 NSA=pqwb-$TAG-a
@@ -96,11 +81,7 @@ PQ_PORT_A=51901 PQ_PORT_B=51902 WG_PORT_A=51903 WG_PORT_B=51904 GT_PORT_A=51905 
 PIDS=()
 cleanup() {
   local rc=$?
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null || true
-  done
+  stop_pids
   for i in $PQA $PQB $WGA $WGB $GTA $GTB; do rm -f "/var/run/wireguard/$i.sock"; done
   ip netns del "$NSA" 2>/dev/null || true
   ip netns del "$NSB" 2>/dev/null || true
@@ -153,30 +134,14 @@ read -r GT_PRIV_A GT_PUB_A < <(keypair)
 read -r GT_PRIV_B GT_PUB_B < <(keypair)
 
 # (a) pqgate <-> pqgate: `pqgate wg up FILE.conf` (interface named after the file).
-cat >"$WORK/$PQA.conf" <<EOF
-[Interface]
-PrivateKey = $PQ_PRIV_A
-ListenPort = $PQ_PORT_A
-Address = 10.201.0.1/24
-MTU = 1420
-
-[Peer]
-PublicKey = $PQ_PUB_B
-AllowedIPs = 10.201.0.2/32
-Endpoint = 10.200.0.2:$PQ_PORT_B
-EOF
-cat >"$WORK/$PQB.conf" <<EOF
-[Interface]
-PrivateKey = $PQ_PRIV_B
-ListenPort = $PQ_PORT_B
-Address = 10.201.0.2/24
-MTU = 1420
-
-[Peer]
-PublicKey = $PQ_PUB_A
-AllowedIPs = 10.201.0.1/32
-Endpoint = 10.200.0.1:$PQ_PORT_A
-EOF
+# pq_conf FILE PRIV PORT N PEERPUB PEERPORT: side N (1 or 2) of the pair, its peer the other side.
+pq_conf() {
+  local peer=$((3 - $4))
+  printf '[Interface]\nPrivateKey = %s\nListenPort = %s\nAddress = 10.201.0.%s/24\nMTU = 1420\n\n[Peer]\nPublicKey = %s\nAllowedIPs = 10.201.0.%s/32\nEndpoint = 10.200.0.%s:%s\n' \
+    "$2" "$3" "$4" "$5" "$peer" "$peer" "$6" >"$1"
+}
+pq_conf "$WORK/$PQA.conf" "$PQ_PRIV_A" "$PQ_PORT_A" 1 "$PQ_PUB_B" "$PQ_PORT_B"
+pq_conf "$WORK/$PQB.conf" "$PQ_PRIV_B" "$PQ_PORT_B" 2 "$PQ_PUB_A" "$PQ_PORT_A"
 ip netns exec "$NSA" "$PQGATE" wg up "$WORK/$PQA.conf" >"$WORK/pq-a.log" 2>&1 &
 PQ_PID_A=$!; PIDS+=("$PQ_PID_A")
 ip netns exec "$NSB" "$PQGATE" wg up "$WORK/$PQB.conf" >"$WORK/pq-b.log" 2>&1 &

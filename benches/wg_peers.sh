@@ -21,19 +21,9 @@ COUNTS="100 1000 10000"
 IDLE=10
 SETTLE=10
 OUT=""
+source benches/lib.sh
 usage() { sed -n '2,15p' "$0"; exit 2; }
-while (($#)); do
-  case $1 in
-    --bin) BIN=$2; shift ;;
-    --counts) COUNTS=$2; shift ;;
-    --idle) IDLE=$2; shift ;;
-    --settle) SETTLE=$2; shift ;;
-    --out) OUT=$2; shift ;;
-    -h|--help) usage ;;
-    *) echo "unknown option $1" >&2; usage ;;
-  esac
-  shift
-done
+parse_args --bin=BIN --counts=COUNTS --idle=IDLE --settle=SETTLE --out=OUT -- "$@"
 if [ -z "$BIN" ]; then
   BIN=target/release/pqgate
   [ -x "$BIN" ] || BIN=target/debug/pqgate

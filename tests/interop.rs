@@ -87,11 +87,7 @@ fn openssl_s_client_is_refused_under_hybrid_required_and_accepted_under_preferre
         gw.metric("pqgate_policy_refusals_total{listener=\"strict\"}"),
         1.0
     );
-    assert!(
-        gw.wait_log("group=\"X25519\"", Duration::from_secs(5)),
-        "{}",
-        gw.log_text()
-    );
+    gw.assert_log("group=\"X25519\"", Duration::from_secs(5));
 }
 
 fn chromium_dump(url: &str, profile: &Path) -> Output {

@@ -207,31 +207,19 @@ async fn ca_certificates_carry_a_real_mutual_tls_connection_to_a_pqgate_listener
     let backend = echo_backend().await;
     let port = free_port();
     let admin = admin_addr();
-    let cfg = admin_toml(admin)
-        + &listener_toml(
-            "mtls",
-            port,
-            &backend.to_string(),
-            &server,
-            "hybrid-required",
-        )
-        + &format!(
-            "[listener.client_auth]\nca = \"{}\"\nmode = \"required\"\n",
-            ca.ca_pem().display()
-        );
-    let _gw = Gateway::start(dir.path(), "gw", &cfg, admin);
+    let listener = listener_toml(
+        "mtls",
+        port,
+        &backend.to_string(),
+        &server,
+        "hybrid-required",
+    ) + &client_auth_toml(&ca.ca_pem(), "required");
+    let _gw = Gateway::serve(dir.path(), admin, &listener);
     let addr = ([127, 0, 0, 1], port).into();
-    let hybrid = hybrid_required;
+    let with = |roots, leaf| client_config(hybrid_required(), roots, leaf);
     // The client verifies the server's CA certificate chain (ML-DSA-65) and name, and
     // presents its own: the listener verifies it against the same CA.
-    let (echo, group) = exchange(
-        addr,
-        client_config(hybrid(), ca.roots(), Some(&client)),
-        "localhost",
-        b"over mTLS",
-    )
-    .await
-    .unwrap();
+    let (echo, group) = exchange_ok(addr, with(ca.roots(), Some(&client)), b"over mTLS").await;
     assert_eq!(echo, b"over mTLS");
     assert_eq!(group, Some(rustls::NamedGroup::X25519MLKEM768));
     for (what, leaf) in [
@@ -239,22 +227,11 @@ async fn ca_certificates_carry_a_real_mutual_tls_connection_to_a_pqgate_listener
         ("another CA's certificate", Some(&foreign)),
         ("a server-only certificate", Some(&server_only)),
     ] {
-        let result = exchange(
-            addr,
-            client_config(hybrid(), ca.roots(), leaf),
-            "localhost",
-            b"x",
-        )
-        .await;
+        let result = exchange(addr, with(ca.roots(), leaf), "localhost", b"x").await;
         assert!(result.is_err(), "{what} was admitted");
     }
     // A client trusting only the other CA refuses the listener.
-    let wrong_roots = client_config(hybrid(), other.roots(), Some(&client));
-    assert!(
-        exchange(addr, wrong_roots, "localhost", b"x")
-            .await
-            .is_err()
-    );
+    exchange_refused(addr, with(other.roots(), Some(&client))).await;
 }
 
 #[test]
@@ -344,34 +321,29 @@ fn revoked_certificates_are_in_the_crl_and_refused_by_webpki() {
             assert!(text.to_lowercase().contains(&bad_serial), "{text}");
             assert!(!text.to_lowercase().contains(&good_serial), "{text}");
             assert!(text.contains("Key Compromise"), "{text}");
-            let checked = sys::run(
-                20,
-                &[
-                    "openssl",
-                    "verify",
-                    "-crl_check",
-                    "-CAfile",
-                    s(&ca.ca_pem()),
-                    "-CRLfile",
-                    s(&crl_path),
-                    s(&bad.cert),
-                ],
-            );
+            let verify = |cert: &Path| {
+                let (ca_pem, crl, cert) = (s(&ca.ca_pem()).to_owned(), s(&crl_path), s(cert));
+                sys::run(
+                    20,
+                    &[
+                        "openssl",
+                        "verify",
+                        "-crl_check",
+                        "-CAfile",
+                        &ca_pem,
+                        "-CRLfile",
+                        crl,
+                        cert,
+                    ],
+                )
+            };
+            let checked = verify(&bad.cert);
             assert!(!checked.status.success());
             assert!(
                 String::from_utf8_lossy(&checked.stdout).contains("certificate revoked")
                     || String::from_utf8_lossy(&checked.stderr).contains("certificate revoked")
             );
-            sys::ok(&[
-                "openssl",
-                "verify",
-                "-crl_check",
-                "-CAfile",
-                s(&ca.ca_pem()),
-                "-CRLfile",
-                s(&crl_path),
-                s(&good.cert),
-            ]);
+            sys::stdout_of("openssl verify (good)", verify(&good.cert));
         }
     }
 }

@@ -58,11 +58,7 @@ async fn sighup_reload_keeps_connections_and_rejects_bad_configs() {
     );
     std::fs::write(&gw.config, config(&second) + "\n" + &extra).unwrap();
     gw.signal("HUP");
-    assert!(
-        gw.wait_log("configuration reloaded", Duration::from_secs(10)),
-        "{}",
-        gw.log_text()
-    );
+    gw.assert_log("configuration reloaded", Duration::from_secs(10));
     echo_once(&mut established, b"during").await;
     assert_eq!(served_cert(addr, &pki).await, second.cert_der.to_vec());
     let extra_addr = ([127, 0, 0, 1], extra_port).into();
@@ -78,11 +74,7 @@ async fn sighup_reload_keeps_connections_and_rejects_bad_configs() {
     );
     std::fs::write(&gw.config, broken).unwrap();
     gw.signal("HUP");
-    assert!(
-        gw.wait_log("reload rejected", Duration::from_secs(10)),
-        "{}",
-        gw.log_text()
-    );
+    gw.assert_log("reload rejected", Duration::from_secs(10));
     assert!(
         gw.log_text().contains("does not match certificate"),
         "{}",
@@ -136,27 +128,16 @@ async fn sighup_reload_keeps_connections_and_rejects_bad_configs() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_drains_open_connections_then_exits() {
-    let Site {
-        dir,
-        pki,
-        leaf,
-        port,
-        admin,
-    } = Site::new("ca", "srv");
+    let site = Site::new("ca", "srv");
+    let (pki, admin) = (&site.pki, site.admin);
     let backend = echo_backend().await;
-    let cfg = admin_toml(admin)
-        + &listener_toml("web", port, &backend.to_string(), &leaf, "hybrid-required");
-    let mut gw = Gateway::start(dir.path(), "gw", &cfg, admin);
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    let mut open = tls_connect(addr, client(&pki), "localhost").await.unwrap();
+    let mut gw = site.serve("web", &backend.to_string(), "hybrid-required", "");
+    let addr = site.addr();
+    let mut open = tls_connect(addr, client(pki), "localhost").await.unwrap();
     echo_once(&mut open, b"hello").await;
 
     gw.signal("TERM");
-    assert!(
-        gw.wait_log("draining", Duration::from_secs(10)),
-        "{}",
-        gw.log_text()
-    );
+    gw.assert_log("draining", Duration::from_secs(10));
     let health = http_get(admin, "/healthz").unwrap_or_default();
     assert!(health.starts_with("HTTP/1.1 503"), "{health}");
     assert!(

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use pqgate_agility::Registry;
-use pqgate_agility::plugin::{PluginError, loader};
+use pqgate_agility::plugin::{PluginDecl, PluginError, loader};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -29,6 +29,19 @@ fn build_c_plugin(dir: &Path, name: &str) -> PathBuf {
         .expect("gcc is needed to build the test plugins (tests/run-all.sh installs it)");
     assert!(status.success(), "gcc failed for {name}.c");
     out
+}
+
+/// A registry powered on with the plugin `decl` loaded from `path` alone; asserts the plugin's
+/// status carries an error containing `error`.
+fn power_on_refusing(path: &Path, decl: PluginDecl, error: &str) -> Registry {
+    let registry = Registry::power_on_with(vec![(path.display().to_string(), Ok(decl))]);
+    let status = &registry.plugins()[0];
+    assert!(
+        status.errors.iter().any(|e| e.contains(error)),
+        "no {error:?} in {:?}",
+        status.errors
+    );
+    registry
 }
 
 #[test]
@@ -75,16 +88,7 @@ fn broken_plugins_are_refused_with_a_clear_error() {
     let path = build_c_plugin(dir.path(), "wrong_vector");
     let decl = loader::load(&path).unwrap();
     let suites: Vec<String> = decl.suites.iter().map(|s| s.name.clone()).collect();
-    let registry = Registry::power_on_with(vec![(path.display().to_string(), Ok(decl))]);
-    let status = &registry.plugins()[0];
-    assert!(
-        status
-            .errors
-            .iter()
-            .any(|e| e.contains("known-answer vector")),
-        "{:?}",
-        status.errors
-    );
+    let registry = power_on_refusing(&path, decl, "known-answer vector");
     for s in suites {
         assert!(
             !registry.suites().iter().any(|r| r.name == s),
@@ -95,16 +99,7 @@ fn broken_plugins_are_refused_with_a_clear_error() {
     // A seal that reports fewer bytes than the contract requires: refused, AEAD disabled.
     let path = build_c_plugin(dir.path(), "short_write");
     let decl = loader::load(&path).unwrap();
-    let registry = Registry::power_on_with(vec![(path.display().to_string(), Ok(decl))]);
-    let status = &registry.plugins()[0];
-    assert!(
-        status
-            .errors
-            .iter()
-            .any(|e| e.contains("buffer contract violated")),
-        "{:?}",
-        status.errors
-    );
+    let registry = power_on_refusing(&path, decl, "buffer contract violated");
     assert!(registry.aead("TEST-XOR-TOY-AEAD").is_none());
 }
 
@@ -211,11 +206,7 @@ async fn two_gateways_speak_tls_sm4_gcm_sm3_over_x25519mlkem768_through_the_plug
     assert!(echoed == payload, "bytes changed in transit");
     drop(app);
     for gw in [&a, &b] {
-        assert!(
-            gw.wait_log("TLS_SM4_GCM_SM3", Duration::from_secs(10)),
-            "{}",
-            gw.log_text()
-        );
+        gw.assert_log("TLS_SM4_GCM_SM3", Duration::from_secs(10));
         let m = gw.metrics();
         assert!(
             m.contains("group=\"X25519MLKEM768\",suite=\"TLS_SM4_GCM_SM3\""),

@@ -12,8 +12,7 @@ use std::time::Duration;
 use pqgate::pqpsk::{Failure, Node, Psk, PskSink, WgKey};
 use pqgate_agility::Registry;
 use pqgate_core::pqpsk::config::{PqMode, PqPskConfig, PqPskPeer, SecondKem};
-use pqgate_core::wg::Key32;
-use support::{Leaf, Pki};
+use support::{Leaf, Pki, Xorshift64, pqpsk_peer};
 
 /// Rotation interval for the tests, in seconds (the shortest the config allows).
 const INTERVAL_SECS: u64 = 1;
@@ -72,16 +71,6 @@ impl FakeSink {
                 _ => None,
             })
             .collect()
-    }
-}
-
-fn peer(key: WgKey, address: Option<SocketAddr>, name: &str) -> PqPskPeer {
-    PqPskPeer {
-        public_key: Key32::from_bytes(key).to_base64(),
-        address,
-        name: name.into(),
-        mode: None,
-        second_kem: None,
     }
 }
 
@@ -167,13 +156,13 @@ async fn start_pair(kem: SecondKem, profile: &str, mode: PqMode) -> Pair {
         &ca.ca_file(),
         &leaf_a,
         kem,
-        vec![peer(KEY_B, None, "b.pqgate.test")],
+        vec![pqpsk_peer(KEY_B, None, "b.pqgate.test")],
     );
     cfg_a.profile = profile.into();
     cfg_a.mode = mode;
     let a = start(&cfg_a, KEY_A, &sink_a).await;
     let addr_a = a.local_addr().unwrap();
-    let to_a = vec![peer(KEY_A, Some(addr_a), "a.pqgate.test")];
+    let to_a = vec![pqpsk_peer(KEY_A, Some(addr_a), "a.pqgate.test")];
     let mut cfg_b = config(&ca.ca_file(), &leaf_b, kem, to_a);
     cfg_b.profile = profile.into();
     cfg_b.mode = mode;
@@ -254,17 +243,10 @@ async fn rotate_pair(kem: SecondKem, profile: &str, epochs: usize, garbage: bool
 /// 1000 datagrams of pseudo-random bytes and sizes, some shaped like QUIC long headers.
 fn send_garbage(to: SocketAddr) {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut noise = Xorshift64(0x2545_f491_4f6c_dd1d);
     for i in 0..1000 {
         let len = 1 + (i * 37) % 1400;
-        let mut buf: Vec<u8> = (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let mut buf: Vec<u8> = noise.by_ref().take(len).collect();
         if i % 3 == 0 {
             buf[0] |= 0xc0; // long header, version 1 below
             if len > 5 {
@@ -307,17 +289,17 @@ async fn foreign_expired_revoked_and_misnamed_peers_are_refused_while_a_good_one
         &leaf_a,
         SecondKem::None,
         vec![
-            peer(KEY_B, None, "b.pqgate.test"),
-            peer(kc, None, "c.pqgate.test"),
-            peer(kd, None, "d.pqgate.test"),
-            peer(ke, None, "e.pqgate.test"),
-            peer(kf, None, "f.pqgate.test"),
+            pqpsk_peer(KEY_B, None, "b.pqgate.test"),
+            pqpsk_peer(kc, None, "c.pqgate.test"),
+            pqpsk_peer(kd, None, "d.pqgate.test"),
+            pqpsk_peer(ke, None, "e.pqgate.test"),
+            pqpsk_peer(kf, None, "f.pqgate.test"),
         ],
     );
     cfg_a.crl = vec![crl];
     let a = start(&cfg_a, KEY_A, &sink_a).await;
     let addr_a = a.local_addr().unwrap();
-    let to_a = vec![peer(KEY_A, Some(addr_a), "a.pqgate.test")];
+    let to_a = vec![pqpsk_peer(KEY_A, Some(addr_a), "a.pqgate.test")];
     let mut nodes = Vec::new();
     let mut sinks = Vec::new();
     for (key, leaf) in [
@@ -415,7 +397,11 @@ async fn peers_are_added_and_removed_live() {
         &sink_a,
     )
     .await;
-    let to_a = vec![peer(KEY_A, Some(a.local_addr().unwrap()), "a.pqgate.test")];
+    let to_a = vec![pqpsk_peer(
+        KEY_A,
+        Some(a.local_addr().unwrap()),
+        "a.pqgate.test",
+    )];
     let b = start(
         &config(&ca.ca_file(), &leaf_b, SecondKem::None, to_a),
         KEY_B,
@@ -428,7 +414,7 @@ async fn peers_are_added_and_removed_live() {
     .await;
     assert!(sink_a.records().is_empty() && sink_b.installs(KEY_A).is_empty());
     // Added live: rotations start.
-    let b_on_a = peer(KEY_B, None, "b.pqgate.test");
+    let b_on_a = pqpsk_peer(KEY_B, None, "b.pqgate.test");
     a.add_peer(&b_on_a).await.unwrap();
     assert!(a.add_peer(&b_on_a).await.is_err(), "a duplicate was added");
     wait_for("rotations after adding", || {
@@ -499,11 +485,15 @@ async fn tls_reload_closes_revoked_channels_and_takes_renewed_certificates() {
         &ca.ca_file(),
         &leaf_a,
         SecondKem::None,
-        vec![peer(KEY_B, None, "b.pqgate.test")],
+        vec![pqpsk_peer(KEY_B, None, "b.pqgate.test")],
     );
     cfg_a.crl = vec![crl.clone()];
     let a = start(&cfg_a, KEY_A, &sink_a).await;
-    let to_a = vec![peer(KEY_A, Some(a.local_addr().unwrap()), "a.pqgate.test")];
+    let to_a = vec![pqpsk_peer(
+        KEY_A,
+        Some(a.local_addr().unwrap()),
+        "a.pqgate.test",
+    )];
     let mut cfg_b = config(&ca.ca_file(), &leaf_b, SecondKem::None, to_a);
     cfg_b.crl = vec![crl];
     let b = start(&cfg_b, KEY_B, &sink_b).await;

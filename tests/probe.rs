@@ -32,18 +32,10 @@ fn path(p: &Path) -> &str {
 
 #[test]
 fn reports_the_hybrid_group_and_verifies_the_certificate() {
-    let Site {
-        dir,
-        pki,
-        leaf,
-        port,
-        admin,
-    } = Site::new("main", "server");
-    let cfg =
-        admin_toml(admin) + &listener_toml("edge", port, "builtin:info", &leaf, "hybrid-required");
-    let _gw = Gateway::start(dir.path(), "gw", &cfg, admin);
-    let target = format!("127.0.0.1:{port}");
-    let ca = pki.ca_path("main");
+    let site = Site::new("main", "server");
+    let _gw = site.serve("edge", "builtin:info", "hybrid-required", "");
+    let target = site.addr().to_string();
+    let ca = site.pki.ca_path("main");
 
     let out = probe(&[
         &target,
@@ -72,7 +64,7 @@ fn reports_the_hybrid_group_and_verifies_the_certificate() {
     );
 
     // A different CA: the certificate is refused, nothing is reported as negotiated.
-    let other_dir = dir.path().join("other");
+    let other_dir = site.dir.path().join("other");
     std::fs::create_dir(&other_dir).unwrap();
     let other = Pki::new(&other_dir, "other");
     let out = probe(&[
@@ -104,21 +96,16 @@ fn reports_the_hybrid_group_and_verifies_the_certificate() {
 
 #[test]
 fn reports_a_classical_group_and_require_pq_fails() {
-    let Site {
-        dir,
-        pki: _,
-        leaf,
-        port,
-        admin,
-    } = Site::new("main", "server");
+    let site = Site::new("main", "server");
     // A server that has only X25519: the probe offers the hybrid first and must fall back.
-    let cfg = admin_toml(admin)
-        + "[[profile]]\nname = \"x25519-only\"\ngroups = [\"X25519\"]\n\
-           suites = [\"TLS13_AES_128_GCM_SHA256\"]\n\n"
-        + &listener_toml("edge", port, "builtin:info", &leaf, "hybrid-preferred")
-        + "profile = \"x25519-only\"\n";
-    let _gw = Gateway::start(dir.path(), "gw", &cfg, admin);
-    let target = format!("127.0.0.1:{port}");
+    let _gw = site.serve(
+        "edge",
+        "builtin:info",
+        "hybrid-preferred",
+        "profile = \"x25519-only\"\n\n[[profile]]\nname = \"x25519-only\"\n\
+         groups = [\"X25519\"]\nsuites = [\"TLS13_AES_128_GCM_SHA256\"]\n",
+    );
+    let target = site.addr().to_string();
 
     let out = probe(&[&target, "--insecure", "--json"]);
     assert!(out.status.success(), "{out:?}");
@@ -134,14 +121,9 @@ fn reports_a_classical_group_and_require_pq_fails() {
 
 #[test]
 fn a_port_that_does_not_speak_tls_is_an_error() {
-    let admin = admin_addr();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let pki = Pki::new(dir.path(), "main");
-    let leaf = pki.server("server");
-    let cfg =
-        admin_toml(admin) + &listener_toml("edge", port, "builtin:info", &leaf, "hybrid-required");
-    let _gw = Gateway::start(dir.path(), "gw", &cfg, admin);
+    let site = Site::new("main", "server");
+    let admin = site.admin;
+    let _gw = site.serve("edge", "builtin:info", "hybrid-required", "");
     // The admin endpoint speaks plain HTTP.
     let out = probe(&[&admin.to_string(), "--insecure", "--timeout-secs", "5"]);
     assert!(!out.status.success(), "{out:?}");

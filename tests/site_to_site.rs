@@ -140,11 +140,7 @@ async fn connector_with_a_pinned_key_connects_and_a_wrong_pin_does_not() {
         .unwrap()
         .unwrap_or(0);
     assert_eq!(n, 0, "data passed a connector whose pin did not match");
-    assert!(
-        a.wait_log("ApplicationVerificationFailure", Duration::from_secs(5)),
-        "{}",
-        a.log_text()
-    );
+    a.assert_log("ApplicationVerificationFailure", Duration::from_secs(5));
 }
 
 #[tokio::test(flavor = "multi_thread")]

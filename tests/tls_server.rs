@@ -8,62 +8,49 @@ use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-fn hybrid_required_client(pki: &Pki) -> std::sync::Arc<rustls::ClientConfig> {
-    let provider = pqgate_agility::build_provider(pqgate_agility::ProviderSpec {
-        policy: pqgate_agility::KxPolicy::HybridRequired,
-        tls12: false,
-    })
-    .unwrap();
-    client_config(provider, pki.roots(), None)
+/// Starts one listener `name` of a fresh site in front of an echo backend under `policy`,
+/// `extra` appended to it.
+async fn echo_site(name: &str, policy: &str, extra: &str) -> (Site, Gateway) {
+    let site = Site::new("main", "server");
+    let backend = echo_backend().await;
+    let gw = site.serve(name, &backend.to_string(), policy, extra);
+    (site, gw)
+}
+
+/// A site with a `[listener.client_auth]` of `mode` over the CA `main`, its echo listener
+/// `name`, a client certificate of that CA and one of a foreign CA (both for client.test).
+async fn client_auth_site(
+    name: &str,
+    mode: &str,
+    good: &'static rcgen::SignatureAlgorithm,
+) -> (Site, Gateway, Leaf, Leaf) {
+    let site = Site::new("main", "server");
+    let foreign = Pki::new(site.dir.path(), "foreign");
+    let good = site.pki.issue("client", &["client.test"], good);
+    let bad = foreign.issue("intruder", &["client.test"], &rcgen::PKCS_ECDSA_P256_SHA256);
+    let backend = echo_backend().await;
+    let auth = client_auth_toml(&site.pki.ca_path("main"), mode);
+    let gw = site.serve(name, &backend.to_string(), "hybrid-required", &auth);
+    (site, gw, good, bad)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hybrid_client_negotiates_x25519mlkem768_and_classical_is_refused() {
-    let Site {
-        dir,
-        pki,
-        leaf,
-        port,
-        admin,
-    } = Site::new("main", "server");
-    let backend = echo_backend().await;
-    let cfg = admin_toml(admin)
-        + &listener_toml("edge", port, &backend.to_string(), &leaf, "hybrid-required");
-    let gw = Gateway::start(dir.path(), "gw", &cfg, admin);
-    let addr = ([127, 0, 0, 1], port).into();
+    let (site, gw) = echo_site("edge", "hybrid-required", "").await;
+    let addr = site.addr();
 
-    let (echo, group) = exchange(addr, hybrid_required_client(&pki), "localhost", b"ping")
-        .await
-        .unwrap();
+    let (echo, group) = exchange_ok(addr, site.client(hybrid_required()), b"ping").await;
     assert_eq!(group, Some(NamedGroup::X25519MLKEM768));
     assert_eq!(echo, b"ping");
 
     // A client that prefers the hybrid but also offers X25519 still gets the hybrid.
-    let (_, group) = exchange(
-        addr,
-        client_config(hybrid_first(), pki.roots(), None),
-        "localhost",
-        b"x",
-    )
-    .await
-    .unwrap();
+    let (_, group) = exchange_ok(addr, site.client(hybrid_first()), b"x").await;
     assert_eq!(group, Some(NamedGroup::X25519MLKEM768));
 
     // Classical-only: refused with a handshake_failure alert.
-    let err = exchange(
-        addr,
-        client_config(classical(), pki.roots(), None),
-        "localhost",
-        b"x",
-    )
-    .await
-    .unwrap_err();
-    let tls_err = err
-        .get_ref()
-        .and_then(|e| e.downcast_ref::<rustls::Error>())
-        .cloned();
+    let err = exchange_refused(addr, site.client(classical())).await;
     assert_eq!(
-        tls_err,
+        tls_error(&err),
         Some(rustls::Error::AlertReceived(
             rustls::AlertDescription::HandshakeFailure
         )),
@@ -71,9 +58,7 @@ async fn hybrid_client_negotiates_x25519mlkem768_and_classical_is_refused() {
     );
 
     // The listener keeps serving, and the refusal is counted and logged.
-    let (echo, _) = exchange(addr, hybrid_required_client(&pki), "localhost", b"again")
-        .await
-        .unwrap();
+    let (echo, _) = exchange_ok(addr, site.client(hybrid_required()), b"again").await;
     assert_eq!(echo, b"again");
     let m = gw.metrics();
     assert_eq!(
@@ -89,54 +74,20 @@ async fn hybrid_client_negotiates_x25519mlkem768_and_classical_is_refused() {
         3.0,
         "{m}"
     );
-    assert!(
-        gw.wait_log("NoKxGroupsInCommon", Duration::from_secs(5)),
-        "{}",
-        gw.log_text()
-    );
+    gw.assert_log("NoKxGroupsInCommon", Duration::from_secs(5));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hybrid_preferred_accepts_and_counts_classical() {
-    let Site {
-        dir,
-        pki,
-        leaf,
-        port,
-        admin,
-    } = Site::new("main", "server");
-    let backend = echo_backend().await;
-    let cfg = admin_toml(admin)
-        + &listener_toml(
-            "mixed",
-            port,
-            &backend.to_string(),
-            &leaf,
-            "hybrid-preferred",
-        );
-    let gw = Gateway::start(dir.path(), "gw", &cfg, admin);
-    let addr = ([127, 0, 0, 1], port).into();
+    let (site, gw) = echo_site("mixed", "hybrid-preferred", "").await;
+    let addr = site.addr();
 
-    let (echo, group) = exchange(
-        addr,
-        client_config(classical(), pki.roots(), None),
-        "localhost",
-        b"old",
-    )
-    .await
-    .unwrap();
+    let (echo, group) = exchange_ok(addr, site.client(classical()), b"old").await;
     assert_eq!(
         (echo.as_slice(), group),
         (&b"old"[..], Some(NamedGroup::X25519))
     );
-    let (_, group) = exchange(
-        addr,
-        client_config(hybrid_first(), pki.roots(), None),
-        "localhost",
-        b"new",
-    )
-    .await
-    .unwrap();
+    let (_, group) = exchange_ok(addr, site.client(hybrid_first()), b"new").await;
     assert_eq!(group, Some(NamedGroup::X25519MLKEM768));
 
     let m = gw.metrics();
@@ -154,38 +105,29 @@ async fn hybrid_preferred_accepts_and_counts_classical() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sni_routes_choose_backend_and_certificate() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path(), "main");
-    let default_leaf = pki.server("default");
-    let api_leaf = pki.issue("api", &["api.test"], &rcgen::PKCS_ML_DSA_65);
+    let site = Site::new("main", "default");
+    let api_leaf = site.pki.issue("api", &["api.test"], &rcgen::PKCS_ML_DSA_65);
     let (default_backend, api_backend, wild_backend) = (
         tag_backend("default").await,
         tag_backend("api").await,
         tag_backend("wild").await,
     );
-    let port = free_port();
-    let admin = admin_addr();
-    let cfg = admin_toml(admin)
-        + &listener_toml(
-            "sni",
-            port,
-            &default_backend.to_string(),
-            &default_leaf,
-            "hybrid-required",
-        )
-        + &format!(
-            "[[listener.route]]\nsni = \"api.test\"\nbackend = \"{api_backend}\"\ncert = \"{}\"\nkey = \"{}\"\n\n\
-             [[listener.route]]\nsni = \"*.wild.test\"\nbackend = \"{wild_backend}\"\n",
-            api_leaf.cert.display(),
-            api_leaf.key.display()
-        );
-    let _gw = Gateway::start(dir.path(), "gw", &cfg, admin);
-    let addr = ([127, 0, 0, 1], port).into();
-    let client = hybrid_required_client(&pki);
+    let routes = format!(
+        "[[listener.route]]\nsni = \"api.test\"\nbackend = \"{api_backend}\"\ncert = \"{}\"\nkey = \"{}\"\n\n\
+         [[listener.route]]\nsni = \"*.wild.test\"\nbackend = \"{wild_backend}\"\n",
+        api_leaf.cert.display(),
+        api_leaf.key.display()
+    );
+    let _gw = site.serve(
+        "sni",
+        &default_backend.to_string(),
+        "hybrid-required",
+        &routes,
+    );
+    let addr = site.addr();
+    let client = site.client(hybrid_required());
 
-    let (reply, _) = exchange(addr, client.clone(), "localhost", b"hi")
-        .await
-        .unwrap();
+    let (reply, _) = exchange_ok(addr, client.clone(), b"hi").await;
     assert_eq!(reply, b"default");
     // api.test is served with its own ML-DSA-65 certificate (the client verifies the name).
     let tls = tls_connect(addr, client.clone(), "api.test").await.unwrap();
@@ -203,80 +145,33 @@ async fn sni_routes_choose_backend_and_certificate() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mutual_tls_required_refuses_missing_and_foreign_certificates() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path(), "main");
-    let foreign = Pki::new(dir.path(), "foreign");
-    let leaf = pki.server("server");
-    let good_client = pki.issue("client", &["client.test"], &rcgen::PKCS_ED25519);
-    let bad_client = foreign.issue("intruder", &["client.test"], &rcgen::PKCS_ECDSA_P256_SHA256);
-    let backend = echo_backend().await;
-    let port = free_port();
-    let admin = admin_addr();
-    let cfg = admin_toml(admin)
-        + &listener_toml("mtls", port, &backend.to_string(), &leaf, "hybrid-required")
-        + &format!(
-            "[listener.client_auth]\nca = \"{}\"\nmode = \"required\"\n",
-            pki.ca_path("main").display()
-        );
-    let gw = Gateway::start(dir.path(), "gw", &cfg, admin);
-    let addr = ([127, 0, 0, 1], port).into();
-    let hybrid = hybrid_required;
+    let (site, gw, good_client, bad_client) =
+        client_auth_site("mtls", "required", &rcgen::PKCS_ED25519).await;
+    let addr = site.addr();
+    let with = |leaf: Option<&Leaf>| client_config(hybrid_required(), site.pki.roots(), leaf);
 
-    let (echo, _) = exchange(
-        addr,
-        client_config(hybrid(), pki.roots(), Some(&good_client)),
-        "localhost",
-        b"me",
-    )
-    .await
-    .unwrap();
+    let (echo, _) = exchange_ok(addr, with(Some(&good_client)), b"me").await;
     assert_eq!(echo, b"me");
     // In TLS 1.3 the client learns of the refusal after its Finished: on the first read.
-    assert!(
-        exchange(
-            addr,
-            client_config(hybrid(), pki.roots(), None),
-            "localhost",
-            b"x"
-        )
-        .await
-        .is_err()
-    );
-    assert!(
-        exchange(
-            addr,
-            client_config(hybrid(), pki.roots(), Some(&bad_client)),
-            "localhost",
-            b"x"
-        )
-        .await
-        .is_err()
-    );
+    exchange_refused(addr, with(None)).await;
+    exchange_refused(addr, with(Some(&bad_client))).await;
     let refused = "pqgate_tls_handshakes_total{listener=\"mtls\",group=\"none\",outcome=\"peer_cert_refused\"}";
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while gw.metric(refused) < 2.0 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    gw.wait_metric(refused, 2.0, Duration::from_secs(5));
     assert_eq!(gw.metric(refused), 2.0, "{}", gw.metrics());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn proxy_protocol_v2_header_reaches_the_backend() {
-    let Site { dir, pki, leaf, .. } = Site::new("main", "server");
+    let site = Site::new("main", "server");
+    let port = site.port;
     let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let backend_addr = backend.local_addr().unwrap();
-    let port = free_port();
-    let admin = admin_addr();
-    let cfg = admin_toml(admin)
-        + &listener_toml(
-            "pp",
-            port,
-            &backend_addr.to_string(),
-            &leaf,
-            "hybrid-required",
-        )
-        + "proxy_protocol = true\nalpn = [\"h2\", \"http/1.1\"]\n";
-    let _gw = Gateway::start(dir.path(), "gw", &cfg, admin);
+    let _gw = site.serve(
+        "pp",
+        &backend_addr.to_string(),
+        "hybrid-required",
+        "proxy_protocol = true\nalpn = [\"h2\", \"http/1.1\"]\n",
+    );
     let capture = tokio::spawn(async move {
         let (mut s, _) = backend.accept().await.unwrap();
         let mut head = [0u8; 16];
@@ -287,7 +182,7 @@ async fn proxy_protocol_v2_header_reaches_the_backend() {
         s.write_all(b"ok").await.unwrap();
         (head, body)
     });
-    let mut config = (*hybrid_required_client(&pki)).clone();
+    let mut config = (*site.client(hybrid_required())).clone();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let client_port = tcp.local_addr().unwrap().port();
@@ -314,24 +209,19 @@ async fn proxy_protocol_v2_header_reaches_the_backend() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn backend_down_closes_cleanly_counts_and_recovers() {
-    let Site { dir, pki, leaf, .. } = Site::new("main", "server");
+    let site = Site::new("main", "server");
     let backend_port = free_port();
-    let port = free_port();
-    let admin = admin_addr();
-    let cfg = admin_toml(admin)
-        + &listener_toml(
-            "b",
-            port,
-            &format!("127.0.0.1:{backend_port}"),
-            &leaf,
-            "hybrid-required",
-        );
-    let gw = Gateway::start(dir.path(), "gw", &cfg, admin);
-    let addr = ([127, 0, 0, 1], port).into();
+    let gw = site.serve(
+        "b",
+        &format!("127.0.0.1:{backend_port}"),
+        "hybrid-required",
+        "",
+    );
+    let addr = site.addr();
 
     // No backend: the handshake completes, then the connection ends with close_notify (a clean
     // EOF for the client, not a reset or a truncation error).
-    let mut tls = tls_connect(addr, hybrid_required_client(&pki), "localhost")
+    let mut tls = tls_connect(addr, site.client(hybrid_required()), "localhost")
         .await
         .unwrap();
     assert!(read_to_end(&mut tls).await.unwrap().is_empty());
@@ -349,33 +239,19 @@ async fn backend_down_closes_cleanly_counts_and_recovers() {
             let _ = s.write_all(b"back").await;
         }
     });
-    let (reply, _) = exchange(addr, hybrid_required_client(&pki), "localhost", b"hello")
-        .await
-        .unwrap();
+    let (reply, _) = exchange_ok(addr, site.client(hybrid_required()), b"hello").await;
     assert_eq!(reply, b"back");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn garbage_stalls_and_floods_are_bounded() {
-    let Site {
-        dir,
-        pki,
-        leaf,
-        port,
-        admin,
-    } = Site::new("main", "server");
-    let backend = echo_backend().await;
-    let cfg = admin_toml(admin)
-        + &listener_toml(
-            "hostile",
-            port,
-            &backend.to_string(),
-            &leaf,
-            "hybrid-required",
-        )
-        + "[listener.limits]\nmax_connections = 200\nhandshake_timeout_secs = 2\n";
-    let gw = Gateway::start(dir.path(), "gw", &cfg, admin);
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let (site, gw) = echo_site(
+        "hostile",
+        "hybrid-required",
+        "[listener.limits]\nmax_connections = 200\nhandshake_timeout_secs = 2\n",
+    )
+    .await;
+    let addr = site.addr();
 
     // Garbage instead of a ClientHello: answered with an alert or a close, never a hang.
     let mut junk = TcpStream::connect(addr).await.unwrap();
@@ -399,13 +275,9 @@ async fn garbage_stalls_and_floods_are_bounded() {
             stalled.push(s);
         }
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while gw.metric("pqgate_connections_rejected_total{listener=\"hostile\"}") < 1.0
-        && std::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(gw.metric("pqgate_connections_rejected_total{listener=\"hostile\"}") >= 1.0);
+    let rejected = "pqgate_connections_rejected_total{listener=\"hostile\"}";
+    gw.wait_metric(rejected, 1.0, Duration::from_secs(10));
+    assert!(gw.metric(rejected) >= 1.0);
     assert!(gw.metric("pqgate_active_connections{listener=\"hostile\"}") <= 200.0);
     let rss_during = gw.rss_kib();
     assert!(
@@ -423,53 +295,17 @@ async fn garbage_stalls_and_floods_are_bounded() {
     );
     assert!(timeouts >= 1.0, "{}", gw.metrics());
     // And real clients are served again.
-    let (echo, _) = exchange(
-        addr,
-        hybrid_required_client(&pki),
-        "localhost",
-        b"still here",
-    )
-    .await
-    .unwrap();
+    let (echo, _) = exchange_ok(addr, site.client(hybrid_required()), b"still here").await;
     assert_eq!(echo, b"still here");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn optional_client_auth_admits_anonymous_and_verifies_presented_certificates() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path(), "main");
-    let foreign = Pki::new(dir.path(), "foreign");
-    let leaf = pki.server("server");
-    let good = pki.issue("client", &["client.test"], &rcgen::PKCS_ECDSA_P256_SHA256);
-    let bad = foreign.issue("intruder", &["client.test"], &rcgen::PKCS_ECDSA_P256_SHA256);
-    let backend = echo_backend().await;
-    let (port, admin) = (free_port(), admin_addr());
-    let cfg = admin_toml(admin)
-        + &listener_toml("opt", port, &backend.to_string(), &leaf, "hybrid-required")
-        + &format!(
-            "[listener.client_auth]\nca = \"{}\"\nmode = \"optional\"\n",
-            pki.ca_path("main").display()
-        );
-    let _gw = Gateway::start(dir.path(), "gw", &cfg, admin);
-    let addr = ([127, 0, 0, 1], port).into();
-    let with = |leaf: Option<&Leaf>| client_config(hybrid_first(), pki.roots(), leaf);
-    assert_eq!(
-        exchange(addr, with(None), "localhost", b"anon")
-            .await
-            .unwrap()
-            .0,
-        b"anon"
-    );
-    assert_eq!(
-        exchange(addr, with(Some(&good)), "localhost", b"me")
-            .await
-            .unwrap()
-            .0,
-        b"me"
-    );
-    assert!(
-        exchange(addr, with(Some(&bad)), "localhost", b"x")
-            .await
-            .is_err()
-    );
+    let (site, _gw, good, bad) =
+        client_auth_site("opt", "optional", &rcgen::PKCS_ECDSA_P256_SHA256).await;
+    let addr = site.addr();
+    let with = |leaf: Option<&Leaf>| client_config(hybrid_first(), site.pki.roots(), leaf);
+    assert_eq!(exchange_ok(addr, with(None), b"anon").await.0, b"anon");
+    assert_eq!(exchange_ok(addr, with(Some(&good)), b"me").await.0, b"me");
+    exchange_refused(addr, with(Some(&bad))).await;
 }

@@ -122,16 +122,7 @@ fn interop(tag: char, with_psk: bool, extra: &[&str], data_path: &str) {
     lab.ping(&a, "10.100.0.2", 5);
     // An inner source outside the peer's AllowedIPs: wireguard-go sends it, pqgate must drop it.
     let dev_b = lab.if_b.clone();
-    ok(&[
-        "ip",
-        "-n",
-        &b,
-        "address",
-        "add",
-        "10.100.0.9/32",
-        "dev",
-        &dev_b,
-    ]);
+    okw(&format!("ip -n {b} address add 10.100.0.9/32 dev {dev_b}"));
     let spoofed = run_in(5, &b, &["ping", "-c1", "-W1", "-I10.100.0.9", "10.100.0.1"]);
     assert!(
         !spoofed.status.success(),

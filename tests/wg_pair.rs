@@ -500,16 +500,10 @@ fn pqgate_pair_under_valid_handshake_flood() {
     pair.ping(&b, "10.101.0.1", 5);
     // Flood sources 10.98.2.1-200 on B's veth; A routes its cookie replies back to them.
     for i in 1..=SOURCES {
-        ok(&[
-            "ip",
-            "-n",
-            &b,
-            "address",
-            "add",
-            &format!("10.98.2.{i}/32"),
-            "dev",
-            &pair.veth_b,
-        ]);
+        okw(&format!(
+            "ip -n {b} address add 10.98.2.{i}/32 dev {}",
+            pair.veth_b
+        ));
     }
     ok(&[
         "ip",

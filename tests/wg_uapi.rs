@@ -76,18 +76,11 @@ fn wg_show_and_wg_set_against_pqgate() {
     let (if_a, if_b, if_c) = (lab.if_a.clone(), lab.if_b.clone(), lab.if_c.clone());
     start_wireguard_go(&mut lab, &b, &if_b, &priv_b, ("10.100.0.2", PORT_B));
     let ep_a_b = format!("10.97.0.1:{PORT_A}");
-    lab.wg_ok(
+    lab.set_peer(
         &b,
-        &[
-            "set",
-            &if_b,
-            "peer",
-            &pub_a,
-            "allowed-ips",
-            "10.100.0.1/32",
-            "endpoint",
-            &ep_a_b,
-        ],
+        &if_b,
+        &pub_a,
+        &["allowed-ips", "10.100.0.1/32", "endpoint", &ep_a_b],
     );
     // A stale socket (nothing listening) at pqgate's path is replaced.
     let stale = uapi_socket(&if_a);
@@ -118,32 +111,18 @@ fn wg_show_and_wg_set_against_pqgate() {
     thread::sleep(Duration::from_millis(1100));
     start_wireguard_go(&mut lab, &c, &if_c, &priv_c, ("10.100.0.3", PORT_C));
     let ep_a_c = format!("10.98.0.1:{PORT_A}");
-    lab.wg_ok(
+    lab.set_peer(
         &c,
-        &[
-            "set",
-            &if_c,
-            "peer",
-            &pub_a,
-            "allowed-ips",
-            "10.100.0.1/32",
-            "endpoint",
-            &ep_a_c,
-        ],
+        &if_c,
+        &pub_a,
+        &["allowed-ips", "10.100.0.1/32", "endpoint", &ep_a_c],
     );
     let ep_c = format!("10.98.0.2:{PORT_C}");
-    lab.wg_ok(
+    lab.set_peer(
         &a,
-        &[
-            "set",
-            &if_a,
-            "peer",
-            &pub_c,
-            "allowed-ips",
-            "10.100.0.3/32",
-            "endpoint",
-            &ep_c,
-        ],
+        &if_a,
+        &pub_c,
+        &["allowed-ips", "10.100.0.3/32", "endpoint", &ep_c],
     );
     lab.ping(&a, "10.100.0.3", 10);
     lab.ping(&c, "10.100.0.1", 5);
@@ -164,14 +143,8 @@ fn wg_show_and_wg_set_against_pqgate() {
     let psk_file = lab.dir.path().join("psk");
     std::fs::write(&psk_file, &psk).expect("writing psk");
     let psk_file = psk_file.to_string_lossy().into_owned();
-    lab.wg_ok(
-        &a,
-        &["set", &if_a, "peer", &pub_b, "preshared-key", &psk_file],
-    );
-    lab.wg_ok(
-        &b,
-        &["set", &if_b, "peer", &pub_a, "preshared-key", &psk_file],
-    );
+    lab.set_peer(&a, &if_a, &pub_b, &["preshared-key", &psk_file]);
+    lab.set_peer(&b, &if_b, &pub_a, &["preshared-key", &psk_file]);
     lab.ping(&a, "10.100.0.2", 3);
     let line = peer_line(&lab, &pub_b).expect("peer B listed");
     assert_eq!(line[1], psk, "{line:?}");
@@ -183,14 +156,12 @@ fn wg_show_and_wg_set_against_pqgate() {
     // Drop wireguard-go's session (remove and re-add the peer): the next ping needs a new
     // handshake, which only works if both sides use the new PSK.
     thread::sleep(Duration::from_millis(1100));
-    lab.wg_ok(&b, &["set", &if_b, "peer", &pub_a, "remove"]);
-    lab.wg_ok(
+    lab.set_peer(&b, &if_b, &pub_a, &["remove"]);
+    lab.set_peer(
         &b,
+        &if_b,
+        &pub_a,
         &[
-            "set",
-            &if_b,
-            "peer",
-            &pub_a,
             "preshared-key",
             &psk_file,
             "allowed-ips",
@@ -210,20 +181,13 @@ fn wg_show_and_wg_set_against_pqgate() {
     let psk_c = lab.dir.path().join("psk-c");
     std::fs::write(&psk_c, ok(&["wg", "genpsk"]).trim()).expect("writing psk");
     let psk_c = psk_c.to_string_lossy().into_owned();
-    lab.wg_ok(&a, &["set", &if_a, "peer", &pub_c, "preshared-key", &psk_c]);
-    lab.wg_ok(&c, &["set", &if_c, "peer", &pub_a, "remove"]);
-    lab.wg_ok(
+    lab.set_peer(&a, &if_a, &pub_c, &["preshared-key", &psk_c]);
+    lab.set_peer(&c, &if_c, &pub_a, &["remove"]);
+    lab.set_peer(
         &c,
-        &[
-            "set",
-            &if_c,
-            "peer",
-            &pub_a,
-            "allowed-ips",
-            "10.100.0.1/32",
-            "endpoint",
-            &ep_a_c,
-        ],
+        &if_c,
+        &pub_a,
+        &["allowed-ips", "10.100.0.1/32", "endpoint", &ep_a_c],
     );
     assert!(
         !(0..3).any(|_| ping_once(&c, "10.100.0.1")),
@@ -231,7 +195,7 @@ fn wg_show_and_wg_set_against_pqgate() {
     );
 
     // Remove peer C: gone from the dump and from the routes, no more traffic.
-    lab.wg_ok(&a, &["set", &if_a, "peer", &pub_c, "remove"]);
+    lab.set_peer(&a, &if_a, &pub_c, &["remove"]);
     assert!(peer_line(&lab, &pub_c).is_none(), "{:?}", dump(&lab));
     assert!(!ping_once(&a, "10.100.0.3"), "peer C still reachable");
     let routes = okw(&format!("ip -n {a} route show dev {if_a}"));

@@ -28,6 +28,11 @@ impl Gateway {
         Self::start_with_env(dir, name, config, admin, &[])
     }
 
+    /// Starts `dir/gw.toml`: the `[admin]` sections on `admin`, then `rest` (listeners, ...).
+    pub fn serve(dir: &Path, admin: SocketAddr, rest: &str) -> Self {
+        Self::start(dir, "gw", &(admin_toml(admin) + rest), admin)
+    }
+
     /// Like [`Gateway::start`], with extra environment variables.
     pub fn start_with_env(
         dir: &Path,
@@ -123,6 +128,27 @@ impl Gateway {
             std::thread::sleep(Duration::from_millis(50));
         }
         false
+    }
+
+    /// Polls (bounded) until the metric `prefix` reaches `at_least`; returns its last value.
+    pub fn wait_metric(&self, prefix: &str, at_least: f64, limit: Duration) -> f64 {
+        let deadline = Instant::now() + limit;
+        loop {
+            let value = self.metric(prefix);
+            if value >= at_least || Instant::now() >= deadline {
+                return value;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Fails (with the log) unless the log comes to contain `needle` within `limit`.
+    pub fn assert_log(&self, needle: &str, limit: Duration) {
+        assert!(
+            self.wait_log(needle, limit),
+            "no {needle:?} in the log:\n{}",
+            self.log_text()
+        );
     }
 
     /// RSS of the process in KiB.

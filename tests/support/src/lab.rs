@@ -112,16 +112,18 @@ impl Lab {
         run_in(10, ns, &[["wg"].as_slice(), args].concat())
     }
 
+    /// `wg set IFACE peer PEER SETTINGS...` in `ns`, which must succeed.
+    pub fn set_peer(&self, ns: &str, iface: &str, peer: &str, settings: &[&str]) -> String {
+        let args: Vec<&str> = ["set", iface, "peer", peer]
+            .into_iter()
+            .chain(settings.iter().copied())
+            .collect();
+        self.wg_ok(ns, &args)
+    }
+
     /// [`Lab::wg`] that must succeed; its stdout.
     pub fn wg_ok(&self, ns: &str, args: &[&str]) -> String {
-        let out = self.wg(ns, args);
-        assert!(
-            out.status.success(),
-            "wg {args:?}: {}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        crate::sys::stdout_of(&format!("wg {args:?}"), self.wg(ns, args))
     }
 }
 

@@ -9,6 +9,7 @@
 //! * [`daemon`]: `pqgate run` inside a network namespace, its log kept;
 //! * [`cli`]: one-shot `pqgate` commands (`check`, `keygen`, ...);
 //! * [`tls`]: TLS clients with chosen groups and the `[[listener]]`/`[admin]` TOML;
+//! * [`fill`]: deterministic filler bytes, PQ PSK peer entries;
 //! * [`backend`]: small TCP backends (echo, tag, hashing) and a deterministic byte stream;
 //! * [`netns`]: namespaces, veths, wireguard-go and `pqgate wg up` peers, transfers;
 //! * [`lab`]: the WireGuard lab, namespace `a` (pqgate) joined to `b` (and `c`) by veths.
@@ -16,6 +17,7 @@
 pub mod backend;
 pub mod cli;
 pub mod daemon;
+pub mod fill;
 pub mod gateway;
 pub mod lab;
 pub mod netns;
@@ -29,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 pub use backend::*;
+pub use fill::{Xorshift64, pqpsk_peer};
 pub use gateway::*;
 pub use pki::{Leaf, Pki};
 pub use require::{require, require_root, require_tools};

@@ -26,11 +26,17 @@ pub fn run(limit_s: u32, args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("spawning {args:?}: {e}"))
 }
 
+/// [`run`] (20 s) that must succeed; its stdout.
 pub fn ok(args: &[&str]) -> String {
-    let out = run(20, args);
+    stdout_of(&format!("{args:?}"), run(20, args))
+}
+
+/// The stdout of the command `what` that gave `out`; fails with its status and stderr unless
+/// it succeeded.
+pub fn stdout_of(what: &str, out: Output) -> String {
     assert!(
         out.status.success(),
-        "{args:?}: {}\n{}",
+        "{what}: {}\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );

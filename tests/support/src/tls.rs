@@ -142,3 +142,58 @@ impl Site {
         }
     }
 }
+
+impl Site {
+    /// The listener's address, 127.0.0.1:`port`.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// A client trusting this site's CA, offering `provider`'s groups, no client certificate.
+    pub fn client(&self, provider: Arc<CryptoProvider>) -> Arc<ClientConfig> {
+        client_config(provider, self.pki.roots(), None)
+    }
+
+    /// Starts the gateway `gw`: `[admin]` and one listener `name` on `port` with the site's
+    /// leaf, in front of `backend` under `policy`, `extra` (keys, sub-tables) appended.
+    pub fn serve(&self, name: &str, backend: &str, policy: &str, extra: &str) -> crate::Gateway {
+        let listener = crate::listener_toml(name, self.port, backend, &self.leaf, policy) + extra;
+        crate::Gateway::serve(self.dir.path(), self.admin, &listener)
+    }
+}
+
+/// A listener's `[listener.client_auth]` table: client certificates from `ca`, `mode`
+/// (`required` or `optional`).
+pub fn client_auth_toml(ca: &std::path::Path, mode: &str) -> String {
+    format!(
+        "[listener.client_auth]\nca = \"{}\"\nmode = \"{mode}\"\n",
+        ca.display()
+    )
+}
+
+/// [`exchange`] with `localhost` that must succeed: the reply and the negotiated group.
+pub async fn exchange_ok(
+    addr: SocketAddr,
+    config: Arc<ClientConfig>,
+    request: &[u8],
+) -> (Vec<u8>, Option<rustls::NamedGroup>) {
+    exchange(addr, config, "localhost", request)
+        .await
+        .unwrap_or_else(|e| panic!("exchange with {addr}: {e}"))
+}
+
+/// [`exchange`] of `x` with `localhost` that must fail (refused handshake, alert, or a
+/// certificate the client does not accept): the error.
+pub async fn exchange_refused(addr: SocketAddr, config: Arc<ClientConfig>) -> std::io::Error {
+    match exchange(addr, config, "localhost", b"x").await {
+        Ok((reply, group)) => panic!("{addr} served {reply:?} over {group:?}, expected a refusal"),
+        Err(e) => e,
+    }
+}
+
+/// The TLS error (such as a received alert) an I/O error carries, if any.
+pub fn tls_error(err: &std::io::Error) -> Option<rustls::Error> {
+    err.get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+        .cloned()
+}
