@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use hyper::header::{CONNECTION, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 /// A response of [`serve_http1`]'s handler: the whole body in memory.
 pub(crate) type Reply = Response<Full<Bytes>>;
@@ -60,6 +60,9 @@ pub(crate) enum HttpError {
     /// The request could not be built (a path that is no URI).
     #[error("request: {0}")]
     Request(#[source] hyper::http::Error),
+    /// Reading the request failed.
+    #[error("read: {0}")]
+    Read(#[source] io::Error),
     /// The server could not be reached.
     #[error("connect: {0}")]
     Connect(#[source] io::Error),
@@ -115,23 +118,36 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     F: Fn(&Request<Incoming>) -> Reply,
 {
+    let started = tokio::time::Instant::now();
+    let mut counted = Counted {
+        inner: io,
+        traffic: Traffic::default(),
+        first: None,
+    };
+    // The request's first byte is awaited before hyper is set up: an idle connection then
+    // holds neither hyper's connection state nor its 8 KiB read buffer.
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(limits.header_timeout, counted.inner.read(&mut first)).await {
+        Err(_) => return Err(HttpError::HeaderTimeout(limits.header_timeout)),
+        Ok(Ok(0)) => return Ok(counted.traffic),
+        Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(counted.traffic),
+        Ok(Err(e)) => return Err(HttpError::Read(e)),
+        Ok(Ok(_)) => counted.first = Some(first[0]),
+    }
+    let waited = started.elapsed();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
+        .header_read_timeout(limits.header_timeout.saturating_sub(waited))
         .max_header_size(limits.max_head_bytes)
         .max_buf_size(limits.max_head_bytes.max(MIN_BUF_BYTES))
         .keep_alive(false)
         .title_case_headers(true)
         .auto_date_header(false);
-    let mut counted = Counted {
-        inner: io,
-        traffic: Traffic::default(),
-    };
     let service =
         hyper::service::service_fn(|req| std::future::ready(Ok::<_, Infallible>(handler(&req))));
     let conn = builder.serve_connection(TokioIo::new(&mut counted), service);
-    let done = tokio::time::timeout(limits.total, conn)
+    let done = tokio::time::timeout(limits.total.saturating_sub(waited), conn)
         .await
         .map_err(|_| HttpError::Timeout(limits.total))?;
     match done {
@@ -201,11 +217,13 @@ async fn get_unbounded(
     }
 }
 
-/// Counts the bytes through a stream; a read that ends in `UnexpectedEof` (a TLS peer that
-/// closed without `close_notify`) reads as a close.
+/// Counts the bytes through a stream, handing out first the byte [`serve_http1`] read ahead; a
+/// read that ends in `UnexpectedEof` (a TLS peer that closed without `close_notify`) reads as a
+/// close.
 struct Counted<S> {
     inner: S,
     traffic: Traffic,
+    first: Option<u8>,
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
@@ -214,6 +232,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if buf.remaining() > 0
+            && let Some(b) = self.first.take()
+        {
+            buf.put_slice(&[b]);
+            self.traffic.read += 1;
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => Poll::Ready(Ok(())),
@@ -369,6 +394,31 @@ mod tests {
         let mut rest = Vec::new();
         client.read_to_end(&mut rest).await.unwrap();
         assert!(rest.is_empty(), "no answer after a timeout");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_peer_times_out_and_a_late_head_shares_the_budget() {
+        // Nothing at all: the wait for the first byte ends at the header timeout.
+        let (server, _client) = tokio::io::duplex(1024);
+        let started = tokio::time::Instant::now();
+        let r = serve_http1(server, &LIMITS, hello).await;
+        assert!(matches!(r, Err(HttpError::HeaderTimeout(_))), "{r:?}");
+        assert!(started.elapsed() >= LIMITS.header_timeout);
+        assert!(started.elapsed() < LIMITS.header_timeout * 2);
+        // One byte just before the deadline, the rest never: the head's timeout is what was
+        // left of the header budget, not a fresh one.
+        let (server, mut client) = tokio::io::duplex(1024);
+        let served = tokio::spawn(async move { serve_http1(server, &LIMITS, hello).await });
+        let started = tokio::time::Instant::now();
+        tokio::time::sleep(LIMITS.header_timeout.mul_f64(0.9)).await;
+        client.write_all(b"G").await.unwrap();
+        let r = served.await.unwrap();
+        assert!(matches!(r, Err(HttpError::HeaderTimeout(_))), "{r:?}");
+        assert!(
+            started.elapsed() < LIMITS.header_timeout.mul_f64(1.5),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test]

@@ -14,6 +14,8 @@
 //! * [`netns`]: namespaces, veths, wireguard-go and `pqgate wg up` peers, transfers;
 //! * [`lab`]: the WireGuard lab, namespace `a` (pqgate) joined to `b` (and `c`) by veths.
 
+#![forbid(unsafe_code)]
+
 pub mod backend;
 pub mod cli;
 pub mod daemon;
