@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the host tools the image build and boot test need (Debian 12), idempotently:
-# mkosi 24 and qemu-system-x86 from bookworm-backports, plus zstd, curl, ovmf and kmod (depmod).
+# mkosi 24 and qemu-system-x86 from bookworm-backports, plus zstd, curl, ovmf, kmod (depmod) and cpio.
 # The backports source is added only when no configured source already names it.
 set -euo pipefail
 
@@ -14,6 +14,8 @@ command -v mkfs.vfat >/dev/null || need+=(dosfstools)
 command -v mcopy >/dev/null || need+=(mtools)
 # mkosi runs depmod for the image's kernel modules; a minimal host may lack kmod.
 command -v depmod >/dev/null || [ -x /usr/sbin/depmod ] || [ -x /sbin/depmod ] || need+=(kmod)
+# The initrd mkosi makes for the kernel modules is a cpio archive.
+command -v cpio >/dev/null || need+=(cpio)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -36,4 +38,4 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends -t bookworm-backports mkosi qemu-system-x86 \
     systemd systemd-container
 apt-get install -y -qq --no-install-recommends zstd curl ovmf bubblewrap mtools dosfstools \
-    debian-archive-keyring apt dpkg-dev erofs-utils cryptsetup-bin kmod
+    debian-archive-keyring apt dpkg-dev erofs-utils cryptsetup-bin kmod cpio
