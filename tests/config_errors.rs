@@ -97,6 +97,41 @@ fn every_broken_thing_is_named_with_key_and_file() {
 }
 
 #[test]
+fn a_log_level_that_would_silence_every_line_is_refused() {
+    // The tracing filter reads a bare word as a target: "warning" used to pass `check` and
+    // turn off every log line, the per-connection audit line included.
+    let dir = tempfile::tempdir().unwrap();
+    for (level, hint) in [
+        ("warning", "did you mean \"warn\"?"),
+        ("bogus", "is no level"),
+    ] {
+        let p = write(
+            dir.path(),
+            &format!("{level}.toml"),
+            &format!("[log]\nlevel = \"{level}\"\n"),
+        );
+        let (ok, _, stderr) = check(&p);
+        assert!(!ok, "{level}: accepted");
+        assert!(
+            stderr.contains("log.level"),
+            "{level}: key not named:\n{stderr}"
+        );
+        assert!(stderr.contains(hint), "{level}:\n{stderr}");
+        assert!(
+            stderr.contains(&p.display().to_string()),
+            "{level}: file not named:\n{stderr}"
+        );
+    }
+    let p = write(
+        dir.path(),
+        "ok.toml",
+        "[log]\nlevel = \"warn,pqgate=debug\"\n",
+    );
+    let (ok, _, stderr) = check(&p);
+    assert!(ok, "{stderr}");
+}
+
+#[test]
 fn several_errors_are_reported_together() {
     let dir = tempfile::tempdir().unwrap();
     let text = "[admin]\nlisten = \"nope\"\n\n[[listener]]\nname = \"a\"\nlisten = \"127.0.0.1:1\"\n\

@@ -9,6 +9,7 @@ pub mod config;
 pub mod firewall;
 pub mod hex;
 pub mod ip;
+pub mod log_filter;
 pub mod metrics;
 pub mod offload;
 pub mod pqpsk;

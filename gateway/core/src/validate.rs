@@ -120,6 +120,9 @@ impl Validator {
     }
 
     fn check_service(&mut self, config: &Config) {
+        for why in crate::log_filter::problems(&config.log.level) {
+            self.push("log.level", why);
+        }
         if config.service.drain_timeout_secs > 3600 {
             self.push("service.drain_timeout_secs", "must be at most 3600");
         }

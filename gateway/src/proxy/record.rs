@@ -10,6 +10,10 @@ use tokio::time::Instant;
 
 use crate::tls::SessionFacts;
 
+/// The log target of the per-connection line (`log.level = "warn,pqgate::endpoint=info"` keeps
+/// only it).
+pub(crate) const AUDIT_TARGET: &str = "pqgate::endpoint";
+
 /// Everything logged and counted about one connection.
 pub(crate) struct ConnectionRecord<'a> {
     /// Listener or connector name.
@@ -71,7 +75,10 @@ impl<'a> ConnectionRecord<'a> {
                 (s.group, s.suite, s.version, s.post_quantum)
             });
         let duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        // The audit line keeps the target it has always had (log filters and SIEM rules match
+        // it), whichever module emits it.
         tracing::info!(
+            target: AUDIT_TARGET,
             listener = self.listener,
             peer = %self.peer,
             sni = self.sni.as_deref().unwrap_or("-"),
