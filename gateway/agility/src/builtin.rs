@@ -63,9 +63,8 @@ impl AeadKey for BuiltinKey {
     ) -> Result<(), PluginError> {
         let nonce = self.nonce(nonce)?;
         let len = plaintext.len() + self.key.algorithm().tag_len();
-        append_with(out, len, |buf| {
+        append_with(out, plaintext, len, |buf| {
             let (body, tag_out) = buf.split_at_mut(plaintext.len());
-            body.copy_from_slice(plaintext);
             let tag = self
                 .key
                 .seal_in_place_separate_tag(nonce, aead::Aad::from(aad), body)
@@ -84,8 +83,7 @@ impl AeadKey for BuiltinKey {
         out: &mut Vec<u8>,
     ) -> Result<(), PluginError> {
         let nonce = self.nonce(nonce)?;
-        append_with(out, sealed.len(), |buf| {
-            buf.copy_from_slice(sealed);
+        append_with(out, sealed, sealed.len(), |buf| {
             self.key
                 .open_in_place(nonce, aead::Aad::from(aad), buf)
                 .map(|plain| plain.len())

@@ -118,7 +118,7 @@ impl AeadKey for Sm4GcmKey {
             .len()
             .checked_add(sm4::TAG_LEN)
             .ok_or_else(|| call_error(sm4::Error::InputTooLong))?;
-        append_with(out, len, |buf| {
+        append_with(out, &[], len, |buf| {
             self.0
                 .seal_into(nonce, aad, plaintext, buf)
                 .map_err(call_error)
@@ -136,7 +136,7 @@ impl AeadKey for Sm4GcmKey {
             .len()
             .checked_sub(sm4::TAG_LEN)
             .ok_or_else(|| call_error(sm4::Error::InputTooShort))?;
-        append_with(out, len, |buf| {
+        append_with(out, &[], len, |buf| {
             self.0
                 .open_into(nonce, aad, sealed, buf)
                 .map_err(call_error)

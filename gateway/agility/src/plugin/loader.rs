@@ -450,7 +450,7 @@ impl RuntimeKey {
         if nonce.len() != self.nonce_len {
             return Err(PluginError::call(&self.name, "wrong nonce length"));
         }
-        append_with(out, expected, |buf| {
+        append_with(out, &[], expected, |buf| {
             let mut written = 0usize;
             // SAFETY: every pointer/length pair designates a live Rust buffer of that length;
             // the output has exactly `expected` writable bytes and the plugin must not write

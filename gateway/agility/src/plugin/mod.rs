@@ -134,15 +134,19 @@ pub trait AeadKey: Send + Sync {
     ) -> Result<(), PluginError>;
 }
 
-/// Grows `out` by `len` bytes and lets `fill` write them, keeping the first `kept` bytes it
-/// reports (at most `len`); on failure `out` is left as it was. The one place the
-/// [`AeadKey`] contract "append to `out`, unchanged on failure" is kept for every implementation.
+/// Grows `out` by `len` bytes, the first of them a copy of `prefix` (the rest zeroed), and lets
+/// `fill` rewrite them, keeping the first `kept` bytes it reports (at most `len`); on failure
+/// `out` is left as it was. The one place the [`AeadKey`] contract "append to `out`, unchanged
+/// on failure" is kept for every implementation. `prefix` lets an in-place AEAD take its input
+/// with one copy and no zeroing of it (the built-ins seal and open in place, per packet).
 pub(crate) fn append_with(
     out: &mut Vec<u8>,
+    prefix: &[u8],
     len: usize,
     fill: impl FnOnce(&mut [u8]) -> Result<usize, PluginError>,
 ) -> Result<(), PluginError> {
     let start = out.len();
+    out.extend_from_slice(prefix);
     out.resize(start + len, 0);
     match fill(&mut out[start..]) {
         Ok(kept) => {
